@@ -10,7 +10,13 @@
 #![warn(missing_docs)]
 
 pub mod codec;
+pub mod mailslot;
 pub mod name;
+pub mod nbdgm;
+pub mod nbns;
+pub mod nbss;
+pub mod oem;
+pub mod smb;
 
 pub use codec::{DecodeError, DecodeErrorKind};
 pub use name::{NameError, NetbiosName, QualifiedName, Scope};

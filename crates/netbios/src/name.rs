@@ -252,7 +252,9 @@ impl Scope {
         }
         let scope = Self { labels };
         if 1 + ENCODED_NAME_LEN + scope.encoded_len() + 1 > MAX_ENCODED_LEN {
-            return Err(NameError::InvalidScope("encoded name longer than 255 bytes"));
+            return Err(NameError::InvalidScope(
+                "encoded name longer than 255 bytes",
+            ));
         }
         Ok(scope)
     }
@@ -379,12 +381,11 @@ impl QualifiedName {
         let mut labels = Vec::new();
         let mut total = 0usize;
         loop {
-            let len = *msg.get(pos).ok_or_else(|| {
-                DecodeError::new(pos, DecodeErrorKind::Truncated { needed: 1 })
-            })?;
+            let len = *msg
+                .get(pos)
+                .ok_or_else(|| DecodeError::new(pos, DecodeErrorKind::Truncated { needed: 1 }))?;
             match len & 0xC0 {
                 0x00 if len == 0 => {
-                    total += 1;
                     pos += 1;
                     break;
                 }

@@ -1,0 +1,1025 @@
+//! The message server's side of one TCP connection, as a state machine without I/O.
+//!
+//! The connection feeds in what it reads ([`ReceiverSession::handle_bytes`]) and the time;
+//! the session answers with [`ReceiverEvent`]s: bytes to write, a session request for the
+//! caller to judge against its name table, a complete message for the caller to store, or a
+//! request to close. A message is acknowledged to the sender only when the caller reports
+//! with [`ReceiverSession::complete_delivery`] that it is stored, so a sender never hears
+//! "delivered" for a message that a crash could still lose.
+//!
+//! Behaviour (REFERENCE 3.2, 4, and DESIGN "Behaviour to get right"): 0xD0 is accepted as the
+//! first SMB with no NEGOTIATE, unlike Samba; 0xD5 is answered with WordCount 1 and a real
+//! group id, and a mismatched id on 0xD7/0xD6 is tolerated; on ports other than 139 SMB frames
+//! may come without a session request, as Samba allows. SMB-level problems (out-of-sequence
+//! blocks, oversize messages, unknown commands, malformed bodies) get an SMB error and the
+//! connection lives on; bytes that are not session service framing or not SMB close it.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::codec::{DecodeError, Reader};
+use crate::name::QualifiedName;
+use crate::nbss::{self, Framer, FramerMode, NegativeCode, SessionPacket};
+
+use super::assembler::{AssembledMessage, AssemblerLimits, AssemblyError, MessageAssembler};
+use super::header::{dos, nt, SmbHeader, SmbStatus};
+use super::messenger::{Request, Response};
+
+/// Time allowed from connecting to the first request (session request, or first SMB where
+/// none is required). Our limit: a sender writes its session request right after the TCP
+/// handshake (REFERENCE 3.2), so a connection silent for this long is not a messenger sender
+/// and only holds a slot.
+pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time allowed between one answered request and the next SMB. Matches the session service's
+/// SSN_CLOSE_TIMEOUT of 30 s (RFC 1002 s.6): a sender waits for each response and then sends
+/// the next block at once ([MS-MSRP] 3.2.4.4), so a longer pause means it is gone or stalling.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Whether a SESSION REQUEST must open the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionRequestPolicy {
+    /// Port 139: a session message before a session request closes the connection.
+    Required,
+    /// Other ports: SMB frames may come straight away, as `smbclient -p PORT` sends them and
+    /// Samba accepts them; a session request first is still honoured.
+    Optional,
+}
+
+/// How a [`ReceiverSession`] behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceiverConfig {
+    /// Whether a session request is required.
+    pub session_request: SessionRequestPolicy,
+    /// See [`FIRST_REQUEST_TIMEOUT`].
+    pub first_request_timeout: Duration,
+    /// See [`IDLE_TIMEOUT`].
+    pub idle_timeout: Duration,
+    /// Limits on message size.
+    pub limits: AssemblerLimits,
+    /// Largest session message accepted; see [`nbss::DEFAULT_MAX_FRAME_LEN`].
+    pub max_frame_len: usize,
+}
+
+impl ReceiverConfig {
+    /// Settings for the session service port 139: a session request is required.
+    pub fn session_port() -> Self {
+        Self {
+            session_request: SessionRequestPolicy::Required,
+            first_request_timeout: FIRST_REQUEST_TIMEOUT,
+            idle_timeout: IDLE_TIMEOUT,
+            limits: AssemblerLimits::default(),
+            max_frame_len: nbss::DEFAULT_MAX_FRAME_LEN,
+        }
+    }
+
+    /// Settings for any other port: SMB frames are accepted without a session request.
+    pub fn direct_port() -> Self {
+        Self {
+            session_request: SessionRequestPolicy::Optional,
+            ..Self::session_port()
+        }
+    }
+}
+
+impl Default for ReceiverConfig {
+    fn default() -> Self {
+        Self::session_port()
+    }
+}
+
+/// Which command form carried a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageForm {
+    /// One 0xD0.
+    SingleBlock,
+    /// 0xD5, 0xD7 ×n, 0xD6.
+    MultiBlock,
+}
+
+/// A complete message received on the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingMessage {
+    /// OriginatorName, raw OEM bytes.
+    pub from: Vec<u8>,
+    /// DestinationName, raw OEM bytes. The caller checks it against its names.
+    pub to: Vec<u8>,
+    /// The text, raw OEM bytes, trailing NULs removed; line breaks not yet folded.
+    pub text: Vec<u8>,
+    /// The called name of the session request, if there was one.
+    pub called: Option<QualifiedName>,
+    /// The calling name of the session request, if there was one.
+    pub calling: Option<QualifiedName>,
+    /// Which form carried it.
+    pub form: MessageForm,
+}
+
+/// Why the session asks for the connection to be closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The caller refused the session request; a negative response was sent first.
+    SessionRejected,
+    /// The peer sent nothing in time.
+    Timeout,
+    /// The bytes are not session service framing or not SMB1.
+    Malformed(DecodeError),
+    /// The peer broke the session protocol (no session request on port 139, a second
+    /// session request, a session response sent to a server).
+    ProtocolViolation(&'static str),
+    /// The peer closed its side.
+    PeerClosed,
+}
+
+/// What the caller must do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReceiverEvent {
+    /// Write these bytes to the connection.
+    Transmit(Vec<u8>),
+    /// A session request arrived: answer with [`ReceiverSession::accept_session`] (accept
+    /// only if `called` is one of our `<03>` names, REFERENCE 3.2).
+    SessionRequested {
+        /// The name called.
+        called: QualifiedName,
+        /// The caller's name.
+        calling: QualifiedName,
+    },
+    /// A complete message: store it, then answer with
+    /// [`ReceiverSession::complete_delivery`]. Nothing else is processed until then.
+    Deliver(IncomingMessage),
+    /// Close the connection after writing any bytes from earlier events.
+    Close(CloseReason),
+}
+
+/// Why the caller could not take a message; each maps to the error the sender sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DeliveryError {
+    /// No room to store it: ERRnoroom ([MS-MSRP] 3.2.4.5).
+    NoRoom,
+    /// Messages are switched off: ERRmsgoff.
+    MessagingOff,
+    /// The service is paused: ERRpaused.
+    Paused,
+    /// The destination is not one of our names: ERRerror, or STATUS_OBJECT_NAME_NOT_FOUND when
+    /// the sender understands NT status (there is no messenger-specific code for this).
+    NotOurName,
+}
+
+impl DeliveryError {
+    fn codes(self) -> (u16, u32) {
+        match self {
+            Self::NoRoom => (dos::ERR_NOROOM, nt::DISK_FULL),
+            Self::MessagingOff => (dos::ERR_MSGOFF, nt::REQUEST_NOT_ACCEPTED),
+            Self::Paused => (dos::ERR_PAUSED, nt::SHARING_PAUSED),
+            Self::NotOurName => (dos::ERR_ERROR, nt::OBJECT_NAME_NOT_FOUND),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    /// Nothing received yet.
+    Start,
+    /// A session request waits for [`ReceiverSession::accept_session`].
+    AwaitingAccept,
+    /// Reading SMBs.
+    Ready,
+    /// A message waits for [`ReceiverSession::complete_delivery`]; the header is the request
+    /// to answer.
+    AwaitingDelivery(SmbHeader),
+    /// Done; every input is ignored.
+    Closed,
+}
+
+/// One receiving connection.
+#[derive(Debug)]
+pub struct ReceiverSession {
+    config: ReceiverConfig,
+    phase: Phase,
+    framer: Framer,
+    assembler: MessageAssembler,
+    called: Option<QualifiedName>,
+    calling: Option<QualifiedName>,
+    /// The group id the next 0xD5 gets. Starts at 1: [MS-MSRP] 2.2.3.2.2 makes it a session
+    /// number, and 0 is what servers that have none send.
+    next_group_id: u16,
+    deadline: Option<Instant>,
+    /// The peer closed while a delivery was pending: close once it is answered.
+    eof_pending: bool,
+    events: VecDeque<ReceiverEvent>,
+}
+
+impl ReceiverSession {
+    /// A session for a connection accepted at `now`.
+    pub fn new(config: ReceiverConfig, now: Instant) -> Self {
+        Self {
+            config,
+            phase: Phase::Start,
+            framer: Framer::new(FramerMode::SessionService, config.max_frame_len),
+            assembler: MessageAssembler::new(config.limits),
+            called: None,
+            calling: None,
+            next_group_id: 1,
+            deadline: now.checked_add(config.first_request_timeout),
+            eof_pending: false,
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Whether the session has asked to close (or been closed).
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// Bytes read from the connection.
+    pub fn handle_bytes(&mut self, now: Instant, bytes: &[u8]) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        self.framer.push(bytes);
+        self.process(now);
+    }
+
+    /// The peer closed its side of the connection. A pending delivery is still answered by
+    /// the caller (the message may already be stored); the close follows it.
+    pub fn handle_eof(&mut self) {
+        match self.phase {
+            Phase::Closed => {}
+            Phase::AwaitingDelivery(_) => self.eof_pending = true,
+            _ => self.close(CloseReason::PeerClosed),
+        }
+    }
+
+    /// The caller's verdict on the session request from [`ReceiverEvent::SessionRequested`].
+    /// Refusing sends NEGATIVE SESSION RESPONSE 0x82, "called name not present", and closes.
+    pub fn accept_session(&mut self, now: Instant, accept: bool) {
+        if self.phase != Phase::AwaitingAccept {
+            return;
+        }
+        if accept {
+            self.send_packet(&SessionPacket::PositiveResponse);
+            self.phase = Phase::Ready;
+            self.deadline = now.checked_add(self.config.idle_timeout);
+            self.process(now);
+        } else {
+            self.send_packet(&SessionPacket::NegativeResponse(
+                NegativeCode::CalledNameNotPresent,
+            ));
+            self.close(CloseReason::SessionRejected);
+        }
+    }
+
+    /// The caller's verdict on the message from [`ReceiverEvent::Deliver`]: `Ok` once it is
+    /// durably stored. Only now is the sender answered.
+    pub fn complete_delivery(&mut self, now: Instant, result: Result<(), DeliveryError>) {
+        let Phase::AwaitingDelivery(header) = self.phase else {
+            return;
+        };
+        let response = match result {
+            Ok(()) => Response::success(&header),
+            Err(err) => {
+                let (dos_code, nt_code) = err.codes();
+                error_response(&header, dos_code, nt_code)
+            }
+        };
+        self.send_response(&response);
+        if self.eof_pending {
+            self.close(CloseReason::PeerClosed);
+            return;
+        }
+        self.phase = Phase::Ready;
+        self.deadline = now.checked_add(self.config.idle_timeout);
+        self.process(now);
+    }
+
+    /// The next thing the caller must do.
+    pub fn poll_event(&mut self) -> Option<ReceiverEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`ReceiverSession::handle_timeout`] must next be called. `None` while the caller
+    /// owes an answer: the time the caller takes is not the peer's fault.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Start | Phase::Ready => self.deadline,
+            _ => None,
+        }
+    }
+
+    /// The clock reached `now`: closes the connection if the peer has been too slow.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(deadline) = self.poll_timeout() {
+            if now >= deadline {
+                self.close(CloseReason::Timeout);
+            }
+        }
+    }
+
+    fn close(&mut self, reason: CloseReason) {
+        if self.phase != Phase::Closed {
+            self.phase = Phase::Closed;
+            self.deadline = None;
+            self.assembler.reset();
+            self.events.push_back(ReceiverEvent::Close(reason));
+        }
+    }
+
+    fn send_packet(&mut self, packet: &SessionPacket) {
+        match packet.to_bytes() {
+            Ok(bytes) => self.events.push_back(ReceiverEvent::Transmit(bytes)),
+            Err(_) => self.close(CloseReason::ProtocolViolation("response too long to frame")),
+        }
+    }
+
+    fn send_response(&mut self, response: &Response) {
+        self.send_packet(&SessionPacket::SessionMessage(response.to_bytes()));
+    }
+
+    /// Handles buffered frames until one needs the caller's answer or more bytes are needed.
+    fn process(&mut self, now: Instant) {
+        while matches!(self.phase, Phase::Start | Phase::Ready) {
+            match self.framer.next_frame() {
+                Ok(Some(packet)) => self.handle_packet(now, packet),
+                Ok(None) => break,
+                Err(err) => self.close(CloseReason::Malformed(err)),
+            }
+        }
+    }
+
+    fn handle_packet(&mut self, now: Instant, packet: SessionPacket) {
+        match packet {
+            // Keep-alives neither count as a request nor extend the deadline: a messenger
+            // sender has no reason to idle on the connection.
+            SessionPacket::KeepAlive => {}
+            SessionPacket::SessionRequest { called, calling } => {
+                if self.phase == Phase::Start {
+                    self.called = Some(called.clone());
+                    self.calling = Some(calling.clone());
+                    self.phase = Phase::AwaitingAccept;
+                    self.events
+                        .push_back(ReceiverEvent::SessionRequested { called, calling });
+                } else {
+                    // RFC 1002 5.3: one session per connection. Samba closes here too.
+                    self.close(CloseReason::ProtocolViolation("second session request"));
+                }
+            }
+            SessionPacket::SessionMessage(smb) => {
+                if self.phase == Phase::Start {
+                    if self.config.session_request == SessionRequestPolicy::Required {
+                        self.close(CloseReason::ProtocolViolation(
+                            "session message before a session request",
+                        ));
+                        return;
+                    }
+                    self.phase = Phase::Ready;
+                }
+                self.handle_smb(now, &smb);
+            }
+            SessionPacket::PositiveResponse
+            | SessionPacket::NegativeResponse(_)
+            | SessionPacket::Retarget { .. } => self.close(CloseReason::ProtocolViolation(
+                "session response sent to a server",
+            )),
+        }
+    }
+
+    fn handle_smb(&mut self, now: Instant, smb: &[u8]) {
+        // A payload without a valid SMB header is not a messenger client: close. A valid
+        // header with a bad body is a sender bug: answer with an error, keep the connection.
+        let header = match SmbHeader::decode(&mut Reader::new(smb)) {
+            Ok(header) => header,
+            Err(err) => {
+                self.close(CloseReason::Malformed(err));
+                return;
+            }
+        };
+        self.deadline = now.checked_add(self.config.idle_timeout);
+        let request = match Request::decode(smb) {
+            Ok(request) => request,
+            Err(_) => {
+                let response = error_response(&header, dos::ERR_ERROR, nt::INVALID_SMB);
+                self.send_response(&response);
+                return;
+            }
+        };
+        let response = match request {
+            Request::Send(m) => match self.assembler.single(&m.from, &m.to, &m.data) {
+                Ok(message) => {
+                    self.deliver(m.header, message, MessageForm::SingleBlock);
+                    return;
+                }
+                Err(err) => assembly_error_response(&m.header, &err),
+            },
+            Request::Start(m) => {
+                self.assembler.start(&m.from, &m.to);
+                let group_id = self.next_group_id;
+                self.next_group_id = self.next_group_id.checked_add(1).unwrap_or(1);
+                Response::start_accepted(&m.header, group_id)
+            }
+            // The group id is not checked: Samba's client sends 0 whatever it was given, and
+            // there is only one message in progress per connection anyway.
+            Request::Text(m) => match self.assembler.text(&m.data) {
+                Ok(()) => Response::success(&m.header),
+                Err(err) => assembly_error_response(&m.header, &err),
+            },
+            Request::End(m) => match self.assembler.end() {
+                Ok(message) => {
+                    self.deliver(m.header, message, MessageForm::MultiBlock);
+                    return;
+                }
+                Err(err) => assembly_error_response(&m.header, &err),
+            },
+            Request::Unsupported(m) => {
+                error_response(&m.header, dos::ERR_SMBCMD, nt::SMB_BAD_COMMAND)
+            }
+        };
+        self.send_response(&response);
+    }
+
+    fn deliver(&mut self, header: SmbHeader, message: AssembledMessage, form: MessageForm) {
+        self.phase = Phase::AwaitingDelivery(header);
+        self.events
+            .push_back(ReceiverEvent::Deliver(IncomingMessage {
+                from: message.from,
+                to: message.to,
+                text: message.text,
+                called: self.called.clone(),
+                calling: self.calling.clone(),
+                form,
+            }));
+    }
+}
+
+/// An error response in the form the sender asked for: NT status if its Flags2 says it
+/// understands them, else the DOS class ERRSRV and `dos_code`. Messenger senders send Flags2 0
+/// ([MS-MSRP] 2.2.3.x), so they get DOS errors, which every messenger client understands.
+fn error_response(request: &SmbHeader, dos_code: u16, nt_code: u32) -> Response {
+    let status = if request.wants_nt_status() {
+        SmbStatus::Nt(nt_code)
+    } else {
+        SmbStatus::errsrv(dos_code)
+    };
+    Response::error(request, status)
+}
+
+fn assembly_error_response(request: &SmbHeader, err: &AssemblyError) -> Response {
+    match err {
+        // Samba answers STATUS_INVALID_PARAMETER here (REFERENCE 4.8).
+        AssemblyError::OutOfSequence => {
+            error_response(request, dos::ERR_ERROR, nt::INVALID_PARAMETER)
+        }
+        // "No room to buffer the message" is exactly what a size limit means ([MS-MSRP]
+        // 3.2.4.5), and tells the sender to stop.
+        _ => error_response(request, dos::ERR_NOROOM, nt::DISK_FULL),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::name::NetbiosName;
+    use crate::nbss::frame_message;
+    use crate::smb::header::{command, FLAGS2_NT_STATUS};
+    use crate::smb::messenger::{EndMessage, SendMessage, StartMessage, TextBlock};
+    use crate::smb::test_vectors::capture_tcp_streams;
+    use proptest::prelude::*;
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    fn qn(name: &str, suffix: u8) -> QualifiedName {
+        QualifiedName::new(NetbiosName::new(name.as_bytes(), suffix).unwrap())
+    }
+
+    fn session_request() -> Vec<u8> {
+        SessionPacket::SessionRequest {
+            called: qn("BOB", 3),
+            calling: qn("ALICE", 0),
+        }
+        .to_bytes()
+        .unwrap()
+    }
+
+    fn frame(request: Request) -> Vec<u8> {
+        frame_message(&request.to_bytes().unwrap()).unwrap()
+    }
+
+    fn d0(text: &[u8]) -> Vec<u8> {
+        frame(Request::Send(SendMessage::new(
+            b"ALICE".to_vec(),
+            b"BOB".to_vec(),
+            text.to_vec(),
+        )))
+    }
+
+    fn d5() -> Vec<u8> {
+        frame(Request::Start(StartMessage::new(
+            b"ALICE".to_vec(),
+            b"BOB".to_vec(),
+        )))
+    }
+
+    fn d7(group_id: u16, text: &[u8]) -> Vec<u8> {
+        frame(Request::Text(TextBlock::new(group_id, text.to_vec())))
+    }
+
+    fn d6(group_id: u16) -> Vec<u8> {
+        frame(Request::End(EndMessage::new(group_id)))
+    }
+
+    fn events(rs: &mut ReceiverSession) -> Vec<ReceiverEvent> {
+        std::iter::from_fn(|| rs.poll_event()).collect()
+    }
+
+    /// The SMB responses among `events`, decoded.
+    fn responses(events: &[ReceiverEvent]) -> Vec<Response> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                ReceiverEvent::Transmit(bytes) => match SessionPacket::decode(bytes).unwrap() {
+                    SessionPacket::SessionMessage(smb) => Some(Response::decode(&smb).unwrap()),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn only_response(events: &[ReceiverEvent]) -> Response {
+        let mut r = responses(events);
+        assert_eq!(r.len(), 1, "expected one response in {events:?}");
+        r.remove(0)
+    }
+
+    /// A session on port 139 with its session request accepted.
+    fn established(now: Instant) -> ReceiverSession {
+        let mut rs = ReceiverSession::new(ReceiverConfig::session_port(), now);
+        rs.handle_bytes(now, &session_request());
+        assert_eq!(
+            events(&mut rs),
+            vec![ReceiverEvent::SessionRequested {
+                called: qn("BOB", 3),
+                calling: qn("ALICE", 0)
+            }]
+        );
+        rs.accept_session(now, true);
+        assert_eq!(
+            events(&mut rs),
+            vec![ReceiverEvent::Transmit(vec![0x82, 0, 0, 0])]
+        );
+        rs
+    }
+
+    fn errsrv(code: u16) -> SmbStatus {
+        SmbStatus::errsrv(code)
+    }
+
+    #[test]
+    fn single_block_message_is_acknowledged_only_after_delivery() {
+        let t0 = Instant::now();
+        let mut rs = established(t0);
+        let mut smb = Request::Send(SendMessage::new(
+            b"ALICE".to_vec(),
+            b"BOB".to_vec(),
+            b"Hello\0".to_vec(),
+        ));
+        if let Request::Send(m) = &mut smb {
+            m.header.mid = 77;
+            m.header.pid_low = 0x1234;
+        }
+        rs.handle_bytes(t0, &frame(smb));
+        let ev = events(&mut rs);
+        assert_eq!(
+            ev,
+            vec![ReceiverEvent::Deliver(IncomingMessage {
+                from: b"ALICE".to_vec(),
+                to: b"BOB".to_vec(),
+                text: b"Hello".to_vec(),
+                called: Some(qn("BOB", 3)),
+                calling: Some(qn("ALICE", 0)),
+                form: MessageForm::SingleBlock,
+            })]
+        );
+        assert_eq!(
+            rs.poll_timeout(),
+            None,
+            "no timeout while the caller stores"
+        );
+        rs.complete_delivery(t0 + secs(1), Ok(()));
+        let response = only_response(&events(&mut rs));
+        assert!(response.header.status.is_success());
+        assert_eq!(response.header.command, command::SEND_MESSAGE);
+        assert_eq!((response.header.mid, response.header.pid_low), (77, 0x1234));
+        assert_eq!(rs.poll_timeout(), Some(t0 + secs(1) + IDLE_TIMEOUT));
+    }
+
+    #[test]
+    fn multi_block_message_with_group_ids() {
+        let t0 = Instant::now();
+        let mut rs = established(t0);
+        rs.handle_bytes(t0, &d5());
+        let start = only_response(&events(&mut rs));
+        assert_eq!(start.words, vec![1], "WordCount 1 with a real group id");
+        rs.handle_bytes(t0, &d7(1, &[b'X'; 128]));
+        assert!(only_response(&events(&mut rs)).header.status.is_success());
+        // A mismatched id (Samba's client sends 0) is tolerated.
+        rs.handle_bytes(t0, &d7(0, b"tail"));
+        assert!(only_response(&events(&mut rs)).header.status.is_success());
+        rs.handle_bytes(t0, &d6(9));
+        let ev = events(&mut rs);
+        let [ReceiverEvent::Deliver(message)] = &ev[..] else {
+            panic!("expected a delivery, got {ev:?}");
+        };
+        let mut expected = vec![b'X'; 128];
+        expected.extend_from_slice(b"tail");
+        assert_eq!(message.text, expected);
+        assert_eq!(message.form, MessageForm::MultiBlock);
+        rs.complete_delivery(t0, Ok(()));
+        let end = only_response(&events(&mut rs));
+        assert_eq!(end.header.command, command::SEND_END_MB);
+        assert!(end.header.status.is_success());
+        // The next message on the connection gets a new group id.
+        rs.handle_bytes(t0, &d5());
+        assert_eq!(only_response(&events(&mut rs)).group_id(), 2);
+    }
+
+    #[test]
+    fn rejected_session_gets_negative_response_and_close() {
+        let t0 = Instant::now();
+        let mut rs = ReceiverSession::new(ReceiverConfig::session_port(), t0);
+        rs.handle_bytes(t0, &session_request());
+        assert!(matches!(
+            events(&mut rs)[..],
+            [ReceiverEvent::SessionRequested { .. }]
+        ));
+        rs.accept_session(t0, false);
+        assert_eq!(
+            events(&mut rs),
+            vec![
+                ReceiverEvent::Transmit(vec![0x83, 0, 0, 1, 0x82]),
+                ReceiverEvent::Close(CloseReason::SessionRejected)
+            ]
+        );
+        assert!(rs.is_closed());
+        rs.handle_bytes(t0, &d0(b"x"));
+        assert_eq!(events(&mut rs), vec![]);
+    }
+
+    #[test]
+    fn session_request_policy() {
+        let t0 = Instant::now();
+        let mut rs = ReceiverSession::new(ReceiverConfig::session_port(), t0);
+        rs.handle_bytes(t0, &d0(b"hi"));
+        assert!(matches!(
+            events(&mut rs)[..],
+            [ReceiverEvent::Close(CloseReason::ProtocolViolation(_))]
+        ));
+
+        let mut rs = ReceiverSession::new(ReceiverConfig::direct_port(), t0);
+        rs.handle_bytes(t0, &d0(b"hi"));
+        let ev = events(&mut rs);
+        assert!(
+            matches!(&ev[..], [ReceiverEvent::Deliver(m)] if m.text == b"hi" && m.called.is_none())
+        );
+
+        // A second session request closes the connection.
+        let mut rs = established(t0);
+        rs.handle_bytes(t0, &session_request());
+        assert!(matches!(
+            events(&mut rs)[..],
+            [ReceiverEvent::Close(CloseReason::ProtocolViolation(_))]
+        ));
+    }
+
+    #[test]
+    fn out_of_sequence_blocks_get_an_error_and_the_connection_survives() {
+        let t0 = Instant::now();
+        let mut rs = established(t0);
+        rs.handle_bytes(t0, &d7(1, b"orphan"));
+        assert_eq!(
+            only_response(&events(&mut rs)).header.status,
+            errsrv(dos::ERR_ERROR)
+        );
+        rs.handle_bytes(t0, &d6(1));
+        assert_eq!(
+            only_response(&events(&mut rs)).header.status,
+            errsrv(dos::ERR_ERROR)
+        );
+        rs.handle_bytes(t0, &d0(b"still here"));
+        assert!(matches!(events(&mut rs)[..], [ReceiverEvent::Deliver(_)]));
+    }
+
+    #[test]
+    fn nt_status_when_the_sender_asks_for_it() {
+        let t0 = Instant::now();
+        let mut rs = established(t0);
+        let mut block = TextBlock::new(1, b"x".to_vec());
+        block.header.flags2 = FLAGS2_NT_STATUS;
+        rs.handle_bytes(t0, &frame(Request::Text(block)));
+        assert_eq!(
+            only_response(&events(&mut rs)).header.status,
+            SmbStatus::Nt(nt::INVALID_PARAMETER)
+        );
+    }
+
+    #[test]
+    fn oversize_messages_get_no_room() {
+        let t0 = Instant::now();
+        let mut config = ReceiverConfig::session_port();
+        config.limits.max_message_len = 200;
+        let mut rs = ReceiverSession::new(config, t0);
+        rs.handle_bytes(t0, &session_request());
+        rs.accept_session(t0, true);
+        events(&mut rs);
+        rs.handle_bytes(t0, &d0(&[b'a'; 201]));
+        assert_eq!(
+            only_response(&events(&mut rs)).header.status,
+            errsrv(dos::ERR_NOROOM)
+        );
+        rs.handle_bytes(t0, &d5());
+        events(&mut rs);
+        rs.handle_bytes(t0, &d7(1, &[b'a'; 128]));
+        assert!(only_response(&events(&mut rs)).header.status.is_success());
+        rs.handle_bytes(t0, &d7(1, &[b'a'; 128]));
+        assert_eq!(
+            only_response(&events(&mut rs)).header.status,
+            errsrv(dos::ERR_NOROOM)
+        );
+        // The partial message was dropped: its end is out of sequence.
+        rs.handle_bytes(t0, &d6(1));
+        assert_eq!(
+            only_response(&events(&mut rs)).header.status,
+            errsrv(dos::ERR_ERROR)
+        );
+        // A block above the lenient block cap is refused too.
+        rs.handle_bytes(t0, &d5());
+        events(&mut rs);
+        rs.handle_bytes(t0, &d7(1, &[b'a'; DEFAULT_BLOCK_CAP_PLUS_ONE]));
+        assert_eq!(
+            only_response(&events(&mut rs)).header.status,
+            errsrv(dos::ERR_NOROOM)
+        );
+        assert!(!rs.is_closed());
+    }
+
+    const DEFAULT_BLOCK_CAP_PLUS_ONE: usize = super::super::assembler::DEFAULT_MAX_BLOCK_LEN + 1;
+
+    #[test]
+    fn unknown_and_obsolete_commands_get_bad_command() {
+        let t0 = Instant::now();
+        let mut rs = established(t0);
+        for cmd in [0xD1, 0xD2, 0xD3, 0xD4, 0x72] {
+            let mut smb = Vec::new();
+            SmbHeader::request(cmd).encode(&mut smb);
+            smb.extend([0, 0, 0]);
+            rs.handle_bytes(t0, &frame_message(&smb).unwrap());
+            let response = only_response(&events(&mut rs));
+            assert_eq!(response.header.command, cmd);
+            assert_eq!(response.header.status, errsrv(dos::ERR_SMBCMD));
+        }
+        let mut header = SmbHeader::request(0xD4);
+        header.flags2 = FLAGS2_NT_STATUS;
+        let mut smb = Vec::new();
+        header.encode(&mut smb);
+        smb.extend([0, 0, 0]);
+        rs.handle_bytes(t0, &frame_message(&smb).unwrap());
+        assert_eq!(
+            only_response(&events(&mut rs)).header.status,
+            SmbStatus::Nt(nt::SMB_BAD_COMMAND)
+        );
+        assert!(!rs.is_closed());
+    }
+
+    #[test]
+    fn malformed_smb_body_gets_an_error_but_garbage_closes() {
+        let t0 = Instant::now();
+        let mut rs = established(t0);
+        // 0xD7 with WordCount 0: the Wireshark-style mistake.
+        let mut smb = Vec::new();
+        SmbHeader::request(command::SEND_TEXT_MB).encode(&mut smb);
+        smb.extend([0, 4, 0, 1, 1, 0, b'x']);
+        rs.handle_bytes(t0, &frame_message(&smb).unwrap());
+        assert_eq!(
+            only_response(&events(&mut rs)).header.status,
+            errsrv(dos::ERR_ERROR)
+        );
+        assert!(!rs.is_closed());
+
+        rs.handle_bytes(t0, &frame_message(b"GET / HTTP/1.0\r\n\r\n").unwrap());
+        assert!(matches!(
+            events(&mut rs)[..],
+            [ReceiverEvent::Close(CloseReason::Malformed(_))]
+        ));
+
+        let mut rs = ReceiverSession::new(ReceiverConfig::direct_port(), t0);
+        rs.handle_bytes(t0, b"GET / HTTP/1.0\r\n\r\n");
+        assert!(matches!(
+            events(&mut rs)[..],
+            [ReceiverEvent::Close(CloseReason::Malformed(_))]
+        ));
+    }
+
+    #[test]
+    fn delivery_errors_map_to_smb_errors() {
+        let cases = [
+            (DeliveryError::NoRoom, false, errsrv(dos::ERR_NOROOM)),
+            (DeliveryError::MessagingOff, false, errsrv(dos::ERR_MSGOFF)),
+            (DeliveryError::Paused, false, errsrv(dos::ERR_PAUSED)),
+            (DeliveryError::NotOurName, false, errsrv(dos::ERR_ERROR)),
+            (DeliveryError::NoRoom, true, SmbStatus::Nt(nt::DISK_FULL)),
+            (
+                DeliveryError::MessagingOff,
+                true,
+                SmbStatus::Nt(nt::REQUEST_NOT_ACCEPTED),
+            ),
+            (
+                DeliveryError::Paused,
+                true,
+                SmbStatus::Nt(nt::SHARING_PAUSED),
+            ),
+            (
+                DeliveryError::NotOurName,
+                true,
+                SmbStatus::Nt(nt::OBJECT_NAME_NOT_FOUND),
+            ),
+        ];
+        for (err, nt_form, status) in cases {
+            let t0 = Instant::now();
+            let mut rs = established(t0);
+            let mut m = SendMessage::new(b"A".to_vec(), b"B".to_vec(), b"t".to_vec());
+            if nt_form {
+                m.header.flags2 = FLAGS2_NT_STATUS;
+            }
+            rs.handle_bytes(t0, &frame(Request::Send(m)));
+            assert!(matches!(events(&mut rs)[..], [ReceiverEvent::Deliver(_)]));
+            rs.complete_delivery(t0, Err(err));
+            assert_eq!(only_response(&events(&mut rs)).header.status, status);
+            assert!(!rs.is_closed());
+        }
+    }
+
+    #[test]
+    fn pipelined_requests_wait_for_the_delivery_answer() {
+        let t0 = Instant::now();
+        let mut rs = ReceiverSession::new(ReceiverConfig::session_port(), t0);
+        let mut all = session_request();
+        all.extend(d0(b"one"));
+        all.extend([0x85, 0, 0, 0]);
+        all.extend(d0(b"two"));
+        rs.handle_bytes(t0, &all);
+        assert!(matches!(
+            events(&mut rs)[..],
+            [ReceiverEvent::SessionRequested { .. }]
+        ));
+        rs.accept_session(t0, true);
+        let ev = events(&mut rs);
+        assert!(
+            matches!(&ev[..], [ReceiverEvent::Transmit(_), ReceiverEvent::Deliver(m)] if m.text == b"one")
+        );
+        rs.complete_delivery(t0, Ok(()));
+        let ev = events(&mut rs);
+        assert!(
+            matches!(&ev[..], [ReceiverEvent::Transmit(_), ReceiverEvent::Deliver(m)] if m.text == b"two")
+        );
+    }
+
+    #[test]
+    fn peer_close_during_delivery_still_answers_then_closes() {
+        let t0 = Instant::now();
+        let mut rs = established(t0);
+        rs.handle_bytes(t0, &d0(b"x"));
+        events(&mut rs);
+        rs.handle_eof();
+        assert_eq!(events(&mut rs), vec![]);
+        rs.complete_delivery(t0, Ok(()));
+        let ev = events(&mut rs);
+        assert!(matches!(
+            &ev[..],
+            [
+                ReceiverEvent::Transmit(_),
+                ReceiverEvent::Close(CloseReason::PeerClosed)
+            ]
+        ));
+    }
+
+    #[test]
+    fn first_request_timeout() {
+        let t0 = Instant::now();
+        let mut rs = ReceiverSession::new(ReceiverConfig::session_port(), t0);
+        assert_eq!(rs.poll_timeout(), Some(t0 + FIRST_REQUEST_TIMEOUT));
+        rs.handle_timeout(t0 + secs(4));
+        assert_eq!(events(&mut rs), vec![]);
+        // Keep-alives and partial frames do not extend it.
+        rs.handle_bytes(t0 + secs(4), &[0x85, 0, 0, 0, 0x81, 0]);
+        assert_eq!(rs.poll_timeout(), Some(t0 + FIRST_REQUEST_TIMEOUT));
+        rs.handle_timeout(t0 + FIRST_REQUEST_TIMEOUT);
+        assert_eq!(
+            events(&mut rs),
+            vec![ReceiverEvent::Close(CloseReason::Timeout)]
+        );
+        assert_eq!(rs.poll_timeout(), None);
+    }
+
+    #[test]
+    fn idle_timeout_between_smbs_and_slow_senders() {
+        let t0 = Instant::now();
+        let mut rs = established(t0);
+        assert_eq!(rs.poll_timeout(), Some(t0 + IDLE_TIMEOUT));
+        rs.handle_bytes(t0 + secs(10), &d5());
+        events(&mut rs);
+        assert_eq!(rs.poll_timeout(), Some(t0 + secs(10) + IDLE_TIMEOUT));
+        // A sender trickling a block byte by byte does not reset the clock.
+        let block = d7(1, b"slow");
+        for (i, byte) in block[..block.len() - 1].iter().enumerate() {
+            rs.handle_bytes(t0 + secs(11 + i as u64), std::slice::from_ref(byte));
+        }
+        rs.handle_timeout(t0 + secs(10) + IDLE_TIMEOUT);
+        assert_eq!(
+            events(&mut rs),
+            vec![ReceiverEvent::Close(CloseReason::Timeout)]
+        );
+    }
+
+    #[test]
+    fn replays_of_the_samba_captures_are_delivered() {
+        for (file, port, config, text) in [
+            (
+                "samba-4.17-register-query-status-message.pcap",
+                139,
+                ReceiverConfig::session_port(),
+                &b"Server will shut down in 5 minutes.\r\n"[..],
+            ),
+            (
+                "samba-4.17-direct-tcp-message.pcap",
+                13139,
+                ReceiverConfig::direct_port(),
+                &b"Meeting changed to 3 p.m\r\n"[..],
+            ),
+        ] {
+            let client = capture_tcp_streams(file)
+                .into_iter()
+                .find(|s| s.dst_port == port)
+                .unwrap();
+            let t0 = Instant::now();
+            let mut rs = ReceiverSession::new(config, t0);
+            rs.handle_bytes(t0, &client.bytes);
+            let mut delivered = Vec::new();
+            while let Some(event) = rs.poll_event() {
+                match event {
+                    ReceiverEvent::SessionRequested { called, .. } => {
+                        assert_eq!(called, qn("SAMBAHOST", 3));
+                        rs.accept_session(t0, true);
+                    }
+                    ReceiverEvent::Deliver(m) => {
+                        delivered.push(m);
+                        rs.complete_delivery(t0, Ok(()));
+                    }
+                    ReceiverEvent::Transmit(_) => {}
+                    ReceiverEvent::Close(reason) => panic!("{file}: closed: {reason:?}"),
+                }
+            }
+            assert_eq!(delivered.len(), 1, "{file}");
+            assert_eq!(delivered[0].text, text, "{file}");
+            assert_eq!(delivered[0].to, b"SAMBAHOST", "{file}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_input(
+            data in proptest::collection::vec(any::<u8>(), 0..600),
+            cuts in proptest::collection::vec(1usize..64, 0..20),
+            direct in any::<bool>(),
+            accept in any::<bool>(),
+            prefix_valid in any::<bool>(),
+        ) {
+            let t0 = Instant::now();
+            let config = if direct { ReceiverConfig::direct_port() } else { ReceiverConfig::session_port() };
+            let mut rs = ReceiverSession::new(config, t0);
+            let mut stream = Vec::new();
+            if prefix_valid {
+                stream.extend(session_request());
+                stream.extend(d5());
+            }
+            stream.extend(data);
+            let mut rest = &stream[..];
+            let mut now = t0;
+            for cut in cuts.into_iter().chain(std::iter::once(usize::MAX)) {
+                let (chunk, tail) = rest.split_at(cut.min(rest.len()));
+                rest = tail;
+                now += Duration::from_millis(100);
+                rs.handle_bytes(now, chunk);
+                while let Some(event) = rs.poll_event() {
+                    match event {
+                        ReceiverEvent::SessionRequested { .. } => rs.accept_session(now, accept),
+                        ReceiverEvent::Deliver(_) => rs.complete_delivery(now, Ok(())),
+                        _ => {}
+                    }
+                }
+            }
+            rs.handle_timeout(now + IDLE_TIMEOUT);
+            prop_assert!(rs.poll_timeout().is_none() || !rs.is_closed());
+        }
+    }
+}
