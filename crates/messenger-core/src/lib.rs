@@ -2,3 +2,13 @@
 //! what policy admits, and how text from the network is made safe to show. No I/O, no async
 //! runtime, no storage engine: those live in the crates that wire this together.
 #![forbid(unsafe_code)]
+pub mod config;
+pub mod message;
+pub mod names;
+pub mod nerr;
+pub mod policy;
+pub mod sanitize;
+
+pub use message::{InboxQuery, NewMessage, StoredMessage, Transport};
+pub use names::{MessagingName, NameKind, NameRecord, Owner};
+pub use sanitize::{sanitize, sanitize_line};

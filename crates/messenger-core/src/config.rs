@@ -1,0 +1,475 @@
+//! The one configuration file of the service and the command line.
+//!
+//! Every key is optional: with no file at all the defaults make a working service for the
+//! machine it runs on. Unknown keys are errors, not silently ignored, because a misspelt
+//! `[policy]` key would otherwise quietly leave a network open.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Where the service looks for its configuration when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/messenger/messenger.toml";
+/// UDP port of the NetBIOS name service (RFC 1002 s.6 NAME_SERVICE_UDP_PORT).
+pub const DEFAULT_NAME_PORT: u16 = 137;
+/// UDP port of the NetBIOS datagram service (RFC 1002 s.6 DGM_SRVC_UDP_PORT).
+pub const DEFAULT_DATAGRAM_PORT: u16 = 138;
+/// TCP port of the NetBIOS session service (RFC 1002 s.6 SSN_SRVC_TCP_PORT).
+pub const DEFAULT_SESSION_PORT: u16 = 139;
+/// The workgroup Windows joins when nobody chose one.
+pub const DEFAULT_WORKGROUP: &str = "WORKGROUP";
+/// OEM code page of Western European DOS and Windows installations; the one most Messenger
+/// peers used ([MS-MSRP] 3.2.4.1 says OEM, and CP850 is Windows' OEM page for those locales).
+pub const DEFAULT_CODE_PAGE: &str = "cp850";
+/// Where logged-in users are listed (utmp(5)).
+pub const DEFAULT_UTMP_PATH: &str = "/var/run/utmp";
+/// Longest text a sender may send by default: the Windows limit ([MS-MSRP] 3.2.4.4, "652
+/// bytes or less").
+pub const WINDOWS_MAX_MESSAGE_LEN: usize = 652;
+/// Longest text we accept: Samba's server and client buffer 1600 bytes (smbclient man page,
+/// `-M`), and Samba senders must get through whole.
+pub const DEFAULT_MAX_RECEIVE_LEN: usize = 1600;
+/// Connections served at once, in all (anti-flood default, see [`Limits`]).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1000;
+/// Connections served at once from one source address.
+pub const DEFAULT_MAX_CONNECTIONS_PER_SOURCE: usize = 32;
+/// Seconds a new connection has to send its session request (or first SMB).
+pub const DEFAULT_FIRST_REQUEST_TIMEOUT_SECS: u64 = 5;
+/// Seconds allowed between later SMBs of a connection.
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
+/// Messaging names one user may add. Windows keeps at most 256 names per LANA ([MS-MSRP]
+/// note <9>); one user taking a tenth of that is already generous.
+pub const DEFAULT_MAX_NAMES_PER_USER: usize = 16;
+/// Messages per second one source may deliver after its burst is spent.
+pub const DEFAULT_MESSAGES_PER_SECOND: f64 = 5.0;
+/// Messages one source may deliver at once before the rate applies.
+pub const DEFAULT_MESSAGE_BURST: u32 = 20;
+
+/// Why a configuration file was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has a wrong key or value.
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// 1-based line of the problem.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value parsed but is not acceptable.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The whole configuration. Field docs name the TOML key.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `computer_name`: this computer's NetBIOS name; default the host name's first label,
+    /// uppercased and cut to 15 characters.
+    pub computer_name: Option<String>,
+    /// `workgroup`: the workgroup or domain (`NET SEND *` goes to its members).
+    pub workgroup: Option<String>,
+    /// `data_dir`: where the inbox lives.
+    pub data_dir: Option<PathBuf>,
+    /// `control_socket`: the Unix socket the command line talks to.
+    pub control_socket: Option<PathBuf>,
+    /// `message_command`: a command run for each message, with `%s` (file holding the text),
+    /// `%f` (from), `%t` (to), `%m` (calling machine), `%I` (source address).
+    pub message_command: Option<String>,
+    /// `wins_server`: a NetBIOS name server to register with and ask first.
+    pub wins_server: Option<Ipv4Addr>,
+    /// `code_page`: OEM code page of text on the wire.
+    pub code_page: Option<String>,
+    /// `scope`: NetBIOS scope ID; almost every network leaves it empty.
+    pub scope: Option<String>,
+    /// `listen_addresses`: IPv4 addresses to serve on; default every IPv4 interface.
+    #[serde(default)]
+    pub listen_addresses: Vec<Ipv4Addr>,
+    /// `name_port`: UDP port of the name service.
+    pub name_port: Option<u16>,
+    /// `datagram_port`: UDP port of the datagram service.
+    pub datagram_port: Option<u16>,
+    /// `session_port`: TCP port of the session service. On any port but 139 SMB frames are
+    /// also accepted without a session request, as Samba does.
+    pub session_port: Option<u16>,
+    /// `raw_session_ports`: more TCP ports that take SMB frames without a session request.
+    #[serde(default)]
+    pub raw_session_ports: Vec<u16>,
+    /// `utmp_path`: the file listing logged-in users.
+    pub utmp_path: Option<PathBuf>,
+    /// `user`: account the service runs as once its ports are bound (when started as root).
+    pub user: Option<String>,
+    /// `max_message_len`: longest text received, in bytes.
+    pub max_message_len: Option<usize>,
+    /// `[policy]`: who may reach us.
+    #[serde(default)]
+    pub policy: Policy,
+    /// `[limits]`: resource limits.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// `[policy]`: what the service accepts and from whom.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    /// `allow`: source networks (CIDR) allowed to send to us; empty means the subnets of our
+    /// interfaces and loopback.
+    pub allow: Vec<String>,
+    /// `deny`: source networks refused even if allowed.
+    pub deny: Vec<String>,
+    /// `rate_limit`: per-source rate limits on (benchmarks turn them off).
+    pub rate_limit: bool,
+    /// `messages_per_second`: sustained rate per source.
+    pub messages_per_second: f64,
+    /// `message_burst`: burst per source.
+    pub message_burst: u32,
+    /// `broadcast_group`: besides root, members of this group may send to `*`, `/DOMAIN` and
+    /// `/USERS`.
+    pub broadcast_group: Option<String>,
+    /// `accept_broadcasts`: take `NET SEND *` broadcasts to our workgroup at all.
+    pub accept_broadcasts: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            allow: Vec::new(),
+            deny: Vec::new(),
+            rate_limit: true,
+            messages_per_second: DEFAULT_MESSAGES_PER_SECOND,
+            message_burst: DEFAULT_MESSAGE_BURST,
+            broadcast_group: None,
+            accept_broadcasts: true,
+        }
+    }
+}
+
+/// `[limits]`: resource bounds, so no peer can exhaust the service.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// `max_connections`.
+    pub max_connections: usize,
+    /// `max_connections_per_source`.
+    pub max_connections_per_source: usize,
+    /// `first_request_timeout_secs`.
+    pub first_request_timeout_secs: u64,
+    /// `request_timeout_secs`.
+    pub request_timeout_secs: u64,
+    /// `max_names_per_user`.
+    pub max_names_per_user: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_source: DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
+            first_request_timeout_secs: DEFAULT_FIRST_REQUEST_TIMEOUT_SECS,
+            request_timeout_secs: DEFAULT_REQUEST_TIMEOUT_SECS,
+            max_names_per_user: DEFAULT_MAX_NAMES_PER_USER,
+        }
+    }
+}
+
+/// Who is running the program, for defaults that differ between root and other users.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invoker {
+    /// Effective uid is 0.
+    pub is_root: bool,
+    /// `$XDG_DATA_HOME`, or `$HOME/.local/share`.
+    pub data_home: Option<PathBuf>,
+    /// `$XDG_RUNTIME_DIR`.
+    pub runtime_dir: Option<PathBuf>,
+    /// The machine's host name.
+    pub host_name: String,
+}
+
+impl Config {
+    /// Parses TOML text; `path` names it in errors.
+    pub fn parse(text: &str, path: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|span| line_and_column(text, span.start))
+                .unwrap_or((1, 1));
+            ConfigError::Parse {
+                path: path.to_owned(),
+                line,
+                column,
+                message: e.message().to_owned(),
+            }
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Reads and parses a file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Reads `path` if given; otherwise the default file if it exists; otherwise defaults.
+    pub fn load_or_default(path: Option<&Path>) -> Result<Self, ConfigError> {
+        match path {
+            Some(p) => Self::load(p),
+            None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
+                Self::load(Path::new(DEFAULT_CONFIG_PATH))
+            }
+            None => Ok(Self::default()),
+        }
+    }
+
+    fn validate(&self, path: &str) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        for (key, value) in [
+            ("computer_name", &self.computer_name),
+            ("workgroup", &self.workgroup),
+        ] {
+            if let Some(v) = value {
+                netbios::NetbiosName::new_uppercase(v.as_bytes(), 0)
+                    .map_err(|e| invalid(format!("{key} = {v:?}: {e}")))?;
+            }
+        }
+        if let Some(scope) = &self.scope {
+            netbios::Scope::parse(scope).map_err(|e| invalid(format!("scope: {e}")))?;
+        }
+        for (key, value) in [
+            ("name_port", self.name_port),
+            ("datagram_port", self.datagram_port),
+            ("session_port", self.session_port),
+        ] {
+            if value == Some(0) {
+                return Err(invalid(format!("{key} must not be 0")));
+            }
+        }
+        if self.max_message_len == Some(0) {
+            return Err(invalid("max_message_len must be at least 1".into()));
+        }
+        if self.policy.messages_per_second.is_nan() || self.policy.messages_per_second <= 0.0 {
+            return Err(invalid(
+                "policy.messages_per_second must be greater than 0".into(),
+            ));
+        }
+        if self.limits.max_connections == 0 || self.limits.max_connections_per_source == 0 {
+            return Err(invalid("connection limits must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// The NetBIOS computer name: `computer_name`, or the host name's first label,
+    /// uppercased, cut to 15 characters.
+    pub fn computer_name(&self, invoker: &Invoker) -> String {
+        let raw = self.computer_name.clone().unwrap_or_else(|| {
+            invoker
+                .host_name
+                .split('.')
+                .next()
+                .unwrap_or("LINUX")
+                .to_owned()
+        });
+        let upper: String = raw.to_uppercase();
+        upper.chars().take(netbios::name::MAX_NAME_CHARS).collect()
+    }
+
+    /// The workgroup, uppercased.
+    pub fn workgroup(&self) -> String {
+        self.workgroup
+            .as_deref()
+            .unwrap_or(DEFAULT_WORKGROUP)
+            .to_uppercase()
+    }
+
+    /// Where the inbox lives: `data_dir`, else `/var/lib/messenger` for root, else
+    /// `$XDG_DATA_HOME/messenger`.
+    pub fn data_dir(&self, invoker: &Invoker) -> PathBuf {
+        if let Some(d) = &self.data_dir {
+            return d.clone();
+        }
+        if invoker.is_root {
+            return PathBuf::from("/var/lib/messenger");
+        }
+        invoker
+            .data_home
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join("messenger")
+    }
+
+    /// The control socket: `control_socket`, else `/run/messenger/control.sock` for root, else
+    /// `$XDG_RUNTIME_DIR/messenger/control.sock`.
+    pub fn control_socket(&self, invoker: &Invoker) -> PathBuf {
+        if let Some(s) = &self.control_socket {
+            return s.clone();
+        }
+        if invoker.is_root {
+            return PathBuf::from("/run/messenger/control.sock");
+        }
+        invoker
+            .runtime_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir)
+            .join("messenger")
+            .join("control.sock")
+    }
+
+    /// The OEM code page's name.
+    pub fn code_page(&self) -> &str {
+        self.code_page.as_deref().unwrap_or(DEFAULT_CODE_PAGE)
+    }
+
+    /// UDP port of the name service.
+    pub fn name_port(&self) -> u16 {
+        self.name_port.unwrap_or(DEFAULT_NAME_PORT)
+    }
+
+    /// UDP port of the datagram service.
+    pub fn datagram_port(&self) -> u16 {
+        self.datagram_port.unwrap_or(DEFAULT_DATAGRAM_PORT)
+    }
+
+    /// TCP port of the session service.
+    pub fn session_port(&self) -> u16 {
+        self.session_port.unwrap_or(DEFAULT_SESSION_PORT)
+    }
+
+    /// The utmp file.
+    pub fn utmp_path(&self) -> PathBuf {
+        self.utmp_path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_UTMP_PATH))
+    }
+
+    /// Longest text received.
+    pub fn max_message_len(&self) -> usize {
+        self.max_message_len.unwrap_or(DEFAULT_MAX_RECEIVE_LEN)
+    }
+}
+
+impl Invoker {
+    /// The running process's view: effective uid, XDG variables, host name.
+    pub fn from_environment(is_root: bool, host_name: String) -> Self {
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let data_home = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| home.map(|h| h.join(".local/share")));
+        let runtime_dir = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute());
+        Self {
+            is_root,
+            data_home,
+            runtime_dir,
+            host_name,
+        }
+    }
+}
+
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user() -> Invoker {
+        Invoker {
+            is_root: false,
+            data_home: Some("/home/u/.local/share".into()),
+            runtime_dir: Some("/run/user/1000".into()),
+            host_name: "build-box.example.org".into(),
+        }
+    }
+
+    #[test]
+    fn empty_file_gives_working_defaults() {
+        let c = Config::parse("", "x.toml").unwrap();
+        assert_eq!(c.computer_name(&user()), "BUILD-BOX");
+        assert_eq!(c.workgroup(), "WORKGROUP");
+        assert_eq!(c.session_port(), 139);
+        assert_eq!(
+            c.data_dir(&user()),
+            PathBuf::from("/home/u/.local/share/messenger")
+        );
+        assert_eq!(
+            c.control_socket(&user()),
+            PathBuf::from("/run/user/1000/messenger/control.sock")
+        );
+        let root = Invoker {
+            is_root: true,
+            ..user()
+        };
+        assert_eq!(c.data_dir(&root), PathBuf::from("/var/lib/messenger"));
+        assert_eq!(
+            c.control_socket(&root),
+            PathBuf::from("/run/messenger/control.sock")
+        );
+        assert!(c.policy.rate_limit);
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let text = "workgroup = \"LAB\"\nsession_port = \"x\"\n";
+        match Config::parse(text, "m.toml").unwrap_err() {
+            ConfigError::Parse { line, path, .. } => {
+                assert_eq!(line, 2);
+                assert_eq!(path, "m.toml");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let err = Config::parse("\n\nsesion_port = 1\n", "m.toml").unwrap_err();
+        assert!(err.to_string().starts_with("m.toml:3:"), "{err}");
+        let err = Config::parse("[policy]\nrate_limt = false\n", "m.toml").unwrap_err();
+        assert!(err.to_string().contains("m.toml:2:"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_are_refused() {
+        assert!(Config::parse("computer_name = \"WAY-TOO-LONG-A-NAME\"", "m").is_err());
+        assert!(Config::parse("session_port = 0", "m").is_err());
+        assert!(Config::parse("[policy]\nmessages_per_second = 0.0", "m").is_err());
+        let ok = Config::parse(
+            "computer_name = \"hosta\"\nsession_port = 13139\nlisten_addresses = [\"127.0.0.1\"]\n[policy]\nrate_limit = false\n",
+            "m",
+        )
+        .unwrap();
+        assert_eq!(ok.computer_name(&user()), "HOSTA");
+        assert!(!ok.policy.rate_limit);
+    }
+}

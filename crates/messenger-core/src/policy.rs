@@ -1,0 +1,514 @@
+//! Who may send us messages, and how fast: source networks and per-source rate limits.
+//!
+//! The Messenger protocols have no authentication ([MS-MSRP] 5.1), which is how messenger spam
+//! happened (KB 330904). What we can do is refuse sources outside the networks the
+//! administrator allows and slow down any one source. Time is always passed in, so the limits
+//! are tested with a virtual clock.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+/// An IP network in CIDR notation: `10.0.0.0/8`, `fe80::/10`; a bare address is a host
+/// (`/32` or `/128`).
+///
+/// Host bits after the prefix are cleared when parsing (`10.1.2.3/8` is `10.0.0.0/8`), as
+/// `ip route` does: an administrator who writes that means the network. IPv4-mapped IPv6
+/// source addresses (`::ffff:10.1.2.3`, what a dual-stack socket reports) match IPv4 networks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+/// Why a string is not a CIDR network.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CidrError {
+    /// The address part is not an IPv4 or IPv6 address.
+    #[error("{0:?} is not an IP address")]
+    Address(String),
+    /// The prefix length is not a number within 0..=32 (IPv4) or 0..=128 (IPv6).
+    #[error("{0:?} is not a valid prefix length")]
+    Prefix(String),
+}
+
+impl Cidr {
+    /// The network `addr/prefix`, host bits cleared.
+    pub fn new(addr: IpAddr, prefix: u8) -> Result<Self, CidrError> {
+        let addr = addr.to_canonical();
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if prefix > max {
+            return Err(CidrError::Prefix(prefix.to_string()));
+        }
+        let network = match addr {
+            IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask32(prefix))),
+            IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask128(prefix))),
+        };
+        Ok(Self { network, prefix })
+    }
+
+    /// The network address.
+    pub fn network(&self) -> IpAddr {
+        self.network
+    }
+
+    /// The prefix length.
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    /// Whether `ip` is in this network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.network, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(a)) => {
+                u32::from(a) & mask32(self.prefix) == u32::from(net)
+            }
+            (IpAddr::V6(net), IpAddr::V6(a)) => {
+                u128::from(a) & mask128(self.prefix) == u128::from(net)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn mask32(prefix: u8) -> u32 {
+    u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
+}
+
+fn mask128(prefix: u8) -> u128 {
+    u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0)
+}
+
+impl FromStr for Cidr {
+    type Err = CidrError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| CidrError::Address(addr.to_owned()))?;
+        let prefix = match prefix {
+            // Digits only: `u8::from_str` would also take "+8".
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+                p.parse().map_err(|_| CidrError::Prefix(p.to_owned()))?
+            }
+            Some(p) => return Err(CidrError::Prefix(p.to_owned())),
+            None if addr.to_canonical().is_ipv4() => 32,
+            None => 128,
+        };
+        Self::new(addr, prefix)
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+impl TryFrom<String> for Cidr {
+    type Error = CidrError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<Cidr> for String {
+    fn from(c: Cidr) -> Self {
+        c.to_string()
+    }
+}
+
+/// Which source addresses may send to us. `deny` wins over `allow`; an empty `allow` admits
+/// every source not denied (the daemon fills `allow` with its own subnets by default).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourcePolicy {
+    /// Networks admitted.
+    pub allow: Vec<Cidr>,
+    /// Networks refused, even when also in `allow`.
+    pub deny: Vec<Cidr>,
+}
+
+impl SourcePolicy {
+    /// Parses the networks of a configuration file.
+    pub fn parse<A: AsRef<str>, D: AsRef<str>>(allow: &[A], deny: &[D]) -> Result<Self, CidrError> {
+        Ok(Self {
+            allow: allow
+                .iter()
+                .map(|s| s.as_ref().parse())
+                .collect::<Result<_, _>>()?,
+            deny: deny
+                .iter()
+                .map(|s| s.as_ref().parse())
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// Whether `ip` may send to us.
+    pub fn admits(&self, ip: IpAddr) -> bool {
+        if self.deny.iter().any(|c| c.contains(ip)) {
+            return false;
+        }
+        self.allow.is_empty() || self.allow.iter().any(|c| c.contains(ip))
+    }
+}
+
+/// A token bucket: up to `burst` events at once, then `rate` per second on average.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket at `now`. A rate that is not positive and finite refills nothing, so only
+    /// the burst is ever admitted; a burst of 0 admits nothing.
+    pub fn new(rate_per_second: f64, burst: u32, now: Instant) -> Self {
+        let rate = if rate_per_second.is_finite() && rate_per_second > 0.0 {
+            rate_per_second
+        } else {
+            0.0
+        };
+        let burst = f64::from(burst);
+        Self {
+            rate,
+            burst,
+            tokens: burst,
+            last: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        // A `now` earlier than the last one (callers racing on the clock) refills nothing
+        // rather than panicking or draining.
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if now > self.last {
+            self.last = now;
+        }
+    }
+
+    /// Takes one token if there is one: whether the event at `now` is admitted.
+    pub fn try_take(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whether the bucket would be full at `now`: its source has been quiet long enough that
+    /// forgetting it changes nothing (a new bucket starts full).
+    pub fn is_full_at(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens + elapsed * self.rate >= self.burst
+    }
+}
+
+/// Source addresses tracked at once by a [`RateLimiter`] unless told otherwise. Each entry is
+/// about 64 bytes, so the table stays under a megabyte even when a flood of forged sources
+/// fills it; 16384 is far more than the hosts of any LAN that uses NetBIOS messaging.
+pub const DEFAULT_MAX_TRACKED_SOURCES: usize = 16_384;
+
+/// When the table is full and no source is idle, this fraction of the least recently seen
+/// sources (1/8) is forgotten at once, so the cost of finding them is paid once per many new
+/// sources instead of on every packet of a flood.
+const EVICT_FRACTION: usize = 8;
+
+/// Prefix length that keys an IPv6 source: one host usually owns a whole /64 (RFC 4291 2.5.1
+/// interface identifiers, SLAAC privacy addresses), so keying by full address would let one
+/// host use 2^64 buckets.
+const IPV6_KEY_PREFIX: u8 = 64;
+
+#[derive(Debug, Clone)]
+struct Tracked {
+    bucket: TokenBucket,
+    last_seen: Instant,
+}
+
+/// Per-source token buckets with a bounded table.
+///
+/// Memory is bounded by `max_sources`: a flood of forged source addresses cannot grow it. When
+/// the table is full, sources whose bucket has refilled (idle ones, which a fresh bucket would
+/// treat the same) are forgotten first, then the least recently seen. A forged-source flood
+/// can therefore push real sources out and give them a fresh burst; per-source limits cannot
+/// stop such a flood anyway, which is why the daemon also has a global limit.
+#[derive(Debug, Clone)]
+pub struct RateLimiter {
+    rate: f64,
+    burst: u32,
+    max_sources: usize,
+    sources: HashMap<IpAddr, Tracked>,
+}
+
+impl RateLimiter {
+    /// `rate` messages per second per source after a `burst`, tracking at most `max_sources`
+    /// sources (at least 1).
+    pub fn new(rate_per_second: f64, burst: u32, max_sources: usize) -> Self {
+        Self {
+            rate: rate_per_second,
+            burst,
+            max_sources: max_sources.max(1),
+            sources: HashMap::new(),
+        }
+    }
+
+    /// Whether a message from `ip` at `now` is admitted.
+    pub fn check(&mut self, ip: IpAddr, now: Instant) -> bool {
+        let key = source_key(ip);
+        if let Some(t) = self.sources.get_mut(&key) {
+            t.last_seen = now;
+            return t.bucket.try_take(now);
+        }
+        if self.sources.len() >= self.max_sources {
+            self.evict(now);
+        }
+        let mut bucket = TokenBucket::new(self.rate, self.burst, now);
+        let admitted = bucket.try_take(now);
+        self.sources.insert(
+            key,
+            Tracked {
+                bucket,
+                last_seen: now,
+            },
+        );
+        admitted
+    }
+
+    /// Sources tracked now.
+    pub fn tracked(&self) -> usize {
+        self.sources.len()
+    }
+
+    /// Forgets sources whose buckets are full at `now`. The daemon may call this from a
+    /// periodic timer; [`RateLimiter::check`] also does it when the table is full.
+    pub fn forget_idle(&mut self, now: Instant) {
+        self.sources.retain(|_, t| !t.bucket.is_full_at(now));
+    }
+
+    fn evict(&mut self, now: Instant) {
+        self.forget_idle(now);
+        let target = self.max_sources - (self.max_sources / EVICT_FRACTION).max(1);
+        if self.sources.len() <= target {
+            return;
+        }
+        // Forget the least recently seen until `target` remain: find the cut-off time with a
+        // linear-time selection rather than a sort.
+        let mut seen: Vec<Instant> = self.sources.values().map(|t| t.last_seen).collect();
+        let excess = self.sources.len() - target;
+        let (_, cutoff, _) = seen.select_nth_unstable(excess - 1);
+        let cutoff = *cutoff;
+        let mut to_remove = excess;
+        self.sources.retain(|_, t| {
+            if to_remove > 0 && t.last_seen <= cutoff {
+                to_remove -= 1;
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
+
+/// The key a source is limited by: IPv4 (also when mapped into IPv6) by address, IPv6 by /64.
+fn source_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(a) => IpAddr::V4(a),
+        IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask128(IPV6_KEY_PREFIX))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn cidr_parse_and_display() {
+        assert_eq!(
+            "10.0.0.0/8".parse::<Cidr>().unwrap().to_string(),
+            "10.0.0.0/8"
+        );
+        assert_eq!(
+            "10.1.2.3/8".parse::<Cidr>().unwrap().to_string(),
+            "10.0.0.0/8"
+        );
+        assert_eq!(
+            "192.168.1.7".parse::<Cidr>().unwrap().to_string(),
+            "192.168.1.7/32"
+        );
+        assert_eq!(
+            "fe80::1/10".parse::<Cidr>().unwrap().to_string(),
+            "fe80::/10"
+        );
+        assert_eq!("::1".parse::<Cidr>().unwrap().to_string(), "::1/128");
+        assert_eq!(
+            "0.0.0.0/0".parse::<Cidr>().unwrap().to_string(),
+            "0.0.0.0/0"
+        );
+        assert_eq!("::/0".parse::<Cidr>().unwrap().to_string(), "::/0");
+        // A mapped address in the configuration is its IPv4 network.
+        assert_eq!(
+            "::ffff:10.0.0.0/8".parse::<Cidr>().unwrap().to_string(),
+            "10.0.0.0/8"
+        );
+        for bad in [
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0/8",
+            "x/8",
+            "10.0.0.0/",
+            "10.0.0.0/+8",
+            "10.0.0.0/-1",
+            "",
+        ] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cidr_contains() {
+        let c: Cidr = "10.0.0.0/8".parse().unwrap();
+        assert!(c.contains(ip("10.255.1.2")));
+        assert!(c.contains(ip("::ffff:10.1.2.3")));
+        assert!(!c.contains(ip("11.0.0.1")));
+        assert!(!c.contains(ip("::a00:1")));
+        let all4: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all4.contains(ip("1.2.3.4")));
+        assert!(!all4.contains(ip("2001:db8::1")));
+        let v6: Cidr = "2001:db8::/32".parse().unwrap();
+        assert!(v6.contains(ip("2001:db8:ffff::1")));
+        assert!(!v6.contains(ip("2001:db9::1")));
+        let host: Cidr = "192.168.1.7".parse().unwrap();
+        assert!(host.contains(ip("192.168.1.7")));
+        assert!(!host.contains(ip("192.168.1.8")));
+    }
+
+    #[test]
+    fn cidr_serde_is_a_string() {
+        let c: Cidr = serde_json::from_str("\"172.16.0.0/12\"").unwrap();
+        assert_eq!(serde_json::to_string(&c).unwrap(), "\"172.16.0.0/12\"");
+        assert!(serde_json::from_str::<Cidr>("\"172.16.0.0/99\"").is_err());
+    }
+
+    #[test]
+    fn deny_wins_over_allow() {
+        let p = SourcePolicy::parse(&["10.0.0.0/8"], &["10.66.0.0/16"]).unwrap();
+        assert!(p.admits(ip("10.1.1.1")));
+        assert!(!p.admits(ip("10.66.1.1")));
+        assert!(!p.admits(ip("192.168.1.1")));
+        let open = SourcePolicy::parse::<&str, &str>(&[], &["203.0.113.0/24"]).unwrap();
+        assert!(open.admits(ip("198.51.100.1")));
+        assert!(!open.admits(ip("203.0.113.9")));
+        assert!(!open.admits(ip("::ffff:203.0.113.9")));
+        assert!(SourcePolicy::parse(&["bogus"], &[] as &[&str]).is_err());
+    }
+
+    #[test]
+    fn bucket_allows_burst_then_rate() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(2.0, 3, t0);
+        assert!(b.try_take(t0));
+        assert!(b.try_take(t0));
+        assert!(b.try_take(t0));
+        assert!(!b.try_take(t0));
+        // Two per second: one token after half a second, not before.
+        assert!(!b.try_take(t0 + Duration::from_millis(400)));
+        assert!(b.try_take(t0 + Duration::from_millis(500)));
+        assert!(!b.try_take(t0 + Duration::from_millis(500)));
+        // Long idle refills only up to the burst.
+        let later = t0 + Duration::from_secs(3600);
+        assert!(b.is_full_at(later));
+        assert_eq!((0..10).filter(|_| b.try_take(later)).count(), 3);
+        // Time going backwards neither panics nor refills.
+        assert!(!b.try_take(t0));
+    }
+
+    #[test]
+    fn bucket_degenerate_rates() {
+        let t0 = Instant::now();
+        let mut none = TokenBucket::new(f64::NAN, 1, t0);
+        assert!(none.try_take(t0));
+        assert!(!none.try_take(t0 + Duration::from_secs(1000)));
+        let mut zero = TokenBucket::new(5.0, 0, t0);
+        assert!(!zero.try_take(t0 + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn limiter_limits_each_source_separately() {
+        let t0 = Instant::now();
+        let mut l = RateLimiter::new(1.0, 2, 100);
+        let a = ip("10.0.0.1");
+        let b = ip("10.0.0.2");
+        assert!(l.check(a, t0));
+        assert!(l.check(a, t0));
+        assert!(!l.check(a, t0));
+        assert!(l.check(b, t0));
+        assert!(
+            !l.check(ip("::ffff:10.0.0.1"), t0),
+            "mapped address is the same source"
+        );
+        assert!(l.check(a, t0 + Duration::from_secs(1)));
+        // Addresses in one IPv6 /64 share a bucket.
+        assert!(l.check(ip("2001:db8::1"), t0));
+        assert!(l.check(ip("2001:db8::2"), t0));
+        assert!(!l.check(ip("2001:db8::3"), t0));
+        assert!(l.check(ip("2001:db8:0:1::1"), t0));
+    }
+
+    #[test]
+    fn forged_source_flood_cannot_grow_the_table() {
+        let t0 = Instant::now();
+        let max = 1000;
+        let mut l = RateLimiter::new(1.0, 5, max);
+        let mut now = t0;
+        for i in 0u32..50_000 {
+            now += Duration::from_micros(10);
+            l.check(IpAddr::V4(Ipv4Addr::from(0x0A00_0000 + i)), now);
+            assert!(l.tracked() <= max);
+        }
+        // A source that is still sending when the table is full keeps its (empty) bucket:
+        // eviction takes the least recently seen first.
+        let mut l = RateLimiter::new(0.001, 1, 10);
+        let busy = ip("192.0.2.1");
+        assert!(l.check(busy, t0));
+        for i in 0u32..100 {
+            let t = t0 + Duration::from_millis(u64::from(i) + 1);
+            l.check(IpAddr::V4(Ipv4Addr::from(0xC633_6400 + i)), t);
+            assert!(!l.check(busy, t), "busy source must stay limited");
+        }
+    }
+
+    #[test]
+    fn idle_sources_are_forgotten() {
+        let t0 = Instant::now();
+        let mut l = RateLimiter::new(10.0, 2, 100);
+        for i in 0u32..50 {
+            l.check(IpAddr::V4(Ipv4Addr::from(i + 1)), t0);
+        }
+        assert_eq!(l.tracked(), 50);
+        l.forget_idle(t0 + Duration::from_millis(50));
+        assert_eq!(l.tracked(), 50, "one token of two refilled: not idle yet");
+        l.forget_idle(t0 + Duration::from_millis(100));
+        assert_eq!(l.tracked(), 0);
+    }
+}
