@@ -1,0 +1,366 @@
+//! The control-socket protocol between `messengerd` and the `messenger` command line.
+//!
+//! One request per line, one or more replies per line, both JSON: easy to read with `socat`,
+//! stable across versions because every field is named. The daemon learns who is calling from
+//! the socket's peer credentials, never from anything in a request, so nothing here carries an
+//! identity.
+//!
+//! Errors carry the NET error number Windows users know (`NET HELPMSG 2278`), so the command
+//! line can print the familiar text and the right exit status.
+#![forbid(unsafe_code)]
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Version of this protocol; `Status` reports it so a command line can tell an old daemon.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Longest line either side accepts. A message is at most a few KiB; an inbox listing of many
+/// messages is the largest reply, and listings are paged by `limit`, so 16 MiB is generous
+/// while still bounding what a misbehaving peer can make the other side buffer.
+pub const MAX_LINE_LEN: usize = 16 * 1024 * 1024;
+
+/// How long the command line waits for a reply before giving up on a stuck daemon. Sends wait
+/// for the network (name resolution and a few round trips), so this is longer than any of the
+/// protocol timeouts a send can run into.
+pub const CLIENT_REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What the command line asks of the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Is the service running, and how is it set up?
+    Status,
+    /// The messaging names of this computer.
+    NameList,
+    /// Add a messaging name owned by the caller (`NET NAME X /ADD`).
+    NameAdd {
+        /// The name as typed.
+        name: String,
+    },
+    /// Delete a messaging name (`NET NAME X /DELETE`).
+    NameDelete {
+        /// The name as typed.
+        name: String,
+    },
+    /// Messages received for the caller (for root with `all_users`, for everyone).
+    InboxList {
+        /// Only messages the caller has not read.
+        #[serde(default)]
+        unread_only: bool,
+        /// Root only: every user's messages.
+        #[serde(default)]
+        all_users: bool,
+        /// Only messages with an id greater than this.
+        #[serde(default)]
+        after_id: Option<i64>,
+        /// At most this many messages (the newest of those that match).
+        #[serde(default)]
+        limit: Option<usize>,
+    },
+    /// Mark messages as read for the caller.
+    InboxMarkRead {
+        /// Message ids.
+        ids: Vec<i64>,
+    },
+    /// Stream messages for the caller as they arrive: the daemon answers `Following`, then a
+    /// `Message` reply per message until the client hangs up.
+    InboxFollow {
+        /// Root only: every user's messages.
+        #[serde(default)]
+        all_users: bool,
+    },
+    /// Send a message through the daemon.
+    Send {
+        /// Who gets it.
+        target: SendTarget,
+        /// Sender name to show; only root may set one other than the caller's login name.
+        #[serde(default)]
+        from: Option<String>,
+        /// The text, UTF-8; the daemon converts it to the OEM code page.
+        text: String,
+        /// Allow texts longer than the Windows limit (for receivers that take them).
+        #[serde(default)]
+        allow_long: bool,
+    },
+}
+
+/// Recipients of a send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SendTarget {
+    /// A user or computer messaging name, or an IP address or DNS host name.
+    Name {
+        /// As typed.
+        name: String,
+    },
+    /// Every messaging name of a workgroup or domain (`*`, `/DOMAIN[:X]`); `None` means this
+    /// computer's own workgroup.
+    Workgroup {
+        /// The workgroup, if not our own.
+        name: Option<String>,
+    },
+    /// Every user session on this computer (`/USERS`).
+    Users,
+}
+
+/// A daemon's reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    /// The request failed.
+    Error(IpcError),
+    /// Done; nothing to report.
+    Done,
+    /// Answer to `Status`.
+    Status(StatusInfo),
+    /// Answer to `NameList`.
+    Names {
+        /// The names.
+        names: Vec<NameInfo>,
+    },
+    /// Answer to `InboxList`.
+    Messages {
+        /// Oldest first.
+        messages: Vec<MessageView>,
+    },
+    /// How many messages were marked read.
+    MarkedRead {
+        /// Count.
+        count: usize,
+    },
+    /// `InboxFollow` started; `Message` replies follow.
+    Following,
+    /// One message of an `InboxFollow` stream.
+    Message(MessageView),
+    /// Outcome of a send, one entry per recipient.
+    Sent {
+        /// Per recipient.
+        results: Vec<SendResult>,
+    },
+}
+
+/// An error with its NET error number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message} (error {code})")]
+pub struct IpcError {
+    /// NET or Win32 error number (`NET HELPMSG code`).
+    pub code: u32,
+    /// What went wrong, in words.
+    pub message: String,
+}
+
+/// The service's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusInfo {
+    /// [`PROTOCOL_VERSION`] of the daemon.
+    pub protocol_version: u32,
+    /// The daemon's version.
+    pub version: String,
+    /// Its process id.
+    pub pid: u32,
+    /// Seconds since it started.
+    pub uptime_secs: u64,
+    /// This computer's NetBIOS name.
+    pub computer_name: String,
+    /// Its workgroup.
+    pub workgroup: String,
+    /// IPv4 addresses the name service runs on.
+    pub addresses: Vec<String>,
+    /// Messages in the caller's inbox that are unread.
+    pub unread: u64,
+}
+
+/// One messaging name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameInfo {
+    /// The name (no suffix, no padding).
+    pub name: String,
+    /// `computer`, `user` or `alias`.
+    pub kind: String,
+    /// The user who owns it (the logged-in user, the one who added it; none for the computer).
+    pub owner: Option<String>,
+    /// `registering`, `registered`, `conflict` or `releasing`.
+    pub state: String,
+}
+
+/// A received message as the command line shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageView {
+    /// Inbox id.
+    pub id: i64,
+    /// When it arrived, RFC 3339.
+    pub received_at: String,
+    /// Sender name as received.
+    pub from: String,
+    /// Recipient name as received.
+    pub to: String,
+    /// The text (UTF-8, line breaks as `\n`, not yet made safe for a terminal).
+    pub text: String,
+    /// Sender's address and port, when it came over the network.
+    pub source: Option<String>,
+    /// `session`, `mailslot` or `local`.
+    pub transport: String,
+    /// Whether the caller has read it.
+    pub read: bool,
+}
+
+/// Outcome of a send to one recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendResult {
+    /// The recipient as the user should see it.
+    pub recipient: String,
+    /// None when it was delivered.
+    pub error: Option<IpcError>,
+}
+
+/// Errors talking to the daemon.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The socket does not exist or nobody listens: the service is not running.
+    #[error("cannot reach the Messenger service at {path}: {source}")]
+    NotRunning {
+        /// The socket path.
+        path: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// Reading or writing failed.
+    #[error("talking to the Messenger service failed: {0}")]
+    Io(#[from] io::Error),
+    /// The daemon sent something that is not a reply.
+    #[error("the Messenger service sent a reply this program does not understand: {0}")]
+    BadReply(String),
+    /// The daemon closed the connection.
+    #[error("the Messenger service closed the connection")]
+    Closed,
+}
+
+/// Encodes one line: the JSON of `value` and a newline.
+pub fn encode_line<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    out.push(b'\n');
+    out
+}
+
+/// Decodes one line (with or without its newline).
+pub fn decode_line<'a, T: Deserialize<'a>>(line: &'a [u8]) -> Result<T, serde_json::Error> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    serde_json::from_slice(line)
+}
+
+/// A blocking connection to the daemon, for the command line.
+#[derive(Debug)]
+pub struct Client {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Client {
+    /// Connects to the control socket at `path`.
+    pub fn connect(path: &Path) -> Result<Self, ClientError> {
+        let stream = UnixStream::connect(path).map_err(|source| ClientError::NotRunning {
+            path: path.display().to_string(),
+            source,
+        })?;
+        stream.set_read_timeout(Some(CLIENT_REPLY_TIMEOUT))?;
+        let writer = stream.try_clone()?;
+        Ok(Self {
+            reader: BufReader::new(stream),
+            writer,
+        })
+    }
+
+    /// Sends `request` and waits for the first reply.
+    pub fn call(&mut self, request: &Request) -> Result<Reply, ClientError> {
+        self.writer.write_all(&encode_line(request))?;
+        self.next_reply()
+    }
+
+    /// Waits for the next reply (for streams such as `InboxFollow`).
+    pub fn next_reply(&mut self) -> Result<Reply, ClientError> {
+        let mut line = Vec::new();
+        let n = (&mut self.reader)
+            .take(MAX_LINE_LEN as u64 + 1)
+            .read_until(b'\n', &mut line)?;
+        if n == 0 {
+            return Err(ClientError::Closed);
+        }
+        if line.len() > MAX_LINE_LEN {
+            return Err(ClientError::BadReply("reply longer than the limit".into()));
+        }
+        decode_line(&line).map_err(|e| ClientError::BadReply(e.to_string()))
+    }
+
+    /// Waits without a timeout from now on (for `--follow`).
+    pub fn wait_forever(&mut self) -> Result<(), ClientError> {
+        self.reader.get_ref().set_read_timeout(None)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_replies_round_trip_as_single_lines() {
+        let requests = vec![
+            Request::Status,
+            Request::NameAdd {
+                name: "pager".into(),
+            },
+            Request::InboxList {
+                unread_only: true,
+                all_users: false,
+                after_id: Some(4),
+                limit: None,
+            },
+            Request::Send {
+                target: SendTarget::Workgroup {
+                    name: Some("OTHER".into()),
+                },
+                from: None,
+                text: "line one\nline \"two\"".into(),
+                allow_long: false,
+            },
+        ];
+        for r in requests {
+            let line = encode_line(&r);
+            assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
+            assert_eq!(decode_line::<Request>(&line).unwrap(), r);
+        }
+        let reply = Reply::Error(IpcError {
+            code: 2278,
+            message: "The computer name could not be deleted.".into(),
+        });
+        assert_eq!(decode_line::<Reply>(&encode_line(&reply)).unwrap(), reply);
+    }
+
+    #[test]
+    fn minimal_hand_written_requests_parse() {
+        let r: Request = decode_line(br#"{"op":"inbox_list"}"#).unwrap();
+        assert_eq!(
+            r,
+            Request::InboxList {
+                unread_only: false,
+                all_users: false,
+                after_id: None,
+                limit: None
+            }
+        );
+        assert!(decode_line::<Request>(br#"{"op":"format_disk"}"#).is_err());
+    }
+
+    #[test]
+    fn client_reports_not_running_for_missing_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Client::connect(&dir.path().join("none.sock")).unwrap_err();
+        assert!(matches!(err, ClientError::NotRunning { .. }));
+    }
+}
