@@ -1,0 +1,206 @@
+//! The command-line definition: one clap tree from which parsing, `--help`, the shell
+//! completions and the man page all come.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The exit statuses, shown at the end of `--help` and in the man page.
+pub const EXIT_STATUS_HELP: &str = "\
+Exit status:
+  0  success: every recipient accepted the message, or the command completed
+  1  the command failed (the NET error is printed, e.g. a name taken on the network)
+  2  usage error: bad syntax, unknown switch, empty or too long message, invalid name
+  3  the Messenger service is not running and the command needs it
+  4  the message reached none of its recipients
+  5  the message reached some recipients but not all";
+
+/// Shown after the exit statuses in `--help`.
+const ENVIRONMENT_HELP: &str = "\
+Environment:
+  MESSENGER_SOCKET  the service's control socket (as --socket)
+  MESSENGER_CONFIG  the service's configuration file (as --config)
+
+Invoked through a link named `net`, the program takes the Windows syntax:
+  net send {name | * | /domain[:name] | /users} message
+  net name [name [/add | /delete]]
+  net start messenger, net stop messenger, net helpmsg number";
+
+/// Send and receive Windows Messenger (`NET SEND`) messages.
+#[derive(Debug, Parser)]
+#[command(
+    name = "messenger",
+    version,
+    about = "Send and receive Windows Messenger (NET SEND) messages",
+    long_about = "Send and receive Windows Messenger (NET SEND) messages.\n\n\
+        Messages go to NetBIOS messaging names (NAME<03>) over the NetBIOS session service, \
+        or as broadcasts to a workgroup; they interoperate with Windows, Samba (smbclient -M) \
+        and WinPopup. The Messenger service (messengerd) receives messages for this \
+        computer's names and keeps them in each user's inbox.",
+    after_long_help = const_format_help(),
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    /// The Messenger service's control socket [default: the service's default]
+    #[arg(long, global = true, value_name = "PATH", env = "MESSENGER_SOCKET")]
+    pub socket: Option<PathBuf>,
+
+    /// Read settings (ports, code page, workgroup, control socket) from the service's
+    /// configuration file [default: /etc/messenger/messenger.toml if it exists]
+    #[arg(long, global = true, value_name = "PATH", env = "MESSENGER_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `after_long_help` takes one string; the two sections are joined here once.
+fn const_format_help() -> String {
+    format!("{EXIT_STATUS_HELP}\n\n{ENVIRONMENT_HELP}")
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Send a message to a user or computer, a workgroup, or every user of this computer
+    #[command(
+        long_about = "Send a message.\n\n\
+            NAME is a messaging name (a user or computer name, or an alias added with \
+            `name /ADD`), an IPv4 address or a DNS host name. `*` or `/DOMAIN` sends to every \
+            computer of this computer's workgroup, `/DOMAIN:OTHER` to another workgroup or \
+            domain (a broadcast of at most 128 characters), `/USERS` to every user session on \
+            this computer. Switches are case-insensitive. Options must come before NAME: \
+            everything after NAME is the message. With no MESSAGE the text is read from \
+            standard input.\n\n\
+            Directed messages are limited to 652 bytes, the Windows limit; --long allows up \
+            to 1600 bytes, which Samba and this project's service accept.",
+        after_long_help = EXIT_STATUS_HELP
+    )]
+    Send(SendArgs),
+
+    /// List this computer's messaging names, or add or delete one
+    #[command(
+        long_about = "List this computer's messaging names with their owners, or add \
+            (`NAME /ADD`, --add) or delete (`NAME /DELETE`, --delete) an alias. A name has at \
+            most 15 characters. The computer name cannot be deleted, and users can delete \
+            only the names they own.",
+        after_long_help = EXIT_STATUS_HELP
+    )]
+    Name(NameArgs),
+
+    /// Start the Messenger service
+    Start,
+
+    /// Stop the Messenger service
+    Stop,
+
+    /// Show whether the Messenger service runs, and how it is set up
+    Status,
+
+    /// Show the messages received for you (oldest first, newest last)
+    #[command(after_long_help = EXIT_STATUS_HELP)]
+    Inbox(InboxArgs),
+
+    /// Explain a NET error number (as NET HELPMSG does)
+    Helpmsg {
+        /// The error number, e.g. 2273
+        #[arg(value_name = "NUMBER")]
+        number: String,
+    },
+
+    /// Print a shell completion script
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+
+    /// Print the man page (roff)
+    Manpage,
+
+    /// `net start` without a service name: list the started services
+    #[command(hide = true, name = "started-services")]
+    StartedServices,
+}
+
+/// `send`.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Send to every computer of a workgroup or domain: this computer's own when NAME is
+    /// left out (same as `*` and `/DOMAIN`), else NAME (same as `/DOMAIN:NAME`)
+    #[arg(
+        long,
+        value_name = "NAME",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = ""
+    )]
+    pub domain: Option<String>,
+
+    /// Send a copy to every user session on this computer (same as `/USERS`)
+    #[arg(long, conflicts_with = "domain")]
+    pub users: bool,
+
+    /// The sender name shown to the recipient [default: your login name; only root may set
+    /// another]
+    #[arg(long, value_name = "NAME")]
+    pub from: Option<String>,
+
+    /// Allow messages up to 1600 bytes (Samba's limit) instead of Windows' 652
+    #[arg(long)]
+    pub long: bool,
+
+    /// `NAME MESSAGE...`: the recipient (`NAME`, `*`, `/DOMAIN[:NAME]`, `/USERS`, an IP address
+    /// or a host name), then the message; without --domain or --users the first word is the
+    /// recipient
+    #[arg(
+        value_name = "NAME MESSAGE",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub words: Vec<String>,
+}
+
+/// `name`.
+#[derive(Debug, Args)]
+pub struct NameArgs {
+    /// The name to add or delete; without it the names are listed
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Add NAME (the default when a NAME is given; same as `/ADD`)
+    #[arg(long, requires = "name", conflicts_with = "delete")]
+    pub add: bool,
+
+    /// Delete NAME (same as `/DELETE`)
+    #[arg(long, requires = "name")]
+    pub delete: bool,
+}
+
+/// `inbox`.
+#[derive(Debug, Args)]
+pub struct InboxArgs {
+    /// Only messages you have not read yet
+    #[arg(long)]
+    pub unread: bool,
+
+    /// Keep printing new messages as they arrive (until interrupted)
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+
+    /// One JSON object per line and message: id, received_at (RFC 3339), from, to, text,
+    /// source, transport, read
+    #[arg(long)]
+    pub json: bool,
+
+    /// Do not mark the messages shown as read
+    #[arg(long)]
+    pub keep_unread: bool,
+}
+
+/// The command-line definition, for completions and the man page.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}

@@ -1,0 +1,211 @@
+//! `inbox`: the messages received for the caller, oldest first, and with `--follow` new ones
+//! as they arrive.
+//!
+//! Messages are shown as the Messenger's pop-up showed them ("Message from X to Y on DATE
+//! TIME", then the text; KB 330904), with every character from the network made safe for the
+//! terminal. `--json` prints one JSON object per message and line instead, unsanitized but
+//! escaped by JSON itself. Messages shown are marked read unless `--keep-unread`.
+
+use messenger_core::sanitize::sanitize;
+use messenger_ipc::{Client, MessageView, Reply, Request};
+
+use crate::cli::InboxArgs;
+use crate::context::Context;
+use crate::output::{self, Exit};
+
+/// Runs `inbox`.
+pub fn run(ctx: &Context, args: InboxArgs) -> Exit {
+    let connect = || match ctx.connect() {
+        Ok(c) => Ok(c),
+        Err(e) if e.not_running() => {
+            output::net_error(messenger_core::nerr::NERR_MSG_NOT_STARTED);
+            Err(Exit::NotRunning)
+        }
+        Err(e) => {
+            output::error(&e.to_string());
+            Err(Exit::Failed)
+        }
+    };
+    let mut client = match connect() {
+        Ok(c) => c,
+        Err(exit) => return exit,
+    };
+    // Subscribe before listing, so that nothing arriving in between is missed; what the
+    // stream repeats from the listing is skipped by id.
+    let mut follower = None;
+    if args.follow {
+        let mut f = match connect() {
+            Ok(c) => c,
+            Err(exit) => return exit,
+        };
+        match f.call(&Request::InboxFollow { all_users: false }) {
+            Ok(Reply::Following) => follower = Some(f),
+            other => return unexpected(other),
+        }
+    }
+    let request = Request::InboxList {
+        unread_only: args.unread,
+        all_users: false,
+        after_id: None,
+        limit: None,
+    };
+    let messages = match client.call(&request) {
+        Ok(Reply::Messages { messages }) => messages,
+        other => return unexpected(other),
+    };
+    let mut last_id = i64::MIN;
+    for m in &messages {
+        show(m, args.json);
+        last_id = last_id.max(m.id);
+    }
+    if !args.keep_unread {
+        mark_read(&mut client, &messages);
+    }
+    let Some(mut follower) = follower else {
+        return Exit::Ok;
+    };
+    if let Err(e) = follower.wait_forever() {
+        output::error(&e.to_string());
+        return Exit::Failed;
+    }
+    loop {
+        match follower.next_reply() {
+            Ok(Reply::Message(m)) => {
+                if m.id <= last_id {
+                    continue;
+                }
+                last_id = m.id;
+                show(&m, args.json);
+                if !args.keep_unread {
+                    mark_read(&mut client, std::slice::from_ref(&m));
+                }
+            }
+            Ok(Reply::Error(e)) => {
+                output::net_error_with_detail(e.code, Some(&e.message));
+                return Exit::for_code(e.code);
+            }
+            Ok(_) => {}
+            Err(messenger_ipc::ClientError::Closed) => {
+                eprintln!("The Messenger service stopped.");
+                return Exit::NotRunning;
+            }
+            Err(e) => {
+                output::error(&e.to_string());
+                return Exit::Failed;
+            }
+        }
+    }
+}
+
+fn unexpected(reply: Result<Reply, messenger_ipc::ClientError>) -> Exit {
+    match reply {
+        Ok(Reply::Error(e)) => {
+            output::net_error_with_detail(e.code, Some(&e.message));
+            Exit::for_code(e.code)
+        }
+        Ok(other) => {
+            output::error(&format!("unexpected reply from the service: {other:?}"));
+            Exit::Failed
+        }
+        Err(e) => {
+            output::error(&e.to_string());
+            Exit::Failed
+        }
+    }
+}
+
+fn mark_read(client: &mut Client, messages: &[MessageView]) {
+    let ids: Vec<i64> = messages.iter().filter(|m| !m.read).map(|m| m.id).collect();
+    if ids.is_empty() {
+        return;
+    }
+    if let Err(e) = client.call(&Request::InboxMarkRead { ids }) {
+        output::error(&format!("cannot mark the messages read: {e}"));
+    }
+}
+
+fn show(m: &MessageView, json: bool) {
+    if json {
+        match serde_json::to_string(m) {
+            Ok(line) => println!("{line}"),
+            Err(e) => output::error(&format!("cannot encode message {}: {e}", m.id)),
+        }
+        return;
+    }
+    print!("{}", format_message(m));
+}
+
+/// A message as a pop-up showed it, made safe for a terminal.
+fn format_message(m: &MessageView) -> String {
+    let mut header = format!(
+        "Message from {} to {} on {}",
+        output::safe(&m.from),
+        output::safe(&m.to),
+        local_time(&m.received_at)
+    );
+    let mut notes = Vec::new();
+    if !m.read {
+        notes.push("new".to_owned());
+    }
+    match (&m.source, m.transport.as_str()) {
+        (Some(source), transport) => notes.push(format!(
+            "{} from {}",
+            output::safe(transport),
+            output::safe(source)
+        )),
+        (None, transport) => notes.push(output::safe(transport).into_owned()),
+    }
+    header.push_str(&format!(" [#{}, {}]", m.id, notes.join(", ")));
+    format!("{header}\n\n{}\n\n", sanitize(&m.text))
+}
+
+/// `received_at` (RFC 3339) in the local time zone, as `YYYY-MM-DD HH:MM:SS`; the text as it
+/// came if it does not parse.
+fn local_time(rfc3339: &str) -> String {
+    match rfc3339.parse::<jiff::Timestamp>() {
+        Ok(ts) => ts
+            .to_zoned(jiff::tz::TimeZone::system())
+            .strftime("%Y-%m-%d %H:%M:%S")
+            .to_string(),
+        Err(_) => output::safe(rfc3339).into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(text: &str) -> MessageView {
+        MessageView {
+            id: 7,
+            received_at: "2026-11-26T10:18:52Z".into(),
+            from: "ALICE\x1b]0;pwned\x07".into(),
+            to: "BOB".into(),
+            text: text.into(),
+            source: Some("10.0.0.5:49152".into()),
+            transport: "session".into(),
+            read: false,
+        }
+    }
+
+    #[test]
+    fn messages_are_shown_safely() {
+        let s = format_message(&view("line one\n\x1b[2Jline two\u{202E}"));
+        assert!(!s.contains('\x1b'));
+        assert!(!s.contains('\x07'));
+        assert!(!s.contains('\u{202E}'));
+        assert!(
+            s.starts_with("Message from ALICE^[]0;pwned^G to BOB on "),
+            "{s}"
+        );
+        assert!(s.contains("[#7, new, session from 10.0.0.5:49152]"), "{s}");
+        assert!(s.contains("line one\n^[[2Jline two"), "{s}");
+    }
+
+    #[test]
+    fn times_are_local_and_bad_ones_shown_as_is() {
+        assert_eq!(local_time("not a time\x1b"), "not a time^[");
+        let t = local_time("2026-11-26T10:18:52Z");
+        assert_eq!(t.len(), 19, "{t}");
+    }
+}

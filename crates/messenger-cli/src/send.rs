@@ -1,0 +1,376 @@
+//! `send`: a message to a name, an address, a workgroup, or every session here.
+//!
+//! With the service running the message goes through it (`Request::Send`): it knows this
+//! computer's own names and its users' sessions. Without it, names, addresses and workgroups
+//! are reached directly over the network with the same code the service uses
+//! (`messenger-net`); only `/USERS` needs the service.
+
+use std::io::{IsTerminal, Read};
+
+use messenger_core::nerr;
+use messenger_ipc::{IpcError, Reply, Request, SendResult, SendTarget};
+use messenger_net::{LengthLimit, NetError, Settings};
+
+use crate::cli::SendArgs;
+use crate::context::{self, Context};
+use crate::output::{self, Exit};
+
+/// Errors that mean the message did not get through (rather than a refused request).
+const DELIVERY_ERRORS: &[u32] = &[
+    nerr::NERR_NAME_NOT_FOUND,
+    nerr::NERR_NETWORK_ERROR,
+    nerr::NERR_PAUSED_REMOTE,
+    nerr::NERR_BAD_RECEIVE,
+];
+
+/// Who gets the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Recipient {
+    Name(String),
+    Workgroup(Option<String>),
+    Users,
+}
+
+/// Runs `send`.
+pub fn run(ctx: &Context, args: SendArgs) -> Exit {
+    let (recipient, words) = match recipient(&args) {
+        Ok(r) => r,
+        Err(message) => {
+            output::usage_error(&message);
+            return Exit::Usage;
+        }
+    };
+    let text = if words.is_empty() {
+        match read_stdin() {
+            Ok(t) => t,
+            Err(message) => {
+                output::usage_error(&message);
+                return Exit::Usage;
+            }
+        }
+    } else {
+        words.join(" ")
+    };
+    if text.trim().is_empty() {
+        output::usage_error("the message is empty");
+        return Exit::Usage;
+    }
+    let login = context::login_name();
+    if let Some(from) = &args.from {
+        if !from.eq_ignore_ascii_case(&login) && !context::is_root() {
+            output::net_error_with_detail(
+                nerr::ERROR_ACCESS_DENIED,
+                Some("Only root may send under another name than the login name."),
+            );
+            return Exit::Failed;
+        }
+    }
+    let config = match ctx.config() {
+        Ok(c) => c,
+        Err(e) => {
+            output::error(&e.0);
+            return Exit::Failed;
+        }
+    };
+    let limit = LengthLimit::from_allow_long(args.long);
+    if let Err(e) = check_text(&recipient, &text, config.code_page(), limit) {
+        return input_error(&e);
+    }
+
+    match ctx.connect() {
+        Ok(mut client) => {
+            let target = match &recipient {
+                Recipient::Name(n) => SendTarget::Name { name: n.clone() },
+                Recipient::Workgroup(w) => SendTarget::Workgroup { name: w.clone() },
+                Recipient::Users => SendTarget::Users,
+            };
+            let request = Request::Send {
+                target,
+                from: args.from.clone(),
+                text,
+                allow_long: args.long,
+            };
+            match client.call(&request) {
+                Ok(Reply::Sent { results }) => report(&results),
+                Ok(Reply::Error(e)) => request_failed(&recipient, &e),
+                Ok(other) => {
+                    output::error(&format!("unexpected reply from the service: {other:?}"));
+                    Exit::Failed
+                }
+                Err(e) => {
+                    output::error(&e.to_string());
+                    Exit::Failed
+                }
+            }
+        }
+        Err(e) if e.not_running() => {
+            let from = args.from.clone().unwrap_or(login);
+            send_direct(ctx, &recipient, &from, &text, limit)
+        }
+        Err(e) => {
+            output::error(&e.to_string());
+            Exit::Failed
+        }
+    }
+}
+
+/// The recipient, and the words of the message.
+fn recipient(args: &SendArgs) -> Result<(Recipient, Vec<String>), String> {
+    if args.users {
+        return Ok((Recipient::Users, args.words.clone()));
+    }
+    if let Some(domain) = &args.domain {
+        let name = (!domain.is_empty()).then(|| domain.clone());
+        return Ok((Recipient::Workgroup(name), args.words.clone()));
+    }
+    let Some((first, rest)) = args.words.split_first() else {
+        return Err("missing the recipient: NAME, *, /DOMAIN[:NAME] or /USERS".to_owned());
+    };
+    let first = first.trim();
+    let recipient = if first == "*" {
+        Recipient::Workgroup(None)
+    } else if let Some(group) = first.strip_suffix('*').filter(|g| !g.is_empty()) {
+        // A name ending in `*` is a workgroup, sent by mailslot ([MS-MSRP] note <25>).
+        Recipient::Workgroup(Some(group.to_owned()))
+    } else if first.is_empty() {
+        return Err("the recipient is empty".to_owned());
+    } else {
+        Recipient::Name(first.to_owned())
+    };
+    Ok((recipient, rest.to_vec()))
+}
+
+/// The message from standard input, without its final line breaks.
+fn read_stdin() -> Result<String, String> {
+    let mut stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprintln!("Type the message, then Ctrl-D on a line of its own:");
+    }
+    let mut bytes = Vec::new();
+    stdin
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read the message from standard input: {e}"))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| "the message on standard input is not UTF-8 text".to_owned())?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+/// Checks the text against the recipient's limits in the code page of the configuration,
+/// before anything is sent, so that a too-long message fails the same way with and without
+/// the service.
+fn check_text(
+    recipient: &Recipient,
+    text: &str,
+    code_page: &str,
+    limit: LengthLimit,
+) -> Result<(), NetError> {
+    let Ok(cp) = netbios::oem::CodePage::from_name(code_page) else {
+        // The service reports a bad code page better than we can; leave the check to it.
+        return Ok(());
+    };
+    match recipient {
+        Recipient::Workgroup(_) => messenger_net::text::encode_broadcast(text, cp).map(drop),
+        _ => messenger_net::text::encode_directed(text, cp, limit).map(drop),
+    }
+}
+
+/// A problem with the text or a name: usage error.
+fn input_error(e: &NetError) -> Exit {
+    output::usage_error(&format!("{e}"));
+    if let NetError::TooLong {
+        unit: "bytes", max, ..
+    } = e
+    {
+        if *max == messenger_net::text::WINDOWS_MAX_TEXT_LEN {
+            eprintln!("Use --long to send up to 1600 bytes to receivers that take them (Samba).");
+        }
+    }
+    Exit::Usage
+}
+
+/// Prints the outcome of each recipient; the exit status says whether all, some or none got
+/// it.
+fn report(results: &[SendResult]) -> Exit {
+    let mut ok = 0;
+    for r in results {
+        match &r.error {
+            None => {
+                ok += 1;
+                success(&r.recipient);
+            }
+            Some(e) => failure(&r.recipient, e.code, Some(&e.message)),
+        }
+    }
+    if results.is_empty() {
+        // /USERS with nobody logged in: nothing to deliver, nothing failed.
+        println!("There is no user session on this computer to send the message to.");
+        return Exit::Ok;
+    }
+    if ok == results.len() {
+        Exit::Ok
+    } else if ok == 0 {
+        Exit::NotDelivered
+    } else {
+        Exit::Partial
+    }
+}
+
+/// The service refused the request as a whole.
+fn request_failed(recipient: &Recipient, e: &IpcError) -> Exit {
+    if DELIVERY_ERRORS.contains(&e.code) {
+        failure(&display(recipient), e.code, Some(&e.message));
+        return Exit::NotDelivered;
+    }
+    output::net_error_with_detail(e.code, Some(&e.message));
+    Exit::for_code(e.code)
+}
+
+fn success(recipient: &str) {
+    println!(
+        "The message was successfully sent to {}.",
+        output::safe(recipient)
+    );
+}
+
+fn failure(recipient: &str, code: u32, detail: Option<&str>) {
+    eprintln!(
+        "An error occurred while sending a message to {}.\n",
+        output::safe(recipient)
+    );
+    output::net_error_with_detail(code, detail);
+}
+
+fn display(recipient: &Recipient) -> String {
+    match recipient {
+        Recipient::Name(n) => n.to_uppercase(),
+        Recipient::Workgroup(Some(w)) => format!("domain {}", w.to_uppercase()),
+        Recipient::Workgroup(None) => "the workgroup".to_owned(),
+        Recipient::Users => "the users of this computer".to_owned(),
+    }
+}
+
+/// Sends without the service.
+fn send_direct(
+    ctx: &Context,
+    recipient: &Recipient,
+    from: &str,
+    text: &str,
+    limit: LengthLimit,
+) -> Exit {
+    if *recipient == Recipient::Users {
+        output::net_error_with_detail(
+            nerr::NERR_MSG_NOT_STARTED,
+            Some("Sending to /USERS needs the Messenger service (messenger start)."),
+        );
+        return Exit::NotRunning;
+    }
+    let (config, computer) = match (ctx.config(), ctx.computer_name()) {
+        (Ok(c), Ok(n)) => (c, n),
+        (Err(e), _) | (_, Err(e)) => {
+            output::error(&e.0);
+            return Exit::Failed;
+        }
+    };
+    let settings = match Settings::from_config(config, &computer) {
+        Ok(s) => s,
+        Err(e) => {
+            failure(
+                &display(recipient),
+                nerr::NERR_NETWORK_ERROR,
+                Some(&e.to_string()),
+            );
+            return Exit::NotDelivered;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            output::error(&format!("cannot start the network runtime: {e}"));
+            return Exit::Failed;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match recipient {
+            Recipient::Name(target) => messenger_net::send_to(&settings, target, from, text, limit)
+                .await
+                .map(|_| target.to_uppercase()),
+            Recipient::Workgroup(group) => {
+                let group = group.clone().unwrap_or_else(|| config.workgroup());
+                messenger_net::send_broadcast(&settings, &group, from, text)
+                    .await
+                    .map(|r| format!("domain {}", r.workgroup))
+            }
+            Recipient::Users => unreachable!("handled above"),
+        }
+    });
+    match outcome {
+        Ok(shown) => {
+            success(&shown);
+            Exit::Ok
+        }
+        Err(e) if e.is_input_error() => input_error(&e),
+        Err(e) => {
+            failure(&display(recipient), e.nerr(), Some(&e.to_string()));
+            Exit::NotDelivered
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(words: &[&str]) -> SendArgs {
+        SendArgs {
+            domain: None,
+            users: false,
+            from: None,
+            long: false,
+            words: words.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn recipients() {
+        let (r, w) = recipient(&args(&["bob", "hi", "there"])).unwrap();
+        assert_eq!(r, Recipient::Name("bob".into()));
+        assert_eq!(w, vec!["hi", "there"]);
+        assert_eq!(
+            recipient(&args(&["*", "x"])).unwrap().0,
+            Recipient::Workgroup(None)
+        );
+        assert_eq!(
+            recipient(&args(&["LAB*", "x"])).unwrap().0,
+            Recipient::Workgroup(Some("LAB".into()))
+        );
+        let mut a = args(&["hello"]);
+        a.users = true;
+        assert_eq!(
+            recipient(&a).unwrap(),
+            (Recipient::Users, vec!["hello".into()])
+        );
+        let mut a = args(&["hello"]);
+        a.domain = Some(String::new());
+        assert_eq!(recipient(&a).unwrap().0, Recipient::Workgroup(None));
+        a.domain = Some("OTHER".into());
+        assert_eq!(
+            recipient(&a).unwrap().0,
+            Recipient::Workgroup(Some("OTHER".into()))
+        );
+        assert!(recipient(&args(&[])).is_err());
+    }
+
+    #[test]
+    fn texts_are_checked_per_recipient_kind() {
+        let name = Recipient::Name("bob".into());
+        let wg = Recipient::Workgroup(None);
+        assert!(check_text(&name, &"x".repeat(652), "cp850", LengthLimit::Windows).is_ok());
+        assert!(check_text(&name, &"x".repeat(653), "cp850", LengthLimit::Windows).is_err());
+        assert!(check_text(&name, &"x".repeat(653), "cp850", LengthLimit::Long).is_ok());
+        assert!(check_text(&wg, &"x".repeat(128), "cp850", LengthLimit::Windows).is_ok());
+        assert!(check_text(&wg, &"x".repeat(129), "cp850", LengthLimit::Long).is_err());
+    }
+}

@@ -1,0 +1,318 @@
+//! The command line against a running service: `messengerd` started in-process on loopback
+//! with ephemeral ports, a temporary data directory and control socket.
+
+use std::path::PathBuf;
+
+use assert_cmd::Command;
+use messenger_core::config::Config;
+use predicates::prelude::*;
+use predicates::str::contains;
+use tokio_util::sync::CancellationToken;
+
+/// A running service and the configuration file that points at it.
+struct Service {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start_service() -> Service {
+    let dir = tempfile::tempdir().unwrap();
+    let utmp = dir.path().join("utmp");
+    std::fs::write(&utmp, b"").unwrap();
+    let config_path = dir.path().join("messenger.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "computer_name = \"SVCPC\"\n\
+             workgroup = \"SVCWG\"\n\
+             data_dir = \"{data}\"\n\
+             control_socket = \"{socket}\"\n\
+             utmp_path = \"{utmp}\"\n\
+             listen_addresses = [\"127.0.0.1\"]\n\
+             name_port = {name}\n\
+             datagram_port = {dgm}\n\
+             session_port = {ssn}\n\
+             [policy]\n\
+             rate_limit = false\n",
+            data = dir.path().join("data").display(),
+            socket = dir.path().join("control.sock").display(),
+            utmp = utmp.display(),
+            name = free_udp_port(),
+            dgm = free_udp_port(),
+            ssn = free_tcp_port(),
+        ),
+    )
+    .unwrap();
+    let config = Config::load(&config_path).unwrap();
+    let settings = messengerd::Settings::resolve(config).unwrap();
+    let sockets = messengerd::Sockets::bind(&settings.config, &settings.control_socket).unwrap();
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        if let Err(e) = messengerd::run(settings, sockets, token).await {
+            panic!("service failed: {e:#}");
+        }
+    });
+    let service = Service {
+        dir,
+        config: config_path,
+        shutdown,
+    };
+    // Bounded wait until the control socket answers.
+    let mut ok = false;
+    for _ in 0..200 {
+        let mut cmd = messenger(&service);
+        cmd.arg("status");
+        if tokio::task::spawn_blocking(move || cmd.output().unwrap().status.success())
+            .await
+            .unwrap()
+        {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ok, "the service did not answer");
+    service
+}
+
+fn messenger(service: &Service) -> Command {
+    let mut c = Command::cargo_bin("messenger").unwrap();
+    c.env_remove("MESSENGER_SOCKET")
+        .env_remove("MESSENGER_CONFIG")
+        .arg("--config")
+        .arg(&service.config);
+    c
+}
+
+fn net(service: &Service) -> Command {
+    let link = service.dir.path().join("net");
+    if !link.exists() {
+        std::os::unix::fs::symlink(assert_cmd::cargo::cargo_bin("messenger"), &link).unwrap();
+    }
+    let mut c = Command::new(link);
+    c.env_remove("MESSENGER_SOCKET")
+        .env("MESSENGER_CONFIG", &service.config);
+    c
+}
+
+async fn run(mut cmd: Command) -> assert_cmd::assert::Assert {
+    tokio::task::spawn_blocking(move || cmd.assert())
+        .await
+        .unwrap()
+}
+
+fn socket(service: &Service) -> PathBuf {
+    service.dir.path().join("control.sock")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn status_and_start_when_running() {
+    let s = start_service().await;
+    let mut cmd = messenger(&s);
+    cmd.arg("status");
+    run(cmd)
+        .await
+        .success()
+        .stdout(contains("The Messenger service is running."))
+        .stdout(contains("SVCPC"))
+        .stdout(contains("SVCWG"));
+    let mut cmd = messenger(&s);
+    cmd.arg("start");
+    run(cmd)
+        .await
+        .code(1)
+        .stderr(contains("The Messenger service is already started."));
+    let mut cmd = net(&s);
+    cmd.arg("start");
+    run(cmd).await.success().stdout(contains("   Messenger"));
+    // --socket alone reaches it too.
+    let mut cmd = Command::cargo_bin("messenger").unwrap();
+    cmd.env_remove("MESSENGER_CONFIG")
+        .arg("--socket")
+        .arg(socket(&s))
+        .arg("status");
+    run(cmd).await.success();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn names_are_listed_added_and_deleted() {
+    let s = start_service().await;
+    let mut cmd = messenger(&s);
+    cmd.arg("name");
+    run(cmd)
+        .await
+        .success()
+        .stdout(contains("SVCPC"))
+        .stdout(contains("computer"))
+        .stdout(contains("The command completed successfully."));
+
+    let mut cmd = messenger(&s);
+    cmd.args(["name", "pager", "/ADD"]);
+    run(cmd)
+        .await
+        .success()
+        .stdout(contains("The command completed successfully."));
+    let mut cmd = messenger(&s);
+    cmd.arg("name");
+    run(cmd).await.success().stdout(contains("PAGER"));
+    let mut cmd = net(&s);
+    cmd.args(["name", "PAGER", "/add"]);
+    run(cmd).await.code(1).stderr(contains("NET HELPMSG 2276"));
+
+    let mut cmd = messenger(&s);
+    cmd.args(["name", "pager", "--delete"]);
+    run(cmd).await.success();
+    let mut cmd = messenger(&s);
+    cmd.arg("name");
+    run(cmd).await.success().stdout(contains("PAGER").not());
+
+    let mut cmd = net(&s);
+    cmd.args(["name", "svcpc", "/DELETE"]);
+    run(cmd)
+        .await
+        .code(1)
+        .stderr(contains("The computer name could not be deleted."))
+        .stderr(contains("NET HELPMSG 2278"));
+    let mut cmd = messenger(&s);
+    cmd.args(["name", "nothere", "/del"]);
+    run(cmd).await.code(1).stderr(contains("NET HELPMSG 2285"));
+    let mut cmd = messenger(&s);
+    cmd.args(["name", "abcdefghijklmnop", "--add"]);
+    run(cmd).await.code(2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_message_to_this_computer_lands_in_the_inbox() {
+    let s = start_service().await;
+    let mut cmd = messenger(&s);
+    cmd.args(["send", "svcpc", "hello", "\x1b[2Jthere"]);
+    run(cmd)
+        .await
+        .success()
+        .stdout(contains("The message was successfully sent to"));
+    let mut cmd = messenger(&s);
+    cmd.args(["send", "SVCPC"]).write_stdin("from stdin\n");
+    run(cmd).await.success();
+
+    let mut cmd = messenger(&s);
+    cmd.args(["inbox", "--json", "--keep-unread"]);
+    let out = run(cmd).await.success().get_output().stdout.clone();
+    let lines: Vec<serde_json::Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.len() >= 2, "{lines:?}");
+    let texts: Vec<&str> = lines.iter().map(|v| v["text"].as_str().unwrap()).collect();
+    assert!(texts.contains(&"hello \u{1b}[2Jthere"), "{texts:?}");
+    assert!(texts.contains(&"from stdin"), "{texts:?}");
+    for v in &lines {
+        for key in [
+            "id",
+            "received_at",
+            "from",
+            "to",
+            "text",
+            "source",
+            "transport",
+            "read",
+        ] {
+            assert!(v.get(key).is_some(), "{key} missing in {v}");
+        }
+    }
+
+    // Shown on a terminal: sanitized, and then read.
+    let mut cmd = messenger(&s);
+    cmd.arg("inbox");
+    run(cmd)
+        .await
+        .success()
+        .stdout(contains("Message from"))
+        .stdout(contains("^[[2Jthere"))
+        .stdout(contains("\x1b").not());
+    let mut cmd = messenger(&s);
+    cmd.args(["inbox", "--unread"]);
+    run(cmd)
+        .await
+        .success()
+        .stdout(contains("Message from").not());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn users_and_unknown_names_through_the_service() {
+    let s = start_service().await;
+    let mut cmd = messenger(&s);
+    cmd.args(["send", "/USERS", "nobody", "is", "logged", "in"]);
+    // The service reports "nobody to send to" as the alias not found.
+    run(cmd)
+        .await
+        .code(4)
+        .stderr(contains("An error occurred while sending a message to"))
+        .stderr(contains("NET HELPMSG 2273"));
+    let mut cmd = messenger(&s);
+    cmd.args(["send", "no-such-name", "hi"]);
+    run(cmd)
+        .await
+        .code(4)
+        .stderr(contains("An error occurred while sending a message to"))
+        .stderr(contains("NET HELPMSG 2273"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn follow_prints_messages_as_they_arrive() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let s = start_service().await;
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("messenger"))
+        .env_remove("MESSENGER_SOCKET")
+        .env_remove("MESSENGER_CONFIG")
+        .arg("--config")
+        .arg(&s.config)
+        .args(["inbox", "--follow", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    });
+    let mut cmd = messenger(&s);
+    cmd.args(["send", "svcpc", "live", "one"]);
+    run(cmd).await.success();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(10), reader)
+        .await
+        .expect("a followed message in time")
+        .unwrap()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["text"], "live one");
+}

@@ -1,0 +1,114 @@
+//! The datagram service: `NET SEND *` and `/DOMAIN` broadcasts, and directed mailslot
+//! messages, on UDP 138 (`\MAILSLOT\MESSNGR`).
+//!
+//! A datagram is taken only when it is addressed to our workgroup's group name with our
+//! workgroup as the MESSNGR `To`, or to one of our own names; everything else is ignored, as
+//! is anything from our own addresses (this computer's own broadcasts reach local users
+//! through the send path, not by looping back).
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+
+use messenger_core::message::Transport;
+use netbios::mailslot::MessengerDatagram;
+use netbios::name::SUFFIX_WORKSTATION;
+use tokio_util::sync::CancellationToken;
+
+use crate::service::{Incoming, Service};
+
+/// Largest datagram read: the RFC 1002 MAX_DATAGRAM_LENGTH is 576, but peers on Ethernet
+/// send up to the MTU; anything longer is not a messenger datagram.
+const MAX_DATAGRAM: usize = 1500;
+
+/// Serves the datagram sockets of one interface until `shutdown`.
+pub async fn run(
+    service: Arc<Service>,
+    unicast: UdpSocket,
+    broadcast: Option<UdpSocket>,
+    shutdown: CancellationToken,
+) {
+    let unicast = match tokio::net::UdpSocket::from_std(unicast) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "datagram socket unusable");
+            return;
+        }
+    };
+    let broadcast = broadcast.and_then(|b| tokio::net::UdpSocket::from_std(b).ok());
+    let mut buf_u = vec![0u8; MAX_DATAGRAM];
+    let mut buf_b = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let (len, from, from_broadcast) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = unicast.recv_from(&mut buf_u) => match r {
+                Ok((n, a)) => (n, a, false),
+                Err(_) => continue,
+            },
+            r = recv_opt(broadcast.as_ref(), &mut buf_b) => match r {
+                Ok((n, a)) => (n, a, true),
+                Err(_) => continue,
+            },
+        };
+        let data = if from_broadcast {
+            &buf_b[..len]
+        } else {
+            &buf_u[..len]
+        };
+        handle(&service, data, from).await;
+    }
+}
+
+async fn recv_opt(
+    socket: Option<&tokio::net::UdpSocket>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr)> {
+    match socket {
+        Some(s) => s.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn handle(service: &Arc<Service>, data: &[u8], from: SocketAddr) {
+    if let std::net::IpAddr::V4(ip) = from.ip() {
+        if service.addresses.contains(&ip) {
+            return;
+        }
+    }
+    if !service.gate.admits_source(from.ip()) {
+        tracing::info!(%from, "datagram from a source the policy refuses");
+        return;
+    }
+    let datagram = match MessengerDatagram::decode(data) {
+        Ok(Some(d)) => d,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::debug!(%from, error = %e, "malformed datagram ignored");
+            return;
+        }
+    };
+    let dest = datagram.destination.name;
+    let to_workgroup = dest.suffix() == SUFFIX_WORKSTATION
+        && dest
+            .name_bytes()
+            .eq_ignore_ascii_case(service.settings.workgroup.as_bytes());
+    if to_workgroup && !service.settings.config.policy.accept_broadcasts {
+        tracing::info!(%from, "broadcast message ignored: accept_broadcasts = false");
+        return;
+    }
+    if !service.gate.within_rate(from.ip()) {
+        tracing::warn!(%from, "rate limit: datagram message dropped");
+        return;
+    }
+    let incoming = Incoming {
+        from: datagram.message.from,
+        to: datagram.message.to,
+        text: datagram.message.text,
+        to_workgroup,
+        source: Some(from),
+        transport: Transport::Mailslot,
+        calling_machine: messenger_core::names::display_name(&datagram.source.name),
+    };
+    if let Err(refusal) = service.accept_message(incoming).await {
+        tracing::info!(%from, ?refusal, "mailslot message not taken");
+    }
+}

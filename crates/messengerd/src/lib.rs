@@ -1,0 +1,204 @@
+//! `messengerd`, the Messenger service, as a library: [`run`] serves already-bound sockets
+//! until a shutdown token fires. The binary is a thin `main` around it; tests run it
+//! in-process on loopback with ephemeral ports.
+//!
+//! Tasks: a name service per interface (UDP 137) registers and defends our names; the session
+//! server (TCP 139) and the datagram listener (UDP 138) receive messages; the control socket
+//! serves the command line; a watcher keeps users' names in step with who is logged in. They
+//! share one [`service::Service`].
+#![forbid(unsafe_code)]
+
+pub mod command;
+pub mod control;
+pub mod datagram;
+pub mod display;
+pub mod inbox;
+pub mod names;
+pub mod nameservice;
+pub mod privileges;
+pub mod receive;
+pub mod send;
+pub mod service;
+pub mod sockets;
+pub mod utmp;
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use messenger_core::names::NameKind;
+use netbios::name::{SUFFIX_MESSENGER, SUFFIX_WORKSTATION};
+use netbios::NetbiosName;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use service::Settings;
+pub use sockets::Sockets;
+
+/// How often utmp is read again for logins and logouts. `who` is no faster; a name appears a
+/// couple of seconds after its user logs in.
+const UTMP_POLL_INTERVAL: Duration = Duration::from_secs(2);
+/// Longest wait for tasks to finish (names released, connections answered) at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The inbox database's file name inside the data directory.
+pub const INBOX_FILE: &str = "inbox.sqlite3";
+
+/// A running service's handle for callers that need to reach it (tests, `main`).
+pub struct Running {
+    /// The shared state.
+    pub service: Arc<service::Service>,
+    /// Every task of the service.
+    pub tasks: TaskTracker,
+}
+
+/// Opens the inbox, restores names, starts every task on `sockets`, and returns once the
+/// service is up. Tasks stop when `shutdown` is cancelled; await [`Running::tasks`] after that.
+pub async fn start(
+    settings: Settings,
+    sockets: Sockets,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Running> {
+    std::fs::create_dir_all(&settings.data_dir)?;
+    let inbox = inbox::Inbox::open(&settings.data_dir.join(INBOX_FILE))
+        .map_err(|e| anyhow::anyhow!("cannot open the inbox: {e}"))?;
+    let tasks = TaskTracker::new();
+
+    let mut name_services = Vec::new();
+    let mut receivers = Vec::new();
+    for _ in &sockets.interfaces {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        name_services.push(tx);
+        receivers.push(rx);
+    }
+    let addresses = sockets
+        .interfaces
+        .iter()
+        .map(|s| s.interface.addr)
+        .collect();
+    let interfaces: Vec<_> = sockets
+        .interfaces
+        .iter()
+        .map(|s| s.interface.clone())
+        .collect();
+    let config = &settings.config;
+    let gate = Arc::new(receive::Gate::new(
+        service::source_policy(config, &interfaces)?,
+        config.limits.max_connections,
+        config.limits.max_connections_per_source,
+        config.policy.rate_limit.then_some((
+            config.policy.messages_per_second,
+            config.policy.message_burst,
+        )),
+    ));
+    let service = Arc::new(service::Service {
+        settings,
+        inbox,
+        names: Mutex::new(names::NameTable::default()),
+        sessions: RwLock::new(Vec::new()),
+        sink: Arc::new(display::TerminalSink::new()),
+        name_services,
+        addresses,
+        interfaces,
+        started: Instant::now(),
+        gate,
+    });
+
+    for (i, (iface, rx)) in sockets.interfaces.into_iter().zip(receivers).enumerate() {
+        let s = Arc::clone(&service);
+        let token = shutdown.clone();
+        tasks.spawn(nameservice::run(
+            s.clone(),
+            i,
+            iface.interface.clone(),
+            iface.name,
+            iface.name_broadcast,
+            rx,
+            token.clone(),
+        ));
+        tasks.spawn(datagram::run(
+            s,
+            iface.datagram,
+            iface.datagram_broadcast,
+            token,
+        ));
+    }
+    for listener in sockets.sessions {
+        tasks.spawn(receive::serve(
+            Arc::clone(&service),
+            listener,
+            shutdown.clone(),
+        ));
+    }
+    let control = tokio::net::UnixListener::from_std(sockets.control)?;
+    tasks.spawn(control::serve(
+        control,
+        Arc::clone(&service),
+        shutdown.clone(),
+    ));
+
+    register_initial_names(&service).await?;
+    tasks.spawn(watch_logins(Arc::clone(&service), shutdown.clone()));
+    tasks.close();
+    Ok(Running { service, tasks })
+}
+
+/// Runs the service until `shutdown`, then releases its names and closes the inbox.
+pub async fn run(
+    settings: Settings,
+    sockets: Sockets,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let running = start(settings, sockets, shutdown.clone()).await?;
+    shutdown.cancelled().await;
+    tracing::info!("stopping: releasing names");
+    if tokio::time::timeout(SHUTDOWN_GRACE, running.tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some tasks did not stop in time");
+    }
+    running.service.inbox.close();
+    Ok(())
+}
+
+async fn register_initial_names(service: &Arc<service::Service>) -> anyhow::Result<()> {
+    let computer =
+        NetbiosName::new_uppercase(service.settings.computer_name.as_bytes(), SUFFIX_MESSENGER)?;
+    let workgroup =
+        NetbiosName::new_uppercase(service.settings.workgroup.as_bytes(), SUFFIX_WORKSTATION)?;
+    service.add_name(computer, NameKind::Computer, None);
+    // The workstation name and the workgroup group name: `NET SEND *` is addressed to the
+    // workgroup's <00> name ([MS-MAIL] 3.2.3), and peers expect a messenger host to hold both.
+    service.register_everywhere(computer.with_suffix(SUFFIX_WORKSTATION), false);
+    service.register_everywhere(workgroup, true);
+    let stored = service.inbox.with_store(|s| s.list_names()).await?;
+    for record in stored {
+        match record.to_messaging_name() {
+            Ok(m) => {
+                service.add_name(m.name, m.kind, Some(m.owner));
+            }
+            Err(e) => tracing::warn!(name = %record.name, error = %e, "skipping a stored name"),
+        }
+    }
+    Ok(())
+}
+
+async fn watch_logins(service: Arc<service::Service>, shutdown: CancellationToken) {
+    let path = service.settings.config.utmp_path();
+    let mut last: Option<Vec<utmp::LoginSession>> = None;
+    loop {
+        match utmp::read_sessions(&path) {
+            Ok(sessions) => {
+                if last.as_ref() != Some(&sessions) {
+                    service.refresh_sessions(sessions.clone());
+                    last = Some(sessions);
+                }
+            }
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot read utmp"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(UTMP_POLL_INTERVAL) => {}
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! This computer's messaging names and the state of each on the network.
+//!
+//! Every `<03>` name we answer for lives here: the computer name, the names of logged-in
+//! users, and aliases users added. A name is usable (messages to it are accepted, queries for
+//! it answered) only once every interface's name service has registered it without a conflict.
+//! Anyone waiting for an `/ADD` to finish is told the outcome here.
+
+use std::collections::BTreeMap;
+
+use messenger_core::names::{NameKind, Owner};
+use netbios::NetbiosName;
+use tokio::sync::oneshot;
+
+/// How far along a name is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameState {
+    /// Registration broadcasts are under way on `pending` interfaces.
+    Registering {
+        /// Interfaces that have not finished yet.
+        pending: usize,
+    },
+    /// Ours on every interface.
+    Registered,
+    /// Another node holds it; we do not use it.
+    Conflict,
+}
+
+impl NameState {
+    /// The word the name listing shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Registering { .. } => "registering",
+            Self::Registered => "registered",
+            Self::Conflict => "conflict",
+        }
+    }
+}
+
+/// Result of a registration for those waiting on it: Ok, or the NET error number.
+pub type RegistrationOutcome = Result<(), u32>;
+
+/// One of our messaging names.
+#[derive(Debug)]
+pub struct NameEntry {
+    /// `NAME<03>`.
+    pub name: NetbiosName,
+    /// Computer, user or alias.
+    pub kind: NameKind,
+    /// Who it belongs to (none for the computer name).
+    pub owner: Option<Owner>,
+    /// Network state.
+    pub state: NameState,
+    waiters: Vec<oneshot::Sender<RegistrationOutcome>>,
+}
+
+/// The table of our messaging names, keyed by the 15-byte name (suffix aside).
+#[derive(Debug, Default)]
+pub struct NameTable {
+    entries: BTreeMap<NetbiosName, NameEntry>,
+}
+
+/// NET error: "A duplicate message alias exists on the network." ([MS-ERREF] 2.2).
+pub const NERR_DUPLICATE_NAME: u32 = 2297;
+
+impl NameTable {
+    /// Adds `name` as registering on `interfaces` interfaces (registered at once if zero).
+    /// Returns false if it is already present.
+    pub fn insert(
+        &mut self,
+        name: NetbiosName,
+        kind: NameKind,
+        owner: Option<Owner>,
+        interfaces: usize,
+    ) -> bool {
+        if self.entries.contains_key(&name) {
+            return false;
+        }
+        let state = if interfaces == 0 {
+            NameState::Registered
+        } else {
+            NameState::Registering {
+                pending: interfaces,
+            }
+        };
+        self.entries.insert(
+            name,
+            NameEntry {
+                name,
+                kind,
+                owner,
+                state,
+                waiters: Vec::new(),
+            },
+        );
+        true
+    }
+
+    /// Waits for the outcome of `name`'s registration; resolves at once if it is settled.
+    pub fn wait_for(&mut self, name: &NetbiosName) -> oneshot::Receiver<RegistrationOutcome> {
+        let (tx, rx) = oneshot::channel();
+        match self.entries.get_mut(name) {
+            Some(e) => match e.state {
+                NameState::Registering { .. } => e.waiters.push(tx),
+                NameState::Registered => {
+                    let _ = tx.send(Ok(()));
+                }
+                NameState::Conflict => {
+                    let _ = tx.send(Err(NERR_DUPLICATE_NAME));
+                }
+            },
+            None => {
+                let _ = tx.send(Err(NERR_DUPLICATE_NAME));
+            }
+        }
+        rx
+    }
+
+    /// One interface registered `name`.
+    pub fn registered_on_one(&mut self, name: &NetbiosName) {
+        if let Some(e) = self.entries.get_mut(name) {
+            if let NameState::Registering { pending } = e.state {
+                if pending <= 1 {
+                    e.state = NameState::Registered;
+                    for w in e.waiters.drain(..) {
+                        let _ = w.send(Ok(()));
+                    }
+                } else {
+                    e.state = NameState::Registering {
+                        pending: pending - 1,
+                    };
+                }
+            }
+        }
+    }
+
+    /// Another node holds `name`.
+    pub fn conflict(&mut self, name: &NetbiosName) {
+        if let Some(e) = self.entries.get_mut(name) {
+            e.state = NameState::Conflict;
+            for w in e.waiters.drain(..) {
+                let _ = w.send(Err(NERR_DUPLICATE_NAME));
+            }
+        }
+    }
+
+    /// Removes `name`.
+    pub fn remove(&mut self, name: &NetbiosName) -> Option<NameEntry> {
+        self.entries.remove(name)
+    }
+
+    /// The entry for `name`.
+    pub fn get(&self, name: &NetbiosName) -> Option<&NameEntry> {
+        self.entries.get(name)
+    }
+
+    /// The usable entry whose name, compared as [MS-MSRP] 2.2.2.1 says (uppercased, padded
+    /// to 15), matches the OEM string `to` of a received message.
+    pub fn find_usable(&self, to: &[u8]) -> Option<&NameEntry> {
+        let wanted = NetbiosName::new_uppercase(to, netbios::name::SUFFIX_MESSENGER).ok()?;
+        self.entries
+            .values()
+            .find(|e| e.state == NameState::Registered && e.name.same_name_as(&wanted))
+    }
+
+    /// Every entry.
+    pub fn iter(&self) -> impl Iterator<Item = &NameEntry> {
+        self.entries.values()
+    }
+
+    /// How many names `uid` owns of kind alias.
+    pub fn aliases_owned_by(&self, uid: u32) -> usize {
+        self.entries
+            .values()
+            .filter(|e| e.kind == NameKind::Alias && e.owner.as_ref().is_some_and(|o| o.uid == uid))
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner() -> Option<Owner> {
+        Some(Owner {
+            uid: 1000,
+            name: "alice".into(),
+        })
+    }
+
+    #[test]
+    fn registration_completes_when_every_interface_agrees() {
+        let mut t = NameTable::default();
+        let n = NetbiosName::messenger("pager").unwrap();
+        assert!(t.insert(n, NameKind::Alias, owner(), 2));
+        assert!(!t.insert(n, NameKind::Alias, owner(), 2));
+        let mut rx = t.wait_for(&n);
+        t.registered_on_one(&n);
+        assert!(rx.try_recv().is_err());
+        assert!(t.find_usable(b"pager").is_none());
+        t.registered_on_one(&n);
+        assert_eq!(rx.try_recv().unwrap(), Ok(()));
+        assert!(t.find_usable(b"Pager").is_some());
+        assert_eq!(t.aliases_owned_by(1000), 1);
+    }
+
+    #[test]
+    fn conflict_fails_waiters_and_makes_the_name_unusable() {
+        let mut t = NameTable::default();
+        let n = NetbiosName::messenger("taken").unwrap();
+        t.insert(n, NameKind::Alias, owner(), 1);
+        let mut rx = t.wait_for(&n);
+        t.conflict(&n);
+        assert_eq!(rx.try_recv().unwrap(), Err(NERR_DUPLICATE_NAME));
+        assert!(t.find_usable(b"TAKEN").is_none());
+    }
+}

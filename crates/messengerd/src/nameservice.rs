@@ -1,0 +1,168 @@
+//! The name service task of one interface (UDP 137): registers, defends and releases our
+//! names, and answers name queries and node status requests, by driving the protocol crate's
+//! [`NameService`] state machine with real sockets and the real clock.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use messenger_net::iface::Interface;
+use netbios::name::SUFFIX_MESSENGER;
+use netbios::nbns::service::{NameEvent, NameService, NameServiceConfig};
+use netbios::Scope;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::service::{lock, NameCommand, Service};
+
+/// Largest name service datagram read; RFC 1002 caps UDP NetBIOS packets at 576 bytes, a node
+/// status response with many names can approach the Ethernet MTU.
+const MAX_PACKET: usize = 1500;
+/// Longest time spent broadcasting releases at shutdown: three releases 250 ms apart (RFC 1002
+/// s.6 BCAST_REQ_RETRY_COUNT, BCAST_REQ_RETRY_TIMEOUT) fit with room to spare.
+const RELEASE_GRACE: Duration = Duration::from_secs(2);
+
+/// Runs the name service of `interface` until `shutdown`, then releases every name.
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    service: Arc<Service>,
+    index: usize,
+    interface: Interface,
+    unicast: UdpSocket,
+    broadcast: Option<UdpSocket>,
+    mut commands: mpsc::UnboundedReceiver<NameCommand>,
+    shutdown: CancellationToken,
+) {
+    let local_port = unicast.local_addr().map(|a| a.port()).unwrap_or(137);
+    let unicast = match tokio::net::UdpSocket::from_std(unicast) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "name service socket unusable");
+            return;
+        }
+    };
+    let broadcast = broadcast.and_then(|b| tokio::net::UdpSocket::from_std(b).ok());
+    let config = &service.settings.config;
+    let mut ns_config = NameServiceConfig::new(interface.addr, interface.broadcast);
+    ns_config.local_port = local_port;
+    // Peers listen on the port we serve on: 137 in production, another in tests.
+    ns_config.peer_port = local_port;
+    if let Some(wins) = config.wins_server {
+        ns_config = ns_config.with_wins(wins);
+    }
+    ns_config.scope = config
+        .scope
+        .as_deref()
+        .and_then(|s| Scope::parse(s).ok())
+        .unwrap_or_default();
+    ns_config.first_transaction_id = transaction_seed(index);
+    let mut ns = NameService::new(ns_config);
+    let span = tracing::info_span!("names", interface = %interface.name, addr = %interface.addr);
+    let _enter = span.enter();
+
+    let mut buf_u = vec![0u8; MAX_PACKET];
+    let mut buf_b = vec![0u8; MAX_PACKET];
+    loop {
+        flush(&service, &mut ns, &unicast).await;
+        let deadline = ns
+            .poll_timeout()
+            .map(tokio::time::Instant::from_std)
+            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep_until(deadline) => ns.handle_timeout(Instant::now()),
+            cmd = commands.recv() => match cmd {
+                Some(NameCommand::Register { name, group }) => {
+                    if let Err(e) = ns.register(name, group, Instant::now()) {
+                        tracing::warn!(%name, error = %e, "cannot register");
+                        if name.suffix() == SUFFIX_MESSENGER {
+                            lock(&service.names).conflict(&name);
+                        }
+                    }
+                }
+                Some(NameCommand::Release { name }) => {
+                    ns.release(&name, Instant::now());
+                }
+                None => break,
+            },
+            r = unicast.recv_from(&mut buf_u) => {
+                if let Ok((n, from)) = r {
+                    receive(&mut ns, from, &buf_u[..n]);
+                }
+            }
+            r = recv_opt(broadcast.as_ref(), &mut buf_b) => {
+                if let Ok((n, from)) = r {
+                    receive(&mut ns, from, &buf_b[..n]);
+                }
+            }
+        }
+    }
+    ns.release_all(Instant::now());
+    let end = tokio::time::Instant::now() + RELEASE_GRACE;
+    loop {
+        flush(&service, &mut ns, &unicast).await;
+        let Some(next) = ns.poll_timeout() else { break };
+        let next = tokio::time::Instant::from_std(next).min(end);
+        if next >= end {
+            break;
+        }
+        tokio::time::sleep_until(next).await;
+        ns.handle_timeout(Instant::now());
+    }
+    flush(&service, &mut ns, &unicast).await;
+}
+
+fn receive(ns: &mut NameService, from: SocketAddr, data: &[u8]) {
+    let SocketAddr::V4(from) = from else { return };
+    if let Err(e) = ns.handle(Instant::now(), from, data) {
+        tracing::debug!(%from, error = %e, "malformed name service packet ignored");
+    }
+}
+
+async fn flush(service: &Arc<Service>, ns: &mut NameService, socket: &tokio::net::UdpSocket) {
+    while let Some(t) = ns.poll_transmit() {
+        if let Err(e) = socket
+            .send_to(&t.payload, SocketAddr::V4(t.destination))
+            .await
+        {
+            tracing::debug!(to = %t.destination, error = %e, "name service send failed");
+        }
+    }
+    while let Some(event) = ns.poll_event() {
+        match event {
+            NameEvent::Registered(name) => {
+                tracing::info!(%name, "name registered");
+                if name.suffix() == SUFFIX_MESSENGER {
+                    lock(&service.names).registered_on_one(&name);
+                }
+            }
+            NameEvent::Conflict { name, owner } => {
+                tracing::warn!(%name, %owner, "name conflict: another node holds this name; not using it");
+                if name.suffix() == SUFFIX_MESSENGER {
+                    lock(&service.names).conflict(&name);
+                }
+            }
+            NameEvent::Released(name) => tracing::info!(%name, "name released"),
+            other => tracing::debug!(?other, "name service event"),
+        }
+    }
+}
+
+async fn recv_opt(
+    socket: Option<&tokio::net::UdpSocket>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr)> {
+    match socket {
+        Some(s) => s.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A transaction-id seed that differs between restarts and interfaces, so a restarted service
+/// does not reuse the ids of its previous run.
+fn transaction_seed(index: usize) -> u16 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    (nanos as u16) ^ (std::process::id() as u16) ^ ((index as u16) << 12)
+}

@@ -1,0 +1,384 @@
+//! The service's shared state and the rules that tie receiving, names and the inbox together.
+//!
+//! Transports (the session server, the datagram listener, local sends) hand a received message
+//! to [`Service::accept_message`], which checks that it is for one of our names, stores it
+//! durably, and only then lets the transport acknowledge it; showing it to users and running
+//! the message command happen afterwards and never delay the sender.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use messenger_core::config::{Config, Invoker};
+use messenger_core::message::{NewMessage, Transport};
+use messenger_core::names::{NameKind, Owner};
+use netbios::oem::CodePage;
+use netbios::NetbiosName;
+use tokio::sync::mpsc;
+
+use crate::command::{self, CommandContext};
+use crate::display::{DeliverySink, Popup};
+use crate::inbox::Inbox;
+use crate::names::NameTable;
+use crate::utmp::LoginSession;
+
+/// Why a message was not accepted; each maps to the SMB error the sender gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not addressed to one of our names: answered like "messaging off for that name".
+    NotOurName,
+    /// The inbox could not take it (disk full, read-only, queue full): ERRnoroom.
+    NoRoom,
+    /// Policy refused the source (allow/deny lists, rate limit).
+    Policy,
+}
+
+/// Settings resolved from the configuration and the environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The configuration as loaded.
+    pub config: Config,
+    /// NetBIOS computer name, uppercase.
+    pub computer_name: String,
+    /// Workgroup, uppercase.
+    pub workgroup: String,
+    /// Where the inbox and spool live.
+    pub data_dir: PathBuf,
+    /// The control socket.
+    pub control_socket: PathBuf,
+    /// OEM code page of the wire.
+    pub code_page: CodePage,
+}
+
+impl Settings {
+    /// Resolves `config` for the current process.
+    pub fn resolve(config: Config) -> anyhow::Result<Self> {
+        let invoker = current_invoker();
+        let code_page = CodePage::from_name(config.code_page())
+            .map_err(|e| anyhow::anyhow!("code_page: {e}"))?;
+        Ok(Self {
+            computer_name: config.computer_name(&invoker),
+            workgroup: config.workgroup(),
+            data_dir: config.data_dir(&invoker),
+            control_socket: config.control_socket(&invoker),
+            code_page,
+            config,
+        })
+    }
+}
+
+/// Who runs this process, for the configuration's defaults.
+pub fn current_invoker() -> Invoker {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "LINUX".to_owned());
+    Invoker::from_environment(nix::unistd::Uid::effective().is_root(), host)
+}
+
+/// A request to the name service tasks (one per interface).
+#[derive(Debug, Clone)]
+pub enum NameCommand {
+    /// Register a name (group or unique).
+    Register {
+        /// The name.
+        name: NetbiosName,
+        /// Group name (never contested).
+        group: bool,
+    },
+    /// Release a name.
+    Release {
+        /// The name.
+        name: NetbiosName,
+    },
+}
+
+/// State shared by every task of the service.
+pub struct Service {
+    /// Resolved settings.
+    pub settings: Settings,
+    /// The durable inbox.
+    pub inbox: Inbox,
+    /// Our messaging names.
+    pub names: Mutex<NameTable>,
+    /// Login sessions, as last read from utmp.
+    pub sessions: RwLock<Vec<LoginSession>>,
+    /// Where messages are shown.
+    pub sink: Arc<dyn DeliverySink>,
+    /// Name service tasks, one per interface.
+    pub name_services: Vec<mpsc::UnboundedSender<NameCommand>>,
+    /// IPv4 addresses served.
+    pub addresses: Vec<std::net::Ipv4Addr>,
+    /// The interfaces served.
+    pub interfaces: Vec<messenger_net::iface::Interface>,
+    /// When the service started.
+    pub started: Instant,
+    /// Admission control: source policy, connection caps, rate limits.
+    pub gate: Arc<crate::receive::Gate>,
+}
+
+impl Service {
+    /// Asks every interface to register `name`.
+    pub fn register_everywhere(&self, name: NetbiosName, group: bool) {
+        for ns in &self.name_services {
+            let _ = ns.send(NameCommand::Register { name, group });
+        }
+    }
+
+    /// Asks every interface to release `name`.
+    pub fn release_everywhere(&self, name: NetbiosName) {
+        for ns in &self.name_services {
+            let _ = ns.send(NameCommand::Release { name });
+        }
+    }
+
+    /// Adds a messaging name to the table and starts registering it; returns false if it was
+    /// already there.
+    pub fn add_name(&self, name: NetbiosName, kind: NameKind, owner: Option<Owner>) -> bool {
+        let added = lock(&self.names).insert(name, kind, owner, self.name_services.len());
+        if added {
+            self.register_everywhere(name, false);
+        }
+        added
+    }
+
+    /// Removes a messaging name and releases it on the network.
+    pub fn remove_name(&self, name: &NetbiosName) {
+        if lock(&self.names).remove(name).is_some() {
+            self.release_everywhere(*name);
+        }
+    }
+
+    /// Decodes the OEM bytes of a received text or name.
+    pub fn decode_text(&self, bytes: &[u8]) -> String {
+        self.settings.code_page.decode_text(bytes)
+    }
+
+    /// Checks, stores and (after the commit) shows a received message. `to` is the
+    /// destination exactly as received; for broadcasts `to_workgroup` is true and `to` must
+    /// name our workgroup.
+    pub async fn accept_message(self: &Arc<Self>, incoming: Incoming) -> Result<i64, Refusal> {
+        let to_name = trim_nuls(&incoming.to);
+        let recipients = if incoming.to_workgroup {
+            let wanted = self.settings.workgroup.as_bytes();
+            if !to_name.eq_ignore_ascii_case(wanted) {
+                return Err(Refusal::NotOurName);
+            }
+            Vec::new()
+        } else {
+            let names = lock(&self.names);
+            let entry = names.find_usable(to_name).ok_or(Refusal::NotOurName)?;
+            match (&entry.kind, &entry.owner) {
+                (NameKind::Computer, _) | (_, None) => Vec::new(),
+                (_, Some(owner)) => vec![owner.name.clone()],
+            }
+        };
+        let text = self.decode_text(trim_nuls(&incoming.text));
+        let message = NewMessage {
+            received_at: now_micros(),
+            from: self.decode_text(trim_nuls(&incoming.from)),
+            to: self.decode_text(to_name),
+            recipients,
+            source: incoming.source,
+            transport: incoming.transport,
+            text,
+            raw: incoming.text.clone(),
+        };
+        self.deliver(message, incoming.calling_machine.clone())
+            .await
+    }
+
+    /// Stores `message` durably and, once it is on disk, shows it and runs the message
+    /// command in the background. The id is returned only after the commit.
+    pub async fn deliver(
+        self: &Arc<Self>,
+        message: NewMessage,
+        machine: String,
+    ) -> Result<i64, Refusal> {
+        let id = match self.inbox.store(message.clone()).await {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::error!(error = %e, "inbox cannot take a message; sender gets ERRnoroom");
+                return Err(Refusal::NoRoom);
+            }
+        };
+        tracing::info!(
+            id,
+            from = %messenger_core::sanitize::sanitize_line(&message.from),
+            to = %messenger_core::sanitize::sanitize_line(&message.to),
+            transport = ?message.transport,
+            source = ?message.source,
+            "message stored"
+        );
+        tracing::debug!(id, text = %messenger_core::sanitize::sanitize(&message.text), "message text");
+        let this = Arc::clone(self);
+        tokio::spawn(async move { this.show(id, message, machine).await });
+        Ok(id)
+    }
+
+    /// Shows a stored message to its recipients and runs the message command.
+    async fn show(self: Arc<Self>, id: i64, message: NewMessage, machine: String) {
+        let sessions: Vec<LoginSession> = {
+            let all = self.sessions.read().unwrap_or_else(|e| e.into_inner());
+            all.iter()
+                .filter(|s| message.recipients.is_empty() || message.recipients.contains(&s.user))
+                .cloned()
+                .collect()
+        };
+        let popup = Popup {
+            from: message.from.clone(),
+            to: message.to.clone(),
+            when: local_time_string(message.received_at),
+            text: message.text.clone(),
+        };
+        let sink = Arc::clone(&self.sink);
+        let shown = tokio::task::spawn_blocking(move || sink.show(&popup, &sessions))
+            .await
+            .unwrap_or_default();
+        for user in shown {
+            let ids = vec![id];
+            if let Err(e) = self
+                .inbox
+                .with_store(move |s| s.mark_read(&user, &ids))
+                .await
+            {
+                tracing::warn!(error = %e, "could not mark a shown message read");
+            }
+        }
+        if let Some(template) = &self.settings.config.message_command {
+            command::run_for_message(
+                template,
+                CommandContext {
+                    from: message.from.clone(),
+                    to: message.to.clone(),
+                    machine,
+                    address: message
+                        .source
+                        .map(|s| s.ip().to_string())
+                        .unwrap_or_default(),
+                    text: message.text.clone(),
+                },
+                self.settings.data_dir.join("spool"),
+            );
+        }
+    }
+
+    /// Rereads utmp; registers names of users who logged in and releases those of users who
+    /// left.
+    pub fn refresh_sessions(&self, sessions: Vec<LoginSession>) {
+        let users = crate::utmp::users(&sessions);
+        {
+            let mut current = self.sessions.write().unwrap_or_else(|e| e.into_inner());
+            *current = sessions;
+        }
+        let mut to_add = Vec::new();
+        let mut to_remove = Vec::new();
+        {
+            let names = lock(&self.names);
+            for e in names.iter().filter(|e| e.kind == NameKind::User) {
+                let owner = e.owner.as_ref().map(|o| o.name.as_str()).unwrap_or("");
+                if !users.contains(owner) {
+                    to_remove.push(e.name);
+                }
+            }
+            for user in &users {
+                let Ok(name) = NetbiosName::messenger(user) else {
+                    continue;
+                };
+                if names.get(&name).is_none() {
+                    to_add.push((name, user.clone()));
+                }
+            }
+        }
+        for name in to_remove {
+            tracing::info!(%name, "user logged out; releasing name");
+            self.remove_name(&name);
+        }
+        for (name, user) in to_add {
+            let uid = nix::unistd::User::from_name(&user)
+                .ok()
+                .flatten()
+                .map_or(u32::MAX, |u| u.uid.as_raw());
+            tracing::info!(%name, "user logged in; registering name");
+            self.add_name(name, NameKind::User, Some(Owner { uid, name: user }));
+        }
+    }
+}
+
+/// A message as a transport received it, before any checks.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    /// Originator, OEM bytes.
+    pub from: Vec<u8>,
+    /// Destination, OEM bytes.
+    pub to: Vec<u8>,
+    /// Text, OEM bytes.
+    pub text: Vec<u8>,
+    /// A workgroup broadcast (mailslot to `WORKGROUP<00>`).
+    pub to_workgroup: bool,
+    /// Sender's address.
+    pub source: Option<SocketAddr>,
+    /// How it came.
+    pub transport: Transport,
+    /// Calling NetBIOS name from the session request, if any.
+    pub calling_machine: String,
+}
+
+fn trim_nuls(bytes: &[u8]) -> &[u8] {
+    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    &bytes[..end]
+}
+
+/// Locks a mutex, recovering from poisoning: a panic elsewhere must not take names down.
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Now, in microseconds since the Unix epoch.
+pub fn now_micros() -> i64 {
+    jiff::Timestamp::now().as_microsecond()
+}
+
+/// `micros` as local date and time, `YYYY-MM-DD HH:MM:SS`.
+pub fn local_time_string(micros: i64) -> String {
+    match jiff::Timestamp::from_microsecond(micros) {
+        Ok(ts) => ts
+            .to_zoned(jiff::tz::TimeZone::system())
+            .strftime("%Y-%m-%d %H:%M:%S")
+            .to_string(),
+        Err(_) => "unknown time".to_owned(),
+    }
+}
+
+/// `micros` in RFC 3339, UTC.
+pub fn rfc3339(micros: i64) -> String {
+    match jiff::Timestamp::from_microsecond(micros) {
+        Ok(ts) => ts.to_string(),
+        Err(_) => String::new(),
+    }
+}
+
+/// The source policy: the configured lists, or, when `allow` is empty, the subnets of our
+/// interfaces and loopback.
+pub fn source_policy(
+    config: &Config,
+    interfaces: &[messenger_net::iface::Interface],
+) -> anyhow::Result<messenger_core::policy::SourcePolicy> {
+    use messenger_core::policy::{Cidr, SourcePolicy};
+    let mut policy = SourcePolicy::parse(&config.policy.allow, &config.policy.deny)
+        .map_err(|e| anyhow::anyhow!("[policy]: {e}"))?;
+    if policy.allow.is_empty() {
+        for i in interfaces {
+            let prefix = u32::from(i.netmask).count_ones() as u8;
+            policy.allow.push(Cidr::new(IpAddr::V4(i.addr), prefix)?);
+        }
+        policy
+            .allow
+            .push(Cidr::new(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8)?);
+        policy
+            .allow
+            .push(Cidr::new(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST), 128)?);
+    }
+    Ok(policy)
+}

@@ -1,0 +1,180 @@
+//! Binding every socket the service needs, before it gives up root.
+//!
+//! The service is handed its sockets already bound (as hickory-dns's server is): `main` binds
+//! them as root and then drops privileges, and tests bind them on loopback with port 0 so that
+//! many services run side by side.
+//!
+//! On each IPv4 interface two UDP sockets serve each of the name and datagram services: one
+//! bound to the interface address (unicast requests and everything we send) and one bound to
+//! the interface's broadcast address (Linux delivers a broadcast only to sockets bound to the
+//! wildcard or to that broadcast address, and the wildcard would mix up interfaces).
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+
+use messenger_core::config::Config;
+use messenger_net::iface::Interface;
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Pending connections the kernel queues for the session port before we accept them.
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// The UDP sockets of one interface.
+#[derive(Debug)]
+pub struct InterfaceSockets {
+    /// The interface.
+    pub interface: Interface,
+    /// Name service, bound to the interface address.
+    pub name: UdpSocket,
+    /// Name service, bound to the broadcast address.
+    pub name_broadcast: Option<UdpSocket>,
+    /// Datagram service, bound to the interface address.
+    pub datagram: UdpSocket,
+    /// Datagram service, bound to the broadcast address.
+    pub datagram_broadcast: Option<UdpSocket>,
+}
+
+/// A TCP listener of the session service.
+#[derive(Debug)]
+pub struct SessionListener {
+    /// The listener.
+    pub listener: TcpListener,
+    /// Whether a NetBIOS session request must come first (port 139); on other ports SMB frames
+    /// may come straight away, as Samba allows.
+    pub session_request_required: bool,
+}
+
+/// Everything the service listens on.
+#[derive(Debug)]
+pub struct Sockets {
+    /// Per-interface UDP sockets.
+    pub interfaces: Vec<InterfaceSockets>,
+    /// Session service listeners.
+    pub sessions: Vec<SessionListener>,
+    /// The control socket.
+    pub control: UnixListener,
+}
+
+impl Sockets {
+    /// Binds every socket `config` asks for; `control_path` is the control socket.
+    pub fn bind(config: &Config, control_path: &Path) -> anyhow::Result<Self> {
+        let interfaces = messenger_net::iface::interfaces(&config.listen_addresses)?;
+        if interfaces.is_empty() {
+            anyhow::bail!("no IPv4 interface to serve on");
+        }
+        let mut bound = Vec::new();
+        for interface in interfaces {
+            let name = bind_udp(interface.addr, config.name_port())?;
+            let name_port = name.local_addr()?.port();
+            let datagram = bind_udp(interface.addr, config.datagram_port())?;
+            let dgm_port = datagram.local_addr()?.port();
+            let has_broadcast = !interface.loopback && interface.broadcast != interface.addr;
+            let (name_broadcast, datagram_broadcast) = if has_broadcast {
+                (
+                    Some(bind_udp(interface.broadcast, name_port)?),
+                    Some(bind_udp(interface.broadcast, dgm_port)?),
+                )
+            } else {
+                (None, None)
+            };
+            bound.push(InterfaceSockets {
+                interface,
+                name,
+                name_broadcast,
+                datagram,
+                datagram_broadcast,
+            });
+        }
+        let mut sessions = Vec::new();
+        let addrs: Vec<Ipv4Addr> = bound.iter().map(|b| b.interface.addr).collect();
+        let mut ports = vec![config.session_port()];
+        ports.extend(config.raw_session_ports.iter().copied());
+        for (i, port) in ports.into_iter().enumerate() {
+            let mut actual = port;
+            for addr in &addrs {
+                let listener = bind_tcp(*addr, actual)?;
+                // With port 0 every address must share the port the first one got.
+                actual = listener.local_addr()?.port();
+                sessions.push(SessionListener {
+                    listener,
+                    session_request_required: i == 0 && port == netbios::nbss::SESSION_PORT,
+                });
+            }
+        }
+        let control = bind_control(control_path)?;
+        Ok(Self {
+            interfaces: bound,
+            sessions,
+            control,
+        })
+    }
+
+    /// The local address of the first session listener (tests connect there).
+    pub fn session_addr(&self) -> Option<SocketAddr> {
+        self.sessions
+            .first()
+            .and_then(|s| s.listener.local_addr().ok())
+    }
+
+    /// The local address of the first name service socket.
+    pub fn name_addr(&self) -> Option<SocketAddr> {
+        self.interfaces
+            .first()
+            .and_then(|s| s.name.local_addr().ok())
+    }
+
+    /// The local address of the first datagram service socket.
+    pub fn datagram_addr(&self) -> Option<SocketAddr> {
+        self.interfaces
+            .first()
+            .and_then(|s| s.datagram.local_addr().ok())
+    }
+}
+
+fn bind_udp(addr: Ipv4Addr, port: u16) -> anyhow::Result<UdpSocket> {
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    // Two sockets (unicast and broadcast) share each port, as does a restarted service.
+    socket.set_reuse_address(true)?;
+    socket.set_broadcast(true)?;
+    socket.set_nonblocking(true)?;
+    socket
+        .bind(&SocketAddr::V4(SocketAddrV4::new(addr, port)).into())
+        .map_err(|e| anyhow::anyhow!("cannot bind UDP {addr}:{port}: {e}"))?;
+    Ok(socket.into())
+}
+
+fn bind_tcp(addr: Ipv4Addr, port: u16) -> anyhow::Result<TcpListener> {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket
+        .bind(&SocketAddr::V4(SocketAddrV4::new(addr, port)).into())
+        .map_err(|e| anyhow::anyhow!("cannot bind TCP {addr}:{port}: {e}"))?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+fn bind_control(path: &Path) -> anyhow::Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    }
+    // A socket left by a service that died is stale; a live one answers a connection.
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            anyhow::bail!(
+                "another Messenger service is already running on {} (NET HELPMSG 2271)",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)
+        .map_err(|e| anyhow::anyhow!("cannot bind {}: {e}", path.display()))?;
+    // Everyone may connect: the service checks each caller's credentials itself.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
