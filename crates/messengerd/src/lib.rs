@@ -58,9 +58,26 @@ pub async fn start(
     sockets: Sockets,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Running> {
-    std::fs::create_dir_all(&settings.data_dir)?;
-    let inbox = inbox::Inbox::open(&settings.data_dir.join(INBOX_FILE))
-        .map_err(|e| anyhow::anyhow!("cannot open the inbox: {e}"))?;
+    let inbox = open_inbox(&settings)?;
+    start_with_inbox(settings, sockets, inbox, shutdown).await
+}
+
+/// Opens (creating if needed) the inbox in the data directory. `main` calls this before it
+/// gives up root, so that the database files are open whatever the permissions of the
+/// directories above the data directory.
+pub fn open_inbox(settings: &Settings) -> anyhow::Result<inbox::Inbox> {
+    let path = settings.data_dir.join(INBOX_FILE);
+    inbox::Inbox::open(&path)
+        .map_err(|e| anyhow::anyhow!("cannot open the inbox {}: {e}", path.display()))
+}
+
+/// [`start`] with an inbox opened beforehand by [`open_inbox`].
+pub async fn start_with_inbox(
+    settings: Settings,
+    sockets: Sockets,
+    inbox: inbox::Inbox,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Running> {
     let tasks = TaskTracker::new();
 
     let mut name_services = Vec::new();

@@ -82,8 +82,10 @@ fn init_logging(filter: Option<&str>) {
         .map(EnvFilter::new)
         .or_else(|| EnvFilter::try_from_default_env().ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }
@@ -93,7 +95,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
     let sockets = Sockets::bind(&settings.config, &settings.control_socket)?;
     let pid_file = settings.control_socket.with_file_name("messengerd.pid");
     std::fs::write(&pid_file, format!("{}\n", std::process::id()))?;
-    std::fs::create_dir_all(&settings.data_dir)?;
+    let inbox = messengerd::open_inbox(&settings)?;
     if let Some(user) = service_user(&settings) {
         give_data_dir_to(&settings, &user)?;
         if messengerd::privileges::drop_to(&user)? {
@@ -110,7 +112,8 @@ fn serve(config: Config) -> anyhow::Result<()> {
             wait_for_signal().await;
             signals.cancel();
         });
-        let running = messengerd::start(settings, sockets, shutdown.clone()).await?;
+        let running =
+            messengerd::start_with_inbox(settings, sockets, inbox, shutdown.clone()).await?;
         tracing::info!(
             computer = %running.service.settings.computer_name,
             workgroup = %running.service.settings.workgroup,
