@@ -78,10 +78,16 @@ pub fn start(ctx: &Context) -> Exit {
     } else {
         spawn(ctx)
     };
-    match result {
-        Ok(()) => {
+    match result.and_then(|()| wait_for_computer_name(ctx)) {
+        Ok(true) => {
             println!("The Messenger service was started successfully.");
             Exit::Ok
+        }
+        Ok(false) => {
+            // Windows starts the service anyway and reports the lost computer name.
+            println!("The Messenger service was started.");
+            output::net_error(nerr::NERR_NO_COMPUTER_NAME);
+            Exit::Failed
         }
         Err(detail) => {
             output::net_error_with_detail(nerr::NERR_MSG_INIT_FAILED, Some(&detail));
@@ -149,6 +155,34 @@ pub fn stop(ctx: &Context) -> Exit {
         STOP_TIMEOUT.as_secs()
     ));
     Exit::Failed
+}
+
+/// Waits (bounded) until the computer name has been registered on the network, so that
+/// messages to it are accepted as soon as `start` returns. Returns false if another node holds
+/// the computer name.
+fn wait_for_computer_name(ctx: &Context) -> Result<bool, String> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    while Instant::now() < deadline {
+        let state = ctx
+            .connect()
+            .ok()
+            .and_then(|mut c| match c.call(&Request::NameList) {
+                Ok(Reply::Names { names }) => names
+                    .into_iter()
+                    .find(|n| n.kind == "computer")
+                    .map(|n| n.state),
+                _ => None,
+            });
+        match state.as_deref() {
+            Some("registered") => return Ok(true),
+            Some("conflict") => return Ok(false),
+            _ => std::thread::sleep(POLL_INTERVAL),
+        }
+    }
+    Err(format!(
+        "the computer name was not registered within {} s",
+        START_TIMEOUT.as_secs()
+    ))
 }
 
 /// The service's status, if it answers.

@@ -21,7 +21,7 @@ use crate::iface::InterfaceError;
 #[non_exhaustive]
 pub enum NetError {
     /// Nobody answered for the name, or the host reached does not hold it.
-    #[error("the message alias {name} could not be found on the network")]
+    #[error("no computer on the network answers for {}<03>", .name.to_uppercase())]
     NameNotFound {
         /// The name as the user should see it.
         name: String,
