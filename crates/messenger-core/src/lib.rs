@@ -3,6 +3,8 @@
 //! runtime, no storage engine: those live in the crates that wire this together.
 #![forbid(unsafe_code)]
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod message;
 pub mod names;
 pub mod nerr;

@@ -10,6 +10,8 @@
 #![warn(missing_docs)]
 
 pub mod codec;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod mailslot;
 pub mod name;
 pub mod nbdgm;
