@@ -45,6 +45,21 @@ pub const DEFAULT_MAX_NAMES_PER_USER: usize = 16;
 pub const DEFAULT_MESSAGES_PER_SECOND: f64 = 5.0;
 /// Messages one source may deliver at once before the rate applies.
 pub const DEFAULT_MESSAGE_BURST: u32 = 20;
+/// Mailslot messages per second one source may deliver after its burst. The same as for
+/// sessions: a person types no faster on one transport than on the other.
+pub const DEFAULT_DATAGRAMS_PER_SECOND: f64 = DEFAULT_MESSAGES_PER_SECOND;
+/// Mailslot messages one source may deliver at once.
+pub const DEFAULT_DATAGRAM_BURST: u32 = DEFAULT_MESSAGE_BURST;
+/// Mailslot messages per second from all sources together. A datagram's source address is
+/// not verified (UDP, no handshake), so a flood with a new forged address per packet passes
+/// every per-source limit; this cap bounds what such a flood can write to the inbox. Twenty
+/// busy senders at the per-source rate fit under it.
+pub const DEFAULT_GLOBAL_DATAGRAMS_PER_SECOND: f64 = 100.0;
+/// Mailslot messages from all sources together at once before the global rate applies.
+pub const DEFAULT_GLOBAL_DATAGRAM_BURST: u32 = 200;
+/// Blocks one multi-block message may have: the protocol crate's limit (see
+/// `netbios::smb::assembler::DEFAULT_MAX_BLOCKS` for its reasoning).
+pub const DEFAULT_MAX_BLOCKS_PER_MESSAGE: usize = netbios::smb::assembler::DEFAULT_MAX_BLOCKS;
 
 /// Why a configuration file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +159,18 @@ pub struct Policy {
     pub messages_per_second: f64,
     /// `message_burst`: burst per source.
     pub message_burst: u32,
+    /// `datagrams_per_second`: sustained rate of mailslot messages per source.
+    pub datagrams_per_second: f64,
+    /// `datagram_burst`: burst of mailslot messages per source.
+    pub datagram_burst: u32,
+    /// `global_datagrams_per_second`: sustained rate of mailslot messages from all sources
+    /// together, against floods from forged addresses.
+    pub global_datagrams_per_second: f64,
+    /// `global_datagram_burst`: burst of mailslot messages from all sources together.
+    pub global_datagram_burst: u32,
+    /// `broadcast_sources`: source networks (CIDR) whose workgroup broadcasts (`NET SEND *`,
+    /// `/DOMAIN`) we take; empty means every source the `allow` list admits.
+    pub broadcast_sources: Vec<String>,
     /// `broadcast_group`: besides root, members of this group may send to `*`, `/DOMAIN` and
     /// `/USERS`.
     pub broadcast_group: Option<String>,
@@ -159,6 +186,11 @@ impl Default for Policy {
             rate_limit: true,
             messages_per_second: DEFAULT_MESSAGES_PER_SECOND,
             message_burst: DEFAULT_MESSAGE_BURST,
+            datagrams_per_second: DEFAULT_DATAGRAMS_PER_SECOND,
+            datagram_burst: DEFAULT_DATAGRAM_BURST,
+            global_datagrams_per_second: DEFAULT_GLOBAL_DATAGRAMS_PER_SECOND,
+            global_datagram_burst: DEFAULT_GLOBAL_DATAGRAM_BURST,
+            broadcast_sources: Vec::new(),
             broadcast_group: None,
             accept_broadcasts: true,
         }
@@ -179,6 +211,8 @@ pub struct Limits {
     pub request_timeout_secs: u64,
     /// `max_names_per_user`.
     pub max_names_per_user: usize,
+    /// `max_blocks_per_message`: 0xD7 blocks one multi-block message may have.
+    pub max_blocks_per_message: usize,
 }
 
 impl Default for Limits {
@@ -189,6 +223,7 @@ impl Default for Limits {
             first_request_timeout_secs: DEFAULT_FIRST_REQUEST_TIMEOUT_SECS,
             request_timeout_secs: DEFAULT_REQUEST_TIMEOUT_SECS,
             max_names_per_user: DEFAULT_MAX_NAMES_PER_USER,
+            max_blocks_per_message: DEFAULT_MAX_BLOCKS_PER_MESSAGE,
         }
     }
 }
@@ -274,9 +309,35 @@ impl Config {
         if self.max_message_len == Some(0) {
             return Err(invalid("max_message_len must be at least 1".into()));
         }
-        if self.policy.messages_per_second.is_nan() || self.policy.messages_per_second <= 0.0 {
+        for (key, rate) in [
+            ("messages_per_second", self.policy.messages_per_second),
+            ("datagrams_per_second", self.policy.datagrams_per_second),
+            (
+                "global_datagrams_per_second",
+                self.policy.global_datagrams_per_second,
+            ),
+        ] {
+            if !rate.is_finite() || rate <= 0.0 {
+                return Err(invalid(format!(
+                    "policy.{key} must be a number greater than 0"
+                )));
+            }
+        }
+        // Networks are checked here, not only when the service starts, so that
+        // `--check-config` finds a mistyped network.
+        for (key, networks) in [
+            ("allow", &self.policy.allow),
+            ("deny", &self.policy.deny),
+            ("broadcast_sources", &self.policy.broadcast_sources),
+        ] {
+            for n in networks {
+                n.parse::<crate::policy::Cidr>()
+                    .map_err(|e| invalid(format!("policy.{key}: {n:?}: {e}")))?;
+            }
+        }
+        if self.limits.max_blocks_per_message == 0 {
             return Err(invalid(
-                "policy.messages_per_second must be greater than 0".into(),
+                "limits.max_blocks_per_message must be at least 1".into(),
             ));
         }
         if self.limits.max_connections == 0 || self.limits.max_connections_per_source == 0 {
@@ -441,6 +502,84 @@ mod tests {
             PathBuf::from("/run/messenger/control.sock")
         );
         assert!(c.policy.rate_limit);
+        assert!(c.policy.broadcast_sources.is_empty());
+        assert_eq!(c.limits.max_connections, 1000);
+        assert_eq!(c.limits.max_connections_per_source, 32);
+        assert_eq!(c.limits.first_request_timeout_secs, 5);
+        assert_eq!(c.limits.request_timeout_secs, 30);
+    }
+
+    /// The example configuration shipped in `packaging/` shows every key of `[policy]` and
+    /// `[limits]` with its default as `#key = value`: uncommented, those lines must parse and
+    /// give exactly the defaults, so the file cannot drift from the code. (Lines with `##` are
+    /// examples of non-default values and stay comments.)
+    #[test]
+    fn packaged_example_config_shows_the_defaults() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../packaging/messenger.toml"
+        );
+        let text = std::fs::read_to_string(path).expect("packaging/messenger.toml");
+        let as_is = Config::parse(&text, path).expect("the example parses as shipped");
+        assert_eq!(as_is, Config::default(), "the example must change nothing");
+        let uncommented: String = text
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest)
+                    if rest.split_once(" = ").is_some_and(|(key, _)| {
+                        !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                    }) =>
+                {
+                    rest
+                }
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let shown = Config::parse(&uncommented, path).expect("the shown defaults parse");
+        assert_eq!(shown.policy, Policy::default());
+        assert_eq!(shown.limits, Limits::default());
+        for key in [
+            "allow",
+            "deny",
+            "rate_limit",
+            "messages_per_second",
+            "message_burst",
+            "datagrams_per_second",
+            "datagram_burst",
+            "global_datagrams_per_second",
+            "global_datagram_burst",
+            "broadcast_sources",
+            "broadcast_group",
+            "accept_broadcasts",
+            "max_connections",
+            "max_connections_per_source",
+            "first_request_timeout_secs",
+            "request_timeout_secs",
+            "max_names_per_user",
+            "max_blocks_per_message",
+            "computer_name",
+            "workgroup",
+            "data_dir",
+            "control_socket",
+            "message_command",
+            "wins_server",
+            "code_page",
+            "scope",
+            "listen_addresses",
+            "name_port",
+            "datagram_port",
+            "session_port",
+            "raw_session_ports",
+            "utmp_path",
+            "user",
+            "max_message_len",
+        ] {
+            assert!(
+                text.contains(&format!("#{key} = ")) || text.contains(&format!("## {key} = ")),
+                "{key} is not documented in {path}"
+            );
+        }
     }
 
     #[test]
@@ -464,6 +603,11 @@ mod tests {
         assert!(Config::parse("computer_name = \"WAY-TOO-LONG-A-NAME\"", "m").is_err());
         assert!(Config::parse("session_port = 0", "m").is_err());
         assert!(Config::parse("[policy]\nmessages_per_second = 0.0", "m").is_err());
+        assert!(Config::parse("[policy]\ndatagrams_per_second = -1.0", "m").is_err());
+        assert!(Config::parse("[policy]\nglobal_datagrams_per_second = nan", "m").is_err());
+        assert!(Config::parse("[policy]\ndeny = [\"10.0.0.0/33\"]", "m").is_err());
+        assert!(Config::parse("[policy]\nbroadcast_sources = [\"lan\"]", "m").is_err());
+        assert!(Config::parse("[limits]\nmax_blocks_per_message = 0", "m").is_err());
         let ok = Config::parse(
             "computer_name = \"hosta\"\nsession_port = 13139\nlisten_addresses = [\"127.0.0.1\"]\n[policy]\nrate_limit = false\n",
             "m",

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use messenger_core::message::Transport;
 use netbios::mailslot::MessengerDatagram;
-use netbios::name::SUFFIX_WORKSTATION;
+use netbios::name::{SUFFIX_MESSENGER, SUFFIX_WORKSTATION};
 use tokio_util::sync::CancellationToken;
 
 use crate::service::{Incoming, Service};
@@ -91,12 +91,20 @@ async fn handle(service: &Arc<Service>, data: &[u8], from: SocketAddr) {
         && dest
             .name_bytes()
             .eq_ignore_ascii_case(service.settings.workgroup.as_bytes());
+    if !to_workgroup && !addressed_to_us(service, &dest) {
+        tracing::debug!(%from, destination = %dest, "datagram for another name ignored");
+        return;
+    }
     if to_workgroup && !service.settings.config.policy.accept_broadcasts {
         tracing::info!(%from, "broadcast message ignored: accept_broadcasts = false");
         return;
     }
-    if !service.gate.within_rate(from.ip()) {
-        tracing::warn!(%from, "rate limit: datagram message dropped");
+    if to_workgroup && !service.gate.admits_broadcast_from(from.ip()) {
+        tracing::info!(%from, "broadcast message dropped: source not in [policy] broadcast_sources");
+        return;
+    }
+    if let Err(limit) = service.gate.datagram_within_rate(from.ip()) {
+        tracing::warn!(%from, ?limit, "mailslot message dropped: over its rate limit");
         return;
     }
     let incoming = Incoming {
@@ -110,5 +118,21 @@ async fn handle(service: &Arc<Service>, data: &[u8], from: SocketAddr) {
     };
     if let Err(refusal) = service.accept_message(incoming).await {
         tracing::info!(%from, ?refusal, "mailslot message not taken");
+    }
+}
+
+/// Whether a datagram's NetBIOS destination is one of this computer's own names: one of our
+/// usable `<03>` names or `COMPUTER<00>` (REFERENCE 5.4). The MESSNGR `To` field alone does
+/// not make a datagram ours: one sent to another workgroup or host is not for us, whatever
+/// its `To` says.
+fn addressed_to_us(service: &Service, dest: &netbios::NetbiosName) -> bool {
+    match dest.suffix() {
+        SUFFIX_MESSENGER => crate::service::lock(&service.names)
+            .find_usable(dest.name_bytes())
+            .is_some(),
+        SUFFIX_WORKSTATION => dest
+            .name_bytes()
+            .eq_ignore_ascii_case(service.settings.computer_name.as_bytes()),
+        _ => false,
     }
 }

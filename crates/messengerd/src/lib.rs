@@ -12,6 +12,7 @@ pub mod command;
 pub mod control;
 pub mod datagram;
 pub mod display;
+pub mod gate;
 pub mod inbox;
 pub mod names;
 pub mod nameservice;
@@ -97,16 +98,10 @@ pub async fn start_with_inbox(
         .iter()
         .map(|s| s.interface.clone())
         .collect();
-    let config = &settings.config;
-    let gate = Arc::new(receive::Gate::new(
-        service::source_policy(config, &interfaces)?,
-        config.limits.max_connections,
-        config.limits.max_connections_per_source,
-        config.policy.rate_limit.then_some((
-            config.policy.messages_per_second,
-            config.policy.message_burst,
-        )),
-    ));
+    let gate = Arc::new(gate::Gate::new(gate::GateSettings::from_config(
+        &settings.config,
+        &interfaces,
+    )?));
     let service = Arc::new(service::Service {
         settings,
         inbox,

@@ -92,12 +92,22 @@ fn init_logging(filter: Option<&str>) {
 
 fn serve(config: Config) -> anyhow::Result<()> {
     let settings = Settings::resolve(config)?;
+    // A run directory that binding creates is ours: the service account gets it, so that it
+    // can still remove the pid file at shutdown. One that already exists is left alone.
+    let run_dir = settings
+        .control_socket
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+        .map(PathBuf::from);
     let sockets = Sockets::bind(&settings.config, &settings.control_socket)?;
     let pid_file = settings.control_socket.with_file_name("messengerd.pid");
     std::fs::write(&pid_file, format!("{}\n", std::process::id()))?;
     let inbox = messengerd::open_inbox(&settings)?;
     if let Some(user) = service_user(&settings) {
         give_data_dir_to(&settings, &user)?;
+        if let Some(dir) = &run_dir {
+            give_to(std::slice::from_ref(dir), &user)?;
+        }
         if messengerd::privileges::drop_to(&user)? {
             tracing::info!(user, "running without root");
         }
@@ -148,15 +158,20 @@ fn service_user(settings: &Settings) -> Option<String> {
 /// Makes the data directory and inbox files the service account's, so that it can still
 /// write them after giving up root.
 fn give_data_dir_to(settings: &Settings, user: &str) -> anyhow::Result<()> {
-    let Some(account) = nix::unistd::User::from_name(user)? else {
-        anyhow::bail!("user {user:?} does not exist");
-    };
     let mut paths = vec![settings.data_dir.clone()];
     if let Ok(entries) = std::fs::read_dir(&settings.data_dir) {
         paths.extend(entries.flatten().map(|e| e.path()));
     }
+    give_to(&paths, user)
+}
+
+/// Makes `paths` the service account's.
+fn give_to(paths: &[PathBuf], user: &str) -> anyhow::Result<()> {
+    let Some(account) = nix::unistd::User::from_name(user)? else {
+        anyhow::bail!("user {user:?} does not exist");
+    };
     for path in paths {
-        nix::unistd::chown(&path, Some(account.uid), Some(account.gid))
+        nix::unistd::chown(path, Some(account.uid), Some(account.gid))
             .map_err(|e| anyhow::anyhow!("cannot give {} to {user}: {e}", path.display()))?;
     }
     Ok(())

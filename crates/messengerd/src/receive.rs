@@ -4,104 +4,34 @@
 //! is accepted only for one of our usable `<03>` names; a complete message goes through
 //! [`Service::accept_message`], and the SMB success response is written only after the inbox
 //! commit. The [`Gate`] bounds connections in all and per source and applies the source policy
-//! and per-source rate limits, so one host cannot keep others out.
+//! and per-source rate limits, so one host cannot keep others out; connections it refuses are
+//! answered with a NEGATIVE SESSION RESPONSE on port 139 and closed (see `gate` for why).
+//! Every read and write has a deadline: a peer that stops reading our responses is as stuck
+//! as one that stops sending, and must not hold its slot for ever.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use messenger_core::message::Transport;
-use messenger_core::policy::{RateLimiter, SourcePolicy};
+use netbios::nbss::{NegativeCode, SessionPacket};
 use netbios::smb::receiver::{DeliveryError, ReceiverConfig, ReceiverEvent, ReceiverSession};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+pub use crate::gate::{Admission, Gate, Refused};
 use crate::service::{lock, Incoming, Refusal, Service};
 use crate::sockets::SessionListener;
 
 /// Bytes read from a connection at a time; a whole multi-block message of 1600 bytes in 128
 /// byte blocks fits in a couple of reads.
 const READ_CHUNK: usize = 4096;
-/// Sources tracked by the rate limiter; see `RateLimiter` for why this bounds memory.
-const MAX_RATE_LIMITED_SOURCES: usize = 4096;
-
-/// Admission control shared by every listener.
-pub struct Gate {
-    permits: Arc<Semaphore>,
-    per_source: Mutex<HashMap<IpAddr, usize>>,
-    max_per_source: usize,
-    policy: SourcePolicy,
-    rate: Option<Mutex<RateLimiter>>,
-}
-
-/// A connection slot; frees itself when dropped.
-pub struct Admission {
-    gate: Arc<Gate>,
-    ip: IpAddr,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl Drop for Admission {
-    fn drop(&mut self) {
-        let mut counts = lock(&self.gate.per_source);
-        if let Some(n) = counts.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                counts.remove(&self.ip);
-            }
-        }
-    }
-}
-
-impl Gate {
-    /// A gate for `policy` with the configured limits.
-    pub fn new(
-        policy: SourcePolicy,
-        max_connections: usize,
-        max_per_source: usize,
-        rate: Option<(f64, u32)>,
-    ) -> Self {
-        Self {
-            permits: Arc::new(Semaphore::new(max_connections)),
-            per_source: Mutex::new(HashMap::new()),
-            max_per_source,
-            policy,
-            rate: rate.map(|(r, b)| Mutex::new(RateLimiter::new(r, b, MAX_RATE_LIMITED_SOURCES))),
-        }
-    }
-
-    /// Whether `ip` may send to us at all.
-    pub fn admits_source(&self, ip: IpAddr) -> bool {
-        self.policy.admits(ip)
-    }
-
-    /// Takes a connection slot for `ip`, or None when the limits are reached.
-    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Admission> {
-        let permit = Arc::clone(&self.permits).try_acquire_owned().ok()?;
-        let mut counts = lock(&self.per_source);
-        let n = counts.entry(ip).or_insert(0);
-        if *n >= self.max_per_source {
-            return None;
-        }
-        *n += 1;
-        Some(Admission {
-            gate: Arc::clone(self),
-            ip,
-            _permit: permit,
-        })
-    }
-
-    /// Whether one more message from `ip` is within its rate.
-    pub fn within_rate(&self, ip: IpAddr) -> bool {
-        match &self.rate {
-            Some(r) => lock(r).check(ip, Instant::now()),
-            None => true,
-        }
-    }
-}
+/// Bytes of a refused connection read (and discarded) before it is answered and closed: a
+/// session request is at most 4 + 2 × 255 bytes (RFC 1002 4.3.2). Reading what has already
+/// arrived lets the close be an orderly FIN, which the sender reads after our answer, instead
+/// of a reset that can discard the answer.
+const REFUSED_DRAIN: usize = 1024;
 
 /// Accepts connections on `listener` until `shutdown`.
 pub async fn serve(service: Arc<Service>, listener: SessionListener, shutdown: CancellationToken) {
@@ -114,6 +44,8 @@ pub async fn serve(service: Arc<Service>, listener: SessionListener, shutdown: C
     config.first_request_timeout = Duration::from_secs(limits.first_request_timeout_secs);
     config.idle_timeout = Duration::from_secs(limits.request_timeout_secs);
     config.limits.max_message_len = service.settings.config.max_message_len();
+    config.limits.max_blocks = limits.max_blocks_per_message;
+    let listener_requires_session = listener.session_request_required;
     let listener = match tokio::net::TcpListener::from_std(listener.listener) {
         Ok(l) => l,
         Err(e) => {
@@ -133,16 +65,26 @@ pub async fn serve(service: Arc<Service>, listener: SessionListener, shutdown: C
                 }
             },
         };
-        let ip = peer.ip();
-        if !service.gate.admits_source(ip) {
-            tracing::info!(%peer, "connection from a source the policy refuses");
-            drop(stream);
-            continue;
-        }
-        let Some(admission) = service.gate.admit(ip) else {
-            tracing::warn!(%peer, "connection limit reached; refusing");
-            drop(stream);
-            continue;
+        let admission = match service.gate.admit(peer.ip()) {
+            Ok(a) => a,
+            Err(refused) => {
+                let code = match refused {
+                    Refused::Source => {
+                        tracing::info!(%peer, "connection refused: source not allowed by [policy]");
+                        NegativeCode::NotListeningForCallingName
+                    }
+                    Refused::TotalConnections => {
+                        tracing::warn!(%peer, "connection refused: max_connections reached");
+                        NegativeCode::InsufficientResources
+                    }
+                    Refused::SourceConnections => {
+                        tracing::warn!(%peer, "connection refused: max_connections_per_source reached");
+                        NegativeCode::InsufficientResources
+                    }
+                };
+                refuse(&stream, listener_requires_session, code);
+                continue;
+            }
         };
         let service = Arc::clone(&service);
         let shutdown = shutdown.clone();
@@ -151,6 +93,28 @@ pub async fn serve(service: Arc<Service>, listener: SessionListener, shutdown: C
             connection(service, stream, peer, config, shutdown).await;
         });
     }
+}
+
+/// Answers a refused connection without waiting for anything, then drops it: on port 139 with
+/// a NEGATIVE SESSION RESPONSE (which a sender reports as a refusal, not a network error); on
+/// raw SMB ports there is no frame that says "refused" before an SMB arrives, so it is just
+/// closed. Only non-blocking calls: a refused peer must not hold up the accept loop.
+fn refuse(stream: &TcpStream, session_port: bool, code: NegativeCode) {
+    let mut sink = [0u8; REFUSED_DRAIN];
+    let _ = stream.try_read(&mut sink);
+    if session_port {
+        if let Ok(bytes) = SessionPacket::NegativeResponse(code).to_bytes() {
+            let _ = stream.try_write(&bytes);
+        }
+    }
+}
+
+/// Writes `bytes`, giving up after `limit`: false if the peer is gone or not reading.
+async fn write_within(stream: &mut TcpStream, bytes: &[u8], limit: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(limit, stream.write_all(bytes)).await,
+        Ok(Ok(()))
+    )
 }
 
 async fn connection(
@@ -169,7 +133,8 @@ async fn connection(
         while let Some(event) = session.poll_event() {
             match event {
                 ReceiverEvent::Transmit(bytes) => {
-                    if stream.write_all(&bytes).await.is_err() {
+                    if !write_within(&mut stream, &bytes, config.idle_timeout).await {
+                        tracing::debug!("peer not reading; closing");
                         return;
                     }
                 }
@@ -184,8 +149,8 @@ async fn connection(
                     session.accept_session(Instant::now(), ours);
                 }
                 ReceiverEvent::Deliver(message) => {
-                    let result = if !service.gate.within_rate(peer.ip()) {
-                        tracing::warn!(%peer, "rate limit: message refused");
+                    let result = if !service.gate.message_within_rate(peer.ip()) {
+                        tracing::warn!(%peer, "message refused with ERRmsgoff: source over its rate limit");
                         Err(DeliveryError::MessagingOff)
                     } else {
                         let incoming = Incoming {
@@ -235,7 +200,9 @@ async fn connection(
             // Drain what the close produced on the next pass, then stop.
             while let Some(event) = session.poll_event() {
                 if let ReceiverEvent::Transmit(bytes) = event {
-                    let _ = stream.write_all(&bytes).await;
+                    if !write_within(&mut stream, &bytes, config.idle_timeout).await {
+                        break;
+                    }
                 }
             }
             return;

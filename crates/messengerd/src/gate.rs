@@ -1,0 +1,331 @@
+//! Admission control for everything that reaches us from the network: which sources may send
+//! at all, how many connections each may hold, how fast each may deliver, and whose
+//! workgroup broadcasts we take.
+//!
+//! Policy, in the order it is applied:
+//! 1. Source networks: `[policy] deny` refuses, then `allow` admits (default: our interfaces'
+//!    subnets and loopback). A refused TCP connection is closed at once, after a NEGATIVE
+//!    SESSION RESPONSE 0x81 ("not listening for calling name") on port 139; we do not read
+//!    its SMBs just to answer each with an error, since a refused source must cost us nothing.
+//!    A refused datagram is dropped.
+//! 2. Connection caps: at most `max_connections` in all and `max_connections_per_source`
+//!    from one address; beyond them a connection gets 0x83 ("insufficient resources") and is
+//!    closed. Together with the first-request and idle timeouts of the session, hundreds of
+//!    idle connections from one host hold at most its own share of slots, and only briefly.
+//! 3. Rate limits (token buckets, on unless `rate_limit = false`): directed messages per
+//!    source, mailslot messages per source, and mailslot messages from all sources together.
+//!    A source's flood empties only its own bucket; the global bucket exists because a UDP
+//!    source address is not verified and a forged-source flood passes every per-source
+//!    limit. A rate-limited directed message gets ERRmsgoff.
+//! 4. Broadcast sources: workgroup broadcasts are taken only from `broadcast_sources`
+//!    (default: every admitted source).
+//!
+//! Every refusal is logged by the caller. Floods of refusals are not rate-limited here:
+//! journald's own rate limit (RateLimitBurst) protects the log.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use messenger_core::config::Config;
+use messenger_core::policy::{Cidr, RateLimiter, SourcePolicy, TokenBucket};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::service::lock;
+
+/// Sources tracked by each per-source rate limiter; see `RateLimiter` for why this bounds
+/// memory (about 64 bytes a source). 4096 covers every host of a /20, far more than a LAN
+/// where NetBIOS messaging is used.
+const MAX_RATE_LIMITED_SOURCES: usize = 4096;
+
+/// A token bucket's parameters: events per second after a burst.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    /// Sustained events per second.
+    pub per_second: f64,
+    /// Events at once.
+    pub burst: u32,
+}
+
+/// What a [`Gate`] enforces, resolved from the configuration.
+#[derive(Debug, Clone)]
+pub struct GateSettings {
+    /// Who may send to us at all.
+    pub sources: SourcePolicy,
+    /// Whose workgroup broadcasts we take; empty: every admitted source.
+    pub broadcast_sources: Vec<Cidr>,
+    /// Connections at once, in all.
+    pub max_connections: usize,
+    /// Connections at once from one address.
+    pub max_connections_per_source: usize,
+    /// Directed messages per source; `None`: unlimited.
+    pub messages: Option<Rate>,
+    /// Mailslot messages per source; `None`: unlimited.
+    pub datagrams: Option<Rate>,
+    /// Mailslot messages from all sources together; `None`: unlimited.
+    pub global_datagrams: Option<Rate>,
+}
+
+impl GateSettings {
+    /// The settings of `config`, with the default allow list built from `interfaces`.
+    pub fn from_config(
+        config: &Config,
+        interfaces: &[messenger_net::iface::Interface],
+    ) -> anyhow::Result<Self> {
+        let policy = &config.policy;
+        let broadcast_sources = policy
+            .broadcast_sources
+            .iter()
+            .map(|s| s.parse::<Cidr>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("[policy] broadcast_sources: {e}"))?;
+        let limited = |per_second, burst| policy.rate_limit.then_some(Rate { per_second, burst });
+        Ok(Self {
+            sources: crate::service::source_policy(config, interfaces)?,
+            broadcast_sources,
+            max_connections: config.limits.max_connections,
+            max_connections_per_source: config.limits.max_connections_per_source,
+            messages: limited(policy.messages_per_second, policy.message_burst),
+            datagrams: limited(policy.datagrams_per_second, policy.datagram_burst),
+            global_datagrams: limited(
+                policy.global_datagrams_per_second,
+                policy.global_datagram_burst,
+            ),
+        })
+    }
+}
+
+/// Why a connection was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The source policy refuses the address.
+    Source,
+    /// `max_connections` are open.
+    TotalConnections,
+    /// `max_connections_per_source` are open from this address.
+    SourceConnections,
+}
+
+/// Why a mailslot message was dropped by the rate limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimited {
+    /// Its source is over its own rate.
+    Source,
+    /// All sources together are over the global rate.
+    Global,
+}
+
+/// Admission control shared by every listener.
+pub struct Gate {
+    permits: Arc<Semaphore>,
+    per_source: Mutex<HashMap<IpAddr, usize>>,
+    max_per_source: usize,
+    sources: SourcePolicy,
+    broadcast_sources: Vec<Cidr>,
+    messages: Option<Mutex<RateLimiter>>,
+    datagrams: Option<Mutex<RateLimiter>>,
+    global_datagrams: Option<Mutex<TokenBucket>>,
+}
+
+/// A connection slot; frees itself when dropped.
+pub struct Admission {
+    gate: Arc<Gate>,
+    ip: IpAddr,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let mut counts = lock(&self.gate.per_source);
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl Gate {
+    /// A gate enforcing `settings`.
+    pub fn new(settings: GateSettings) -> Self {
+        let limiter = |r: Rate| {
+            Mutex::new(RateLimiter::new(
+                r.per_second,
+                r.burst,
+                MAX_RATE_LIMITED_SOURCES,
+            ))
+        };
+        Self {
+            permits: Arc::new(Semaphore::new(settings.max_connections)),
+            per_source: Mutex::new(HashMap::new()),
+            max_per_source: settings.max_connections_per_source,
+            sources: settings.sources,
+            broadcast_sources: settings.broadcast_sources,
+            messages: settings.messages.map(limiter),
+            datagrams: settings.datagrams.map(limiter),
+            global_datagrams: settings
+                .global_datagrams
+                .map(|r| Mutex::new(TokenBucket::new(r.per_second, r.burst, Instant::now()))),
+        }
+    }
+
+    /// Whether `ip` may send to us at all.
+    pub fn admits_source(&self, ip: IpAddr) -> bool {
+        self.sources.admits(ip)
+    }
+
+    /// Takes a connection slot for `ip`, or says why not.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admission, Refused> {
+        let ip = ip.to_canonical();
+        if !self.admits_source(ip) {
+            return Err(Refused::Source);
+        }
+        let permit = Arc::clone(&self.permits)
+            .try_acquire_owned()
+            .map_err(|_| Refused::TotalConnections)?;
+        let mut counts = lock(&self.per_source);
+        let n = counts.entry(ip).or_insert(0);
+        if *n >= self.max_per_source {
+            return Err(Refused::SourceConnections);
+        }
+        *n += 1;
+        Ok(Admission {
+            gate: Arc::clone(self),
+            ip,
+            _permit: permit,
+        })
+    }
+
+    /// Whether one more directed message from `ip` is within its rate.
+    pub fn message_within_rate(&self, ip: IpAddr) -> bool {
+        match &self.messages {
+            Some(r) => lock(r).check(ip, Instant::now()),
+            None => true,
+        }
+    }
+
+    /// Whether one more mailslot message from `ip` is within its own rate and the global
+    /// one. A source over its own rate takes nothing from the global bucket, so one flooding
+    /// source cannot use up everyone's share.
+    pub fn datagram_within_rate(&self, ip: IpAddr) -> Result<(), RateLimited> {
+        let now = Instant::now();
+        if let Some(r) = &self.datagrams {
+            if !lock(r).check(ip, now) {
+                return Err(RateLimited::Source);
+            }
+        }
+        if let Some(g) = &self.global_datagrams {
+            if !lock(g).try_take(now) {
+                return Err(RateLimited::Global);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether we take workgroup broadcasts from `ip`.
+    pub fn admits_broadcast_from(&self, ip: IpAddr) -> bool {
+        self.broadcast_sources.is_empty() || self.broadcast_sources.iter().any(|c| c.contains(ip))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn settings() -> GateSettings {
+        GateSettings {
+            sources: SourcePolicy::parse(&["127.0.0.0/8"], &["127.0.0.66"]).unwrap(),
+            broadcast_sources: Vec::new(),
+            max_connections: 4,
+            max_connections_per_source: 2,
+            messages: Some(Rate {
+                per_second: 0.001,
+                burst: 2,
+            }),
+            datagrams: Some(Rate {
+                per_second: 0.001,
+                burst: 2,
+            }),
+            global_datagrams: Some(Rate {
+                per_second: 0.001,
+                burst: 5,
+            }),
+        }
+    }
+
+    #[test]
+    fn connection_caps_per_source_and_in_all() {
+        let gate = Arc::new(Gate::new(settings()));
+        assert_eq!(gate.admit(ip("127.0.0.66")).err(), Some(Refused::Source));
+        assert_eq!(gate.admit(ip("10.0.0.1")).err(), Some(Refused::Source));
+        let a1 = gate.admit(ip("127.0.0.2")).unwrap();
+        let _a2 = gate.admit(ip("127.0.0.2")).unwrap();
+        assert_eq!(
+            gate.admit(ip("127.0.0.2")).err(),
+            Some(Refused::SourceConnections)
+        );
+        // A refused per-source attempt must not leak a global slot.
+        let _b1 = gate.admit(ip("127.0.0.3")).unwrap();
+        let _b2 = gate.admit(ip("::ffff:127.0.0.3")).unwrap();
+        assert_eq!(
+            gate.admit(ip("127.0.0.4")).err(),
+            Some(Refused::TotalConnections)
+        );
+        drop(a1);
+        assert!(gate.admit(ip("127.0.0.4")).is_ok());
+    }
+
+    #[test]
+    fn datagram_floods_are_limited_per_source_and_globally() {
+        let gate = Gate::new(settings());
+        assert!(gate.datagram_within_rate(ip("127.0.0.2")).is_ok());
+        assert!(gate.datagram_within_rate(ip("127.0.0.2")).is_ok());
+        for _ in 0..100 {
+            assert_eq!(
+                gate.datagram_within_rate(ip("127.0.0.2")),
+                Err(RateLimited::Source)
+            );
+        }
+        // The flooding source used two global tokens, not a hundred.
+        assert!(gate.datagram_within_rate(ip("127.0.0.3")).is_ok());
+        assert!(gate.datagram_within_rate(ip("127.0.0.4")).is_ok());
+        assert!(gate.datagram_within_rate(ip("127.0.0.5")).is_ok());
+        // Forged sources, each new: only the global bucket stops them.
+        assert_eq!(
+            gate.datagram_within_rate(ip("127.0.0.6")),
+            Err(RateLimited::Global)
+        );
+    }
+
+    #[test]
+    fn no_rate_limits_when_off() {
+        let gate = Gate::new(GateSettings {
+            messages: None,
+            datagrams: None,
+            global_datagrams: None,
+            ..settings()
+        });
+        for _ in 0..1000 {
+            assert!(gate.message_within_rate(ip("127.0.0.2")));
+            assert!(gate.datagram_within_rate(ip("127.0.0.2")).is_ok());
+        }
+    }
+
+    #[test]
+    fn broadcast_sources() {
+        let open = Gate::new(settings());
+        assert!(open.admits_broadcast_from(ip("127.0.0.9")));
+        let closed = Gate::new(GateSettings {
+            broadcast_sources: vec!["127.0.0.10/32".parse().unwrap()],
+            ..settings()
+        });
+        assert!(closed.admits_broadcast_from(ip("127.0.0.10")));
+        assert!(!closed.admits_broadcast_from(ip("127.0.0.9")));
+    }
+}

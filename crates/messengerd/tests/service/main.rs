@@ -1,0 +1,19 @@
+//! Integration tests of the Messenger service: the service runs in this process on loopback
+//! with ephemeral ports and a temporary inbox (or, where a process must die, as the real
+//! `messengerd` binary), and the tests drive it over real sockets as senders, name service
+//! peers and command line users would.
+//!
+//! - [`session`]: the session service, every message form, SMB errors, timeouts, caps, and
+//!   "stored before acknowledged";
+//! - [`datagram`]: mailslot messages to the workgroup and to our names;
+//! - [`names`]: logins from utmp, added names across restarts, conflicts, name queries;
+//! - [`control`]: who may do what over the control socket;
+//! - [`process`]: the binary: `--check-config`, SIGKILL durability, SIGTERM shutdown, and
+//!   the message command.
+
+mod control;
+mod datagram;
+mod harness;
+mod names;
+mod process;
+mod session;

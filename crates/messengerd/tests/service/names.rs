@@ -1,0 +1,200 @@
+//! Names: users' names follow utmp, added names survive a restart, the computer name stays,
+//! a name another node holds cannot be added, and the name service answers for our names.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+
+use messenger_core::names::{NameKind, Owner};
+use messenger_ipc::{Reply, Request};
+use netbios::nbns::{Packet, PacketKind, RData};
+use netbios::{NetbiosName, QualifiedName};
+
+use crate::harness::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logged_in_users_get_names_that_go_when_they_log_out() {
+    let svc = TestService::start(Options::default()).await;
+    write_utmp(&svc.utmp(), &["alice", "bob"]);
+    svc.wait_for_name("ALICE").await;
+    svc.wait_for_name("BOB").await;
+
+    // A message to a user's name is that user's.
+    let mut s = svc.connect().await;
+    assert!(s
+        .call(&d0("CAROL", "alice", "hi alice"))
+        .await
+        .header
+        .status
+        .is_success());
+    let m = svc.wait_for_message("hi alice").await;
+    assert_eq!(m.message.recipients, vec!["alice".to_string()]);
+
+    write_utmp(&svc.utmp(), &["bob"]);
+    wait_until("ALICE<03> to go after logout", || !svc.has_name("ALICE")).await;
+    assert!(svc.has_usable_name("BOB"));
+    // And messages to it are refused again.
+    let r = s.call(&d0("CAROL", "alice", "gone?")).await;
+    assert!(!r.header.status.is_success(), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn added_names_persist_across_restarts() {
+    let svc = TestService::start(Options::default()).await;
+    let reply = control_call(
+        &svc.control(),
+        Request::NameAdd {
+            name: "pager".into(),
+        },
+    )
+    .await;
+    assert_eq!(reply, Reply::Done);
+    assert!(svc.has_usable_name("PAGER"));
+    let deleted = control_call(
+        &svc.control(),
+        Request::NameAdd {
+            name: "shortlived".into(),
+        },
+    )
+    .await;
+    assert_eq!(deleted, Reply::Done);
+    let reply = control_call(
+        &svc.control(),
+        Request::NameDelete {
+            name: "shortlived".into(),
+        },
+    )
+    .await;
+    assert_eq!(reply, Reply::Done);
+
+    let dir = svc.stop().await;
+    let svc = TestService::start_in(Arc::clone(&dir), Options::default()).await;
+    svc.wait_for_name("PAGER").await;
+    assert!(!svc.has_name("SHORTLIVED"), "a deleted name stays deleted");
+    let mut s = svc.connect().await;
+    assert!(s
+        .call(&d0("ALICE", "PAGER", "to the alias"))
+        .await
+        .header
+        .status
+        .is_success());
+    let m = svc.wait_for_message("to the alias").await;
+    assert_eq!(m.message.recipients, vec!["root".to_string()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_computer_name_cannot_be_deleted() {
+    let svc = TestService::start(Options::default()).await;
+    let reply = control_call(
+        &svc.control(),
+        Request::NameDelete {
+            name: COMPUTER.to_lowercase(),
+        },
+    )
+    .await;
+    match reply {
+        Reply::Error(e) => assert_eq!(e.code, 2278, "{e:?}"),
+        other => panic!("expected error 2278, got {other:?}"),
+    }
+    assert!(svc.has_usable_name(COMPUTER));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_a_name_another_node_holds_fails_with_2297() {
+    // The owner, another Messenger service, runs on 127.0.0.3 and holds HELD<03>. Our service
+    // registers with a name server on 127.0.0.2, which tells it to challenge the owner; the
+    // owner confirms, so the name is not ours. All three share one name service port.
+    let held = NetbiosName::messenger("HELD").unwrap();
+    let owner_addr = Ipv4Addr::new(127, 0, 0, 3);
+    let wins = NameServer::start(
+        SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 2), 0),
+        vec![(held, owner_addr)],
+    )
+    .await;
+    let port = wins.addr.port();
+    let owner = TestService::start(Options {
+        address: owner_addr,
+        name_port: port,
+        ..Options::default()
+    })
+    .await;
+    owner.service.add_name(
+        held,
+        NameKind::Alias,
+        Some(Owner {
+            uid: 0,
+            name: "root".into(),
+        }),
+    );
+    owner.wait_for_name("HELD").await;
+
+    let svc = TestService::start(Options {
+        name_port: port,
+        wins: Some(*wins.addr.ip()),
+        ..Options::default()
+    })
+    .await;
+    let reply = control_call(
+        &svc.control(),
+        Request::NameAdd {
+            name: "held".into(),
+        },
+    )
+    .await;
+    match reply {
+        Reply::Error(e) => assert_eq!(e.code, 2297, "{e:?}"),
+        other => panic!("expected error 2297, got {other:?}"),
+    }
+    assert!(!svc.has_name("HELD"), "the name is not kept");
+
+    // A name nobody holds is granted.
+    let reply = control_call(
+        &svc.control(),
+        Request::NameAdd {
+            name: "free".into(),
+        },
+    )
+    .await;
+    assert_eq!(reply, Reply::Done);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn name_queries_and_node_status_are_answered_for_our_names() {
+    let svc = TestService::start(Options::default()).await;
+    let ours = QualifiedName::new(NetbiosName::messenger(COMPUTER).unwrap());
+    let answer = ask_name_service(svc.name, &Packet::name_query(0x1234, ours.clone(), false))
+        .await
+        .expect("an answer for our name");
+    assert_eq!(answer.kind(), PacketKind::PositiveNameQueryResponse);
+    let entries = answer.addr_entries();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].address, Ipv4Addr::LOCALHOST);
+
+    let stranger = QualifiedName::new(NetbiosName::messenger("STRANGER").unwrap());
+    let answer = ask_name_service(svc.name, &Packet::name_query(0x1235, stranger, false))
+        .await
+        .expect("a unicast query gets an answer");
+    assert_eq!(answer.kind(), PacketKind::NegativeNameQueryResponse);
+
+    let star = QualifiedName::new(NetbiosName::star());
+    let answer = ask_name_service(svc.name, &Packet::node_status_request(0x1236, star))
+        .await
+        .expect("a node status answer");
+    assert_eq!(answer.kind(), PacketKind::NodeStatusResponse);
+    let Some(RData::NodeStatus(status)) = answer.answer().map(|a| &a.rdata) else {
+        panic!("no node status in {answer:?}");
+    };
+    let names: Vec<NetbiosName> = status.names.iter().map(|n| n.name).collect();
+    for wanted in [
+        NetbiosName::messenger(COMPUTER).unwrap(),
+        NetbiosName::new(COMPUTER.as_bytes(), 0).unwrap(),
+        NetbiosName::new(WORKGROUP.as_bytes(), 0).unwrap(),
+    ] {
+        assert!(names.contains(&wanted), "{wanted} missing from {names:?}");
+    }
+    let group = status
+        .names
+        .iter()
+        .find(|n| n.name == NetbiosName::new(WORKGROUP.as_bytes(), 0).unwrap())
+        .unwrap();
+    assert!(group.flags.is_group(), "the workgroup is a group name");
+}

@@ -1,0 +1,330 @@
+//! The `messengerd` binary itself, where a real process must start, die or stop: checking a
+//! configuration, losing nothing acknowledged to SIGKILL, stopping cleanly on SIGTERM; and
+//! the message command, in-process.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use messenger_ipc::{Client, Reply, Request};
+use messenger_store::Store;
+use netbios::NetbiosName;
+
+use crate::harness::*;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_messengerd");
+
+/// A `messengerd` process, killed if a test ends without stopping it.
+struct Daemon {
+    child: Child,
+    dir: tempfile::TempDir,
+    session: SocketAddrV4,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Daemon {
+    /// Starts the binary on loopback. `name_port` 0 picks a free one; `extra` is appended to
+    /// the configuration's top level. Started as root, it gives up root for `nobody`, as in
+    /// production, so the directory is traversable (see [`open_tempdir`]).
+    async fn start(name_port: u16, extra: &str) -> Self {
+        let dir = open_tempdir();
+        let session = SocketAddrV4::new(Ipv4Addr::LOCALHOST, free_tcp_port());
+        let name_port = if name_port == 0 {
+            free_udp_port()
+        } else {
+            name_port
+        };
+        let utmp = dir.path().join("utmp");
+        write_utmp(&utmp, &[]);
+        let config = dir.path().join("messenger.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "computer_name = \"{COMPUTER}\"\n\
+                 workgroup = \"{WORKGROUP}\"\n\
+                 data_dir = \"{data}\"\n\
+                 control_socket = \"{run}/control.sock\"\n\
+                 utmp_path = \"{utmp}\"\n\
+                 listen_addresses = [\"127.0.0.1\"]\n\
+                 name_port = {name_port}\n\
+                 datagram_port = {dgm}\n\
+                 session_port = {ssn}\n\
+                 {extra}\n\
+                 [policy]\n\
+                 rate_limit = false\n",
+                data = dir.path().join("data").display(),
+                run = dir.path().join("run").display(),
+                utmp = utmp.display(),
+                dgm = free_udp_port(),
+                ssn = session.port(),
+            ),
+        )
+        .unwrap();
+        let child = Command::new(BINARY)
+            .arg("--config")
+            .arg(&config)
+            .arg("--log")
+            .arg(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start messengerd");
+        let mut daemon = Self {
+            child,
+            dir,
+            session,
+        };
+        daemon.wait_until_ready().await;
+        daemon
+    }
+
+    fn control(&self) -> PathBuf {
+        self.dir.path().join("run/control.sock")
+    }
+
+    fn pid_file(&self) -> PathBuf {
+        self.dir.path().join("run/messengerd.pid")
+    }
+
+    fn inbox(&self) -> PathBuf {
+        self.dir.path().join("data").join(messengerd::INBOX_FILE)
+    }
+
+    /// Waits until the control socket answers and the computer name is registered.
+    async fn wait_until_ready(&mut self) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("messengerd exited early: {status}");
+            }
+            let socket = self.control();
+            let names = tokio::task::spawn_blocking(move || {
+                Client::connect(&socket).ok()?.call(&Request::NameList).ok()
+            })
+            .await
+            .unwrap();
+            if let Some(Reply::Names { names }) = names {
+                if names
+                    .iter()
+                    .any(|n| n.name.trim() == COMPUTER && n.state == "registered")
+                {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "messengerd did not become ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("signal messengerd");
+    }
+
+    /// Waits for the process to exit and returns its status.
+    async fn wait_for_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "messengerd did not exit");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[test]
+fn check_config_reports_the_line_of_a_mistake() {
+    let dir = open_tempdir();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "computer_name = \"PC\"\nworkgroup = \"WG\"\nsession_prot = 139\n",
+    )
+    .unwrap();
+    let out = Command::new(BINARY)
+        .arg("--config")
+        .arg(&bad)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:3", bad.display())),
+        "no file:line in {stderr:?}"
+    );
+
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "computer_name = \"PC\"\nworkgroup = \"WG\"\nsession_port = 1139\n[policy]\nrate_limit = false\n",
+    )
+    .unwrap();
+    let out = Command::new(BINARY)
+        .arg("--config")
+        .arg(&good)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let missing = dir.path().join("missing.toml");
+    let out = Command::new(BINARY)
+        .arg("--config")
+        .arg(&missing)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+/// Sends messages one after another over one connection until the connection fails;
+/// records the text of each message the service acknowledged.
+async fn sender(addr: SocketAddrV4, id: usize, acked: Arc<Mutex<Vec<String>>>) {
+    let mut session = RawSession::connect(SocketAddr::V4(addr)).await;
+    for n in 0.. {
+        let text = format!("sender {id} message {n}");
+        match session.try_call(&d0("LOADER", COMPUTER, &text)).await {
+            Some(r) if r.header.status.is_success() => acked.lock().unwrap().push(text),
+            Some(r) => panic!("message refused: {r:?}"),
+            None => return,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_loses_no_acknowledged_message() {
+    let mut daemon = Daemon::start(0, "").await;
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let senders: Vec<_> = (0..6)
+        .map(|id| tokio::spawn(sender(daemon.session, id, Arc::clone(&acked))))
+        .collect();
+    // Kill it in full flight.
+    wait_until("a good number of acknowledged messages", || {
+        acked.lock().unwrap().len() >= 150
+    })
+    .await;
+    daemon.child.kill().expect("SIGKILL");
+    daemon.child.wait().unwrap();
+    for s in senders {
+        tokio::time::timeout(WAIT, s)
+            .await
+            .expect("senders notice the death")
+            .expect("sender");
+    }
+    let acked = acked.lock().unwrap().clone();
+
+    let path = daemon.inbox();
+    let stored = tokio::task::spawn_blocking(move || {
+        let store = Store::open(&path).expect("reopen the inbox");
+        store.integrity_check().expect("integrity");
+        store.list(&Default::default()).expect("list")
+    })
+    .await
+    .unwrap();
+    let mut counts = std::collections::HashMap::new();
+    for m in &stored {
+        *counts.entry(m.message.text.clone()).or_insert(0) += 1;
+    }
+    for text in &acked {
+        assert_eq!(
+            counts.get(text).copied().unwrap_or(0),
+            1,
+            "acknowledged {text:?} is not there exactly once"
+        );
+    }
+    assert!(
+        counts.values().all(|&c| c == 1),
+        "a message stored twice: {counts:?}"
+    );
+    assert!(stored.len() >= acked.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_cleanly_and_releases_names() {
+    // The service registers with a name server we run, so that its releases come to us.
+    let mut wins =
+        NameServer::start(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 2), 0), vec![]).await;
+    let port = wins.addr.port();
+    let mut daemon = Daemon::start(port, &format!("wins_server = \"{}\"", wins.addr.ip())).await;
+    assert!(daemon.pid_file().exists(), "pid file while running");
+    let pid: u32 = std::fs::read_to_string(daemon.pid_file())
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(pid, daemon.child.id());
+
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    wins.wait_for_release(NetbiosName::messenger(COMPUTER).unwrap())
+        .await;
+    let status = daemon.wait_for_exit().await;
+    assert_eq!(status.code(), Some(0), "exit status {status}");
+    assert!(!daemon.pid_file().exists(), "pid file left behind");
+    assert!(Client::connect(&daemon.control()).is_err());
+    let path = daemon.inbox();
+    Store::open_read_only(&path)
+        .expect("inbox readable")
+        .integrity_check()
+        .expect("integrity");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_command_gets_every_substitution() {
+    let out_dir = open_tempdir();
+    let out = out_dir.path().join("out");
+    let template = format!(
+        "{{ echo %f; echo %t; echo %m; echo %I; cat %s; echo; echo 100%%; }} > {out}.tmp; \
+         rm %s; mv {out}.tmp {out}",
+        out = out.display()
+    );
+    let svc = TestService::start(Options {
+        session_request_required: true,
+        configure: Box::new(move |c| c.message_command = Some(template)),
+        ..Options::default()
+    })
+    .await;
+    let mut s = svc.connect().await;
+    s.establish(COMPUTER).await;
+    let r = s.call(&d0("ALICE", COMPUTER, "it's $(not run)")).await;
+    assert!(r.header.status.is_success());
+    wait_until("the message command's output", || out.exists()).await;
+    let got = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(
+        got,
+        format!("ALICE\n{COMPUTER}\nSENDERPC\n127.0.0.1\nit's $(not run)\n100%\n")
+    );
+    // The spool file was handed over and removed by the command.
+    let spool = svc.dir.path().join("data/spool");
+    assert_eq!(std::fs::read_dir(spool).unwrap().count(), 0);
+}
