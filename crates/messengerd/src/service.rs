@@ -183,10 +183,9 @@ impl Service {
             source: incoming.source,
             transport: incoming.transport,
             text,
-            raw: incoming.text.clone(),
+            raw: incoming.text,
         };
-        self.deliver(message, incoming.calling_machine.clone())
-            .await
+        self.deliver(message, incoming.calling_machine).await
     }
 
     /// Stores `message` durably and, once it is on disk, shows it and runs the message
@@ -196,7 +195,19 @@ impl Service {
         message: NewMessage,
         machine: String,
     ) -> Result<i64, Refusal> {
-        let id = match self.inbox.store(message.clone()).await {
+        // Under load most messages have nobody to be shown to (no session of their
+        // recipients, no message command): for those, skip the copy of the text and the
+        // display task altogether. Who is logged in may change meanwhile; a message is then
+        // shown or not as if it had arrived a moment earlier, and it is in the inbox anyway.
+        let to_show = self.has_audience(&message).then(|| message.clone());
+        let (from, to, transport, source) = (
+            message.from.clone(),
+            message.to.clone(),
+            message.transport,
+            message.source,
+        );
+        let text = tracing::enabled!(tracing::Level::DEBUG).then(|| message.text.clone());
+        let id = match self.inbox.store(message).await {
             Ok(id) => id,
             Err(e) => {
                 tracing::error!(error = %e, "inbox cannot take a message; sender gets ERRnoroom");
@@ -205,16 +216,32 @@ impl Service {
         };
         tracing::info!(
             id,
-            from = %messenger_core::sanitize::sanitize_line(&message.from),
-            to = %messenger_core::sanitize::sanitize_line(&message.to),
-            transport = ?message.transport,
-            source = ?message.source,
+            from = %messenger_core::sanitize::sanitize_line(&from),
+            to = %messenger_core::sanitize::sanitize_line(&to),
+            transport = ?transport,
+            source = ?source,
             "message stored"
         );
-        tracing::debug!(id, text = %messenger_core::sanitize::sanitize(&message.text), "message text");
-        let this = Arc::clone(self);
-        tokio::spawn(async move { this.show(id, message, machine).await });
+        if let Some(text) = text {
+            tracing::debug!(id, text = %messenger_core::sanitize::sanitize(&text), "message text");
+        }
+        if let Some(message) = to_show {
+            let this = Arc::clone(self);
+            tokio::spawn(async move { this.show(id, message, machine).await });
+        }
         Ok(id)
+    }
+
+    /// Whether anything happens after `message` is stored: a login session of one of its
+    /// recipients (of anyone, for a message to everyone) to show it on, or a message command.
+    fn has_audience(&self, message: &NewMessage) -> bool {
+        if self.settings.config.message_command.is_some() {
+            return true;
+        }
+        let sessions = self.sessions.read().unwrap_or_else(|e| e.into_inner());
+        sessions
+            .iter()
+            .any(|s| message.recipients.is_empty() || message.recipients.contains(&s.user))
     }
 
     /// Shows a stored message to its recipients and runs the message command.
