@@ -346,16 +346,15 @@ fn memory(out: &mut String, records: &[Record]) {
         fmt(mib(nmbd, "rss_kib"), 1),
     );
     if let Some(a) = value(added, "added") {
+        let table = value(added, "table").unwrap_or(a);
         let _ = writeln!(
             out,
-            "Names: {a:.0} of the 10,000 asked for were added before the service refused. A \
-             host holds at most 255 NetBIOS names per interface \
-             (`netbios::nbns::MAX_LOCAL_NAMES`; the messaging name table allows 256, \
-             `messenger_core::names::MAX_NAMES`): a node status response carries its name \
-             count in one byte (RFC 1002 4.2.18), so a host cannot announce more, and every \
-             name costs registration and refresh traffic on the network. The computer's `<03>` \
-             and `<00>` names and the workgroup name take three places. The figure above is \
-             for the largest table the design allows.\n"
+            "Names: {a:.0} aliases were added through the control socket ({table:.0} names in \
+             the table with the computer's own). Windows kept at most 256 names per LANA; a \
+             shared Linux host registers a name for every logged-in user, so the table holds \
+             up to `messenger_core::names::MAX_NAMES`, and node status responses list the \
+             host's own names first and at most 255 in all (NUM_NAMES is one byte, RFC 1002 \
+             4.2.18).\n"
         );
     }
 }

@@ -12,10 +12,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::nerr;
 
-/// Most messaging names one machine holds: the Windows name table's limit per LANA
-/// ([MS-MSRP] notes <9>, <13>). Past it `NET NAME /ADD` fails with
-/// [`nerr::NERR_TOO_MANY_NAMES`].
-pub const MAX_NAMES: usize = 256;
+/// Most messaging names one machine holds. Windows kept 256 per LANA ([MS-MSRP] notes <9>,
+/// <13>); a shared Linux host has a name for every logged-in user and may need thousands, so
+/// the bound is the name service's table size less the three names the host itself holds
+/// (`COMPUTER<00>`, `COMPUTER<03>`, `WORKGROUP<00>`). Past it `NET NAME /ADD` fails with
+/// [`nerr::NERR_TOO_MANY_NAMES`]; each user is also held to `max_names_per_user`.
+pub const MAX_NAMES: usize = netbios::nbns::MAX_LOCAL_NAMES - 3;
 
 /// What a messaging name stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

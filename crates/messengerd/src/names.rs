@@ -135,10 +135,15 @@ impl NameTable {
 
     /// Another node holds `name`.
     pub fn conflict(&mut self, name: &NetbiosName) {
+        self.fail(name, NERR_DUPLICATE_NAME);
+    }
+
+    /// `name` cannot be used; those waiting for it get NET error `code`.
+    pub fn fail(&mut self, name: &NetbiosName, code: u32) {
         if let Some(e) = self.entries.get_mut(name) {
             e.state = NameState::Conflict;
             for w in e.waiters.drain(..) {
-                let _ = w.send(Err(NERR_DUPLICATE_NAME));
+                let _ = w.send(Err(code));
             }
         }
     }
@@ -156,10 +161,12 @@ impl NameTable {
     /// The usable entry whose name, compared as [MS-MSRP] 2.2.2.1 says (uppercased, padded
     /// to 15), matches the OEM string `to` of a received message.
     pub fn find_usable(&self, to: &[u8]) -> Option<&NameEntry> {
+        // Every name in the table is stored uppercased, so the uppercased form finds it
+        // directly, however many users are logged in.
         let wanted = NetbiosName::new_uppercase(to, netbios::name::SUFFIX_MESSENGER).ok()?;
         self.entries
-            .values()
-            .find(|e| e.state == NameState::Registered && e.name.same_name_as(&wanted))
+            .get(&wanted)
+            .filter(|e| e.state == NameState::Registered)
     }
 
     /// Every entry.

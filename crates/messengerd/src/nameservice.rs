@@ -8,13 +8,15 @@ use std::time::{Duration, Instant};
 
 use messenger_net::iface::Interface;
 use netbios::name::SUFFIX_MESSENGER;
-use netbios::nbns::service::{NameEvent, NameService, NameServiceConfig};
+use netbios::nbns::service::{NameEvent, NameService, NameServiceConfig, RegisterError};
 use netbios::Scope;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::service::{lock, NameCommand, Service};
 
+/// "The maximum number of added message aliases has been exceeded." ([MS-ERREF] 2.2).
+const NERR_TOO_MANY_NAMES: u32 = 2277;
 /// Largest name service datagram read; RFC 1002 caps UDP NetBIOS packets at 576 bytes, a node
 /// status response with many names can approach the Ethernet MTU.
 const MAX_PACKET: usize = 1500;
@@ -76,7 +78,11 @@ pub async fn run(
                     if let Err(e) = ns.register(name, group, Instant::now()) {
                         tracing::warn!(%name, error = %e, "cannot register");
                         if name.suffix() == SUFFIX_MESSENGER {
-                            lock(&service.names).conflict(&name);
+                            let code = match e {
+                                RegisterError::TableFull { .. } => NERR_TOO_MANY_NAMES,
+                                _ => crate::names::NERR_DUPLICATE_NAME,
+                            };
+                            lock(&service.names).fail(&name, code);
                         }
                     }
                 }

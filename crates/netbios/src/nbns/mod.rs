@@ -65,6 +65,9 @@ pub const DEFAULT_NB_TTL_SECS: u32 = 300_000;
 /// TTL of broadcast registrations and releases: zero, as in RFC 1002 5.1.1 and Samba nmbd;
 /// receivers ignore the TTL of broadcast registrations.
 pub const BROADCAST_REGISTRATION_TTL: u32 = 0;
-/// Most names one interface holds. Node status responses count names in a single byte
-/// (RFC 1002 4.2.18, NUM_NAMES), and Windows allows 256 per LANA ([MS-MSRP] <9>).
-pub const MAX_LOCAL_NAMES: usize = 255;
+/// Most names one interface holds. Windows allows 256 per LANA ([MS-MSRP] <9>), but a shared
+/// Linux host registers a `USER<03>` name for every logged-in user and may have thousands;
+/// this bound only keeps a runaway table from growing without limit. Node status responses
+/// can list at most 255 of them (RFC 1002 4.2.18: NUM_NAMES is one byte); see
+/// [`crate::nbns::packet::MAX_NODE_STATUS_NAMES`].
+pub const MAX_LOCAL_NAMES: usize = 16_384;

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use super::packet::{
     AddrEntry, NameFlags, NbFlags, NodeName, NodeStatus, NodeType, Packet, PacketKind, Rcode,
-    Statistics,
+    Statistics, MAX_NODE_STATUS_NAMES,
 };
 use super::{
     BCAST_REQ_RETRY_COUNT, BCAST_REQ_RETRY_TIMEOUT, BROADCAST_REGISTRATION_TTL,
@@ -1031,7 +1031,14 @@ impl NameService {
                 };
                 Some(NodeName { name: *name, flags })
             })
-            .collect();
+            .collect::<Vec<_>>();
+        // NUM_NAMES is one byte: when there are more names than fit, list the machine's own
+        // names (group names, workstation and server names) before messaging names.
+        let mut names = names;
+        if names.len() > MAX_NODE_STATUS_NAMES {
+            names.sort_by_key(|n| !n.flags.is_group() && n.name.suffix() == 0x03);
+            names.truncate(MAX_NODE_STATUS_NAMES);
+        }
         let status = NodeStatus {
             names,
             statistics: Statistics::with_unit_id(self.config.unit_id),

@@ -464,6 +464,38 @@ fn node_status_lists_every_name_with_its_flags() {
 }
 
 #[test]
+fn node_status_of_a_crowded_host_lists_its_own_names_first() {
+    let (a, c) = (host(1), host(3));
+    let mut segment = Segment::with_hosts(&[1, 3]);
+    // More users than a node status response can list (NUM_NAMES is one byte).
+    for i in 0..300 {
+        register(&mut segment, a, messenger(&format!("USER{i:03}")), false);
+    }
+    register(&mut segment, a, workgroup(), true);
+    register(
+        &mut segment,
+        a,
+        messenger("ZZHOST").with_suffix(0x00),
+        false,
+    );
+    segment.run_for(ms(1500));
+    let now = segment.now;
+    segment.service(c).node_status(a, now);
+    segment.run_for(ms(10));
+    let events = segment.take_events(c);
+    let Some(NameEvent::NodeStatus {
+        result: Ok(status), ..
+    }) = events.first()
+    else {
+        panic!("no node status in {events:?}");
+    };
+    assert_eq!(status.names.len(), 255);
+    let listed: Vec<String> = status.names.iter().map(|n| n.name.to_string()).collect();
+    assert!(listed.contains(&"WORKGROUP<00>".to_string()), "{listed:?}");
+    assert!(listed.contains(&"ZZHOST<00>".to_string()), "{listed:?}");
+}
+
+#[test]
 fn node_status_of_a_silent_host_fails_after_the_unicast_retries() {
     let c = host(3);
     let mut segment = Segment::with_hosts(&[3]);
