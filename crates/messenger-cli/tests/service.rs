@@ -316,3 +316,75 @@ async fn follow_prints_messages_as_they_arrive() {
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(v["text"], "live one");
 }
+
+/// `start` runs the real `messengerd` in the background, `status` sees it, a second `start`
+/// says it is already running, and `stop` ends it. The service binary is the one Cargo built
+/// next to this one (`cargo test --workspace` builds both).
+#[test]
+fn start_and_stop_run_the_real_service() {
+    let messenger = assert_cmd::cargo::cargo_bin("messenger");
+    let daemon = messenger.with_file_name("messengerd");
+    if !daemon.exists() {
+        eprintln!(
+            "SKIPPED start_and_stop_run_the_real_service: {} is not built \
+             (run `cargo test --workspace`)",
+            daemon.display()
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // As root the service gives up root; it must still reach its files.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let config = dir.path().join("messenger.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "computer_name = \"STARTPC\"\n\
+             data_dir = \"{data}\"\n\
+             control_socket = \"{socket}\"\n\
+             utmp_path = \"{utmp}\"\n\
+             listen_addresses = [\"127.0.0.1\"]\n\
+             name_port = {name}\n\
+             datagram_port = {dgm}\n\
+             session_port = {ssn}\n",
+            data = dir.path().join("data").display(),
+            socket = dir.path().join("control.sock").display(),
+            utmp = dir.path().join("utmp").display(),
+            name = free_udp_port(),
+            dgm = free_udp_port(),
+            ssn = free_tcp_port(),
+        ),
+    )
+    .unwrap();
+    let cli = |args: &[&str]| {
+        let mut c = Command::new(&messenger);
+        c.arg("--config").arg(&config).args(args);
+        c
+    };
+    cli(&["status"]).assert().code(3);
+    cli(&["start"])
+        .assert()
+        .success()
+        .stdout(contains("The Messenger service was started successfully."));
+    cli(&["status"])
+        .assert()
+        .success()
+        .stdout(contains("STARTPC"));
+    cli(&["start"])
+        .assert()
+        .code(1)
+        .stderr(contains("NET HELPMSG 2271"));
+    cli(&["send", "startpc", "hello"])
+        .assert()
+        .success()
+        .stdout(contains("The message was successfully sent to STARTPC."));
+    cli(&["stop"])
+        .assert()
+        .success()
+        .stdout(contains("The Messenger service was stopped successfully."));
+    cli(&["status"]).assert().code(3);
+}
