@@ -334,8 +334,9 @@ async fn name_add(service: &Arc<Service>, caller: &Caller, typed: &str) -> Reply
             }
         }
         Ok(Ok(Err(code))) => {
-            // The conflict is logged by the name service; the name is not kept.
-            lock(&service.names).remove(&name);
+            // The conflict is logged by the name service. The name is not kept, neither in our
+            // table nor in the name service's (where it would show as CNF in node status).
+            service.remove_name(&name);
             nerr_reply(code)
         }
         _ => {

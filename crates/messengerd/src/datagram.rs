@@ -15,6 +15,7 @@ use netbios::name::{SUFFIX_MESSENGER, SUFFIX_WORKSTATION};
 use tokio_util::sync::CancellationToken;
 
 use crate::service::{Incoming, Service};
+use crate::udp::UdpPair;
 
 /// Largest datagram read: the RFC 1002 MAX_DATAGRAM_LENGTH is 576, but peers on Ethernet
 /// send up to the MTU; anything longer is not a messenger datagram.
@@ -27,44 +28,21 @@ pub async fn run(
     broadcast: Option<UdpSocket>,
     shutdown: CancellationToken,
 ) {
-    let unicast = match tokio::net::UdpSocket::from_std(unicast) {
+    let mut sockets = match UdpPair::from_std(unicast, broadcast, MAX_DATAGRAM) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "datagram socket unusable");
             return;
         }
     };
-    let broadcast = broadcast.and_then(|b| tokio::net::UdpSocket::from_std(b).ok());
-    let mut buf_u = vec![0u8; MAX_DATAGRAM];
-    let mut buf_b = vec![0u8; MAX_DATAGRAM];
     loop {
-        let (len, from, from_broadcast) = tokio::select! {
+        let received = tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = unicast.recv_from(&mut buf_u) => match r {
-                Ok((n, a)) => (n, a, false),
-                Err(_) => continue,
-            },
-            r = recv_opt(broadcast.as_ref(), &mut buf_b) => match r {
-                Ok((n, a)) => (n, a, true),
-                Err(_) => continue,
-            },
+            r = sockets.recv() => r,
         };
-        let data = if from_broadcast {
-            &buf_b[..len]
-        } else {
-            &buf_u[..len]
-        };
-        handle(&service, data, from).await;
-    }
-}
-
-async fn recv_opt(
-    socket: Option<&tokio::net::UdpSocket>,
-    buf: &mut [u8],
-) -> std::io::Result<(usize, SocketAddr)> {
-    match socket {
-        Some(s) => s.recv_from(buf).await,
-        None => std::future::pending().await,
+        if let Ok((data, from)) = received {
+            handle(&service, data, from).await;
+        }
     }
 }
 

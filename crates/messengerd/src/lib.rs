@@ -21,6 +21,7 @@ pub mod receive;
 pub mod send;
 pub mod service;
 pub mod sockets;
+pub mod udp;
 pub mod utmp;
 
 use std::sync::{Arc, Mutex, RwLock};

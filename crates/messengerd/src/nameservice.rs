@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::service::{lock, NameCommand, Service};
+use crate::udp::UdpPair;
 
 /// "The maximum number of added message aliases has been exceeded." ([MS-ERREF] 2.2).
 const NERR_TOO_MANY_NAMES: u32 = 2277;
@@ -36,14 +37,13 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let local_port = unicast.local_addr().map(|a| a.port()).unwrap_or(137);
-    let unicast = match tokio::net::UdpSocket::from_std(unicast) {
+    let mut sockets = match UdpPair::from_std(unicast, broadcast, MAX_PACKET) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "name service socket unusable");
             return;
         }
     };
-    let broadcast = broadcast.and_then(|b| tokio::net::UdpSocket::from_std(b).ok());
     let config = &service.settings.config;
     let mut ns_config = NameServiceConfig::new(interface.addr, interface.broadcast);
     ns_config.local_port = local_port;
@@ -62,10 +62,8 @@ pub async fn run(
     let span = tracing::info_span!("names", interface = %interface.name, addr = %interface.addr);
     let _enter = span.enter();
 
-    let mut buf_u = vec![0u8; MAX_PACKET];
-    let mut buf_b = vec![0u8; MAX_PACKET];
     loop {
-        flush(&service, &mut ns, &unicast).await;
+        flush(&service, &mut ns, &sockets.unicast).await;
         let deadline = ns
             .poll_timeout()
             .map(tokio::time::Instant::from_std)
@@ -91,14 +89,9 @@ pub async fn run(
                 }
                 None => break,
             },
-            r = unicast.recv_from(&mut buf_u) => {
-                if let Ok((n, from)) = r {
-                    receive(&mut ns, from, &buf_u[..n]);
-                }
-            }
-            r = recv_opt(broadcast.as_ref(), &mut buf_b) => {
-                if let Ok((n, from)) = r {
-                    receive(&mut ns, from, &buf_b[..n]);
+            r = sockets.recv() => {
+                if let Ok((data, from)) = r {
+                    receive(&mut ns, from, data);
                 }
             }
         }
@@ -106,7 +99,7 @@ pub async fn run(
     ns.release_all(Instant::now());
     let end = tokio::time::Instant::now() + RELEASE_GRACE;
     loop {
-        flush(&service, &mut ns, &unicast).await;
+        flush(&service, &mut ns, &sockets.unicast).await;
         let Some(next) = ns.poll_timeout() else { break };
         let next = tokio::time::Instant::from_std(next).min(end);
         if next >= end {
@@ -115,7 +108,7 @@ pub async fn run(
         tokio::time::sleep_until(next).await;
         ns.handle_timeout(Instant::now());
     }
-    flush(&service, &mut ns, &unicast).await;
+    flush(&service, &mut ns, &sockets.unicast).await;
 }
 
 fn receive(ns: &mut NameService, from: SocketAddr, data: &[u8]) {
@@ -151,16 +144,6 @@ async fn flush(service: &Arc<Service>, ns: &mut NameService, socket: &tokio::net
             NameEvent::Released(name) => tracing::info!(%name, "name released"),
             other => tracing::debug!(?other, "name service event"),
         }
-    }
-}
-
-async fn recv_opt(
-    socket: Option<&tokio::net::UdpSocket>,
-    buf: &mut [u8],
-) -> std::io::Result<(usize, SocketAddr)> {
-    match socket {
-        Some(s) => s.recv_from(buf).await,
-        None => std::future::pending().await,
     }
 }
 
