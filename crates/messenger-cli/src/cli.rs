@@ -198,6 +198,10 @@ pub struct InboxArgs {
     /// Do not mark the messages shown as read
     #[arg(long)]
     pub keep_unread: bool,
+
+    /// Every user's messages, not only yours (root only; marks nothing read)
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// The command-line definition, for completions and the man page.

@@ -38,14 +38,16 @@ pub fn run(ctx: &Context, args: InboxArgs) -> Exit {
             Ok(c) => c,
             Err(exit) => return exit,
         };
-        match f.call(&Request::InboxFollow { all_users: false }) {
+        match f.call(&Request::InboxFollow {
+            all_users: args.all,
+        }) {
             Ok(Reply::Following) => follower = Some(f),
             other => return unexpected(other),
         }
     }
     let request = Request::InboxList {
         unread_only: args.unread,
-        all_users: false,
+        all_users: args.all,
         after_id: None,
         limit: None,
     };
@@ -58,7 +60,7 @@ pub fn run(ctx: &Context, args: InboxArgs) -> Exit {
         show(m, args.json);
         last_id = last_id.max(m.id);
     }
-    if !args.keep_unread {
+    if !args.keep_unread && !args.all {
         mark_read(&mut client, &messages);
     }
     let Some(mut follower) = follower else {
@@ -76,7 +78,7 @@ pub fn run(ctx: &Context, args: InboxArgs) -> Exit {
                 }
                 last_id = m.id;
                 show(&m, args.json);
-                if !args.keep_unread {
+                if !args.keep_unread && !args.all {
                     mark_read(&mut client, std::slice::from_ref(&m));
                 }
             }

@@ -388,3 +388,63 @@ fn start_and_stop_run_the_real_service() {
         .stdout(contains("The Messenger service was stopped successfully."));
     cli(&["status"]).assert().code(3);
 }
+
+/// Root sees every user's messages with `inbox --all`; without it only its own. Other users
+/// are refused `--all` (Win32 error 5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn inbox_all_shows_every_users_messages_to_root_only() {
+    let s = start_service().await;
+    if !nix::unistd::Uid::effective().is_root() {
+        let mut cmd = messenger(&s);
+        cmd.args(["inbox", "--all"]);
+        run(cmd)
+            .await
+            .code(1)
+            .stderr(contains("System error 5 has occurred."));
+        return;
+    }
+    // Log a user in, so that the service registers that user's name.
+    let utmp = s.dir.path().join("utmp");
+    std::fs::write(
+        &utmp,
+        messengerd::utmp::encode_record("nobody", "pts/77", 1),
+    )
+    .unwrap();
+    let mut registered = false;
+    for _ in 0..200 {
+        let mut cmd = messenger(&s);
+        cmd.arg("name");
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        if String::from_utf8_lossy(&out.stdout).contains("NOBODY") {
+            registered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(registered, "the logged-in user's name was not registered");
+    let mut registered_state = false;
+    for _ in 0..200 {
+        let mut cmd = messenger(&s);
+        cmd.args(["send", "nobody", "for nobody only"]);
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        if out.status.success() {
+            registered_state = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(registered_state, "the message to the user was not accepted");
+    let mut own = messenger(&s);
+    own.args(["inbox", "--json"]);
+    run(own)
+        .await
+        .success()
+        .stdout(contains("for nobody only").not());
+    let mut all = messenger(&s);
+    all.args(["inbox", "--all", "--json"]);
+    run(all).await.success().stdout(contains("for nobody only"));
+}
