@@ -114,6 +114,19 @@ pub fn run(ctx: &Context, args: SendArgs) -> Exit {
     }
 }
 
+/// Whether this process may send broadcasts: root, or a member of `group`.
+fn may_broadcast(group: Option<&str>) -> bool {
+    if context::is_root() {
+        return true;
+    }
+    let Some(Ok(Some(group))) = group.map(nix::unistd::Group::from_name) else {
+        return false;
+    };
+    nix::unistd::getegid() == group.gid
+        || nix::unistd::getgroups().is_ok_and(|groups| groups.contains(&group.gid))
+        || group.mem.contains(&context::login_name())
+}
+
 /// The recipient, and the words of the message.
 fn recipient(args: &SendArgs) -> Result<(Recipient, Vec<String>), String> {
     if args.users {
@@ -271,6 +284,18 @@ fn send_direct(
             return Exit::Failed;
         }
     };
+    // The same rule the service applies to its callers: broadcasts are for root and the
+    // configured broadcast group. (Anyone can still write their own datagram sender; the
+    // receivers' `broadcast_sources` is what stops those.)
+    if matches!(recipient, Recipient::Workgroup(_))
+        && !may_broadcast(config.policy.broadcast_group.as_deref())
+    {
+        output::net_error_with_detail(
+            nerr::ERROR_ACCESS_DENIED,
+            Some("Only root and members of the broadcast group may send to a whole workgroup."),
+        );
+        return Exit::Failed;
+    }
     let settings = match Settings::from_config(config, &computer) {
         Ok(s) => s,
         Err(e) => {

@@ -450,3 +450,32 @@ async fn broadcasts_with_every_spelling() {
         .unwrap();
     assert_eq!(d.message.to, b"NETWG");
 }
+
+/// Without the service, the command line applies the service's rule itself: broadcasts are
+/// for root and the broadcast group. Needs root to run the command as another user.
+#[test]
+fn other_users_cannot_broadcast_without_the_service_either() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("SKIPPED other_users_cannot_broadcast_without_the_service_either: not root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let cfg = config(dir.path(), 1, 1, 1);
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("messenger"));
+    std::os::unix::process::CommandExt::uid(&mut cmd, 65534);
+    std::os::unix::process::CommandExt::gid(&mut cmd, 65534);
+    cmd.env_remove("MESSENGER_SOCKET")
+        .env_remove("MESSENGER_CONFIG")
+        .arg("--config")
+        .arg(&cfg)
+        .args(["send", "*", "everyone, listen"]);
+    Command::from_std(cmd)
+        .assert()
+        .code(1)
+        .stderr(contains("System error 5 has occurred."));
+}
