@@ -119,6 +119,8 @@ fn run(args: &[String], net_mode: bool) -> Exit {
             let man = clap_mangen::Man::new(cli::command());
             match man.render(&mut std::io::stdout()) {
                 Ok(()) => Exit::Ok,
+                // A reader that stopped early (`| head`) is not an error worth a message.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Exit::Ok,
                 Err(e) => {
                     output::error(&format!("cannot write the man page: {e}"));
                     Exit::Failed
