@@ -8,7 +8,10 @@ use std::sync::Arc;
 
 use messenger_core::message::{InboxQuery, NewMessage, StoredMessage};
 use messenger_core::names::{parse_messaging_name, NameKind, Owner};
-use messenger_core::nerr;
+use messenger_core::nerr::{
+    self, ERROR_ACCESS_DENIED, ERROR_INVALID_PARAMETER, NERR_ALREADY_EXISTS,
+    NERR_DEL_COMPUTER_NAME, NERR_INTERNAL_ERROR, NERR_NOT_LOCAL_NAME, NERR_TOO_MANY_NAMES,
+};
 use messenger_ipc::{
     decode_line, encode_line, IpcError, MessageView, NameInfo, Reply, Request, StatusInfo,
     MAX_LINE_LEN, PROTOCOL_VERSION,
@@ -24,15 +27,6 @@ const MAX_CONTROL_CONNECTIONS: usize = 256;
 /// How long an `/ADD` waits for the network to object before it is settled: the broadcast
 /// registration takes three retries 250 ms apart (RFC 1002 s.6), a WINS registration longer.
 const NAME_ADD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// NET error numbers used here ([MS-ERREF] 2.2).
-const NERR_ALREADY_EXISTS: u32 = 2276;
-const NERR_TOO_MANY_NAMES: u32 = 2277;
-const NERR_DEL_COMPUTER_NAME: u32 = 2278;
-const NERR_NOT_LOCAL_NAME: u32 = 2285;
-const NERR_INTERNAL_ERROR: u32 = 2140;
-const ERROR_ACCESS_DENIED: u32 = 5;
-const ERROR_INVALID_PARAMETER: u32 = 87;
 
 /// Who is calling.
 #[derive(Debug, Clone)]

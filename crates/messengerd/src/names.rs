@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use messenger_core::names::{NameKind, Owner};
+use messenger_core::nerr::NERR_DUPLICATE_NAME;
 use netbios::NetbiosName;
 use tokio::sync::oneshot;
 
@@ -58,9 +59,6 @@ pub struct NameEntry {
 pub struct NameTable {
     entries: BTreeMap<NetbiosName, NameEntry>,
 }
-
-/// NET error: "A duplicate message alias exists on the network." ([MS-ERREF] 2.2).
-pub const NERR_DUPLICATE_NAME: u32 = 2297;
 
 impl NameTable {
     /// Adds `name` as registering on `interfaces` interfaces (registered at once if zero).

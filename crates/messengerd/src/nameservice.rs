@@ -6,6 +6,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use messenger_core::nerr;
 use messenger_net::iface::Interface;
 use netbios::name::SUFFIX_MESSENGER;
 use netbios::nbns::service::{NameEvent, NameService, NameServiceConfig, RegisterError};
@@ -16,8 +17,6 @@ use tokio_util::sync::CancellationToken;
 use crate::service::{lock, NameCommand, Service};
 use crate::udp::UdpPair;
 
-/// "The maximum number of added message aliases has been exceeded." ([MS-ERREF] 2.2).
-const NERR_TOO_MANY_NAMES: u32 = 2277;
 /// Largest name service datagram read; RFC 1002 caps UDP NetBIOS packets at 576 bytes, a node
 /// status response with many names can approach the Ethernet MTU.
 const MAX_PACKET: usize = 1500;
@@ -77,8 +76,8 @@ pub async fn run(
                         tracing::warn!(%name, error = %e, "cannot register");
                         if name.suffix() == SUFFIX_MESSENGER {
                             let code = match e {
-                                RegisterError::TableFull { .. } => NERR_TOO_MANY_NAMES,
-                                _ => crate::names::NERR_DUPLICATE_NAME,
+                                RegisterError::TableFull { .. } => nerr::NERR_TOO_MANY_NAMES,
+                                _ => nerr::NERR_DUPLICATE_NAME,
                             };
                             lock(&service.names).fail(&name, code);
                         }

@@ -9,21 +9,15 @@ use std::sync::Arc;
 
 use messenger_core::message::{NewMessage, Transport};
 use messenger_core::names::NameKind;
+use messenger_core::nerr::{
+    ERROR_ACCESS_DENIED, ERROR_INVALID_NAME, ERROR_INVALID_PARAMETER, NERR_BAD_RECEIVE,
+    NERR_NAME_NOT_FOUND, NERR_NETWORK_ERROR,
+};
 use messenger_ipc::{IpcError, Reply, SendResult, SendTarget};
 use messenger_net::LengthLimit;
 
 use crate::control::{error, Caller};
 use crate::service::{lock, now_micros, Service};
-
-/// "Access is denied." (Win32 error 5): sending under another name, or a broadcast without the
-/// right to send one.
-const ERROR_ACCESS_DENIED: u32 = 5;
-/// "The parameter is incorrect." (Win32 error 87): an empty or unusable text.
-const ERROR_INVALID_PARAMETER: u32 = 87;
-/// "The message alias could not be found on the network." ([MS-ERREF] 2.2).
-const NERR_NAME_NOT_FOUND: u32 = 2273;
-/// "The message was sent but not received." ([MS-ERREF] 2.2): the inbox refused it.
-const NERR_BAD_RECEIVE: u32 = 2282;
 
 /// Handles a send request from `caller`.
 pub async fn send(
@@ -67,7 +61,7 @@ pub async fn send(
             }
             let settings = match net_settings(service) {
                 Ok(s) => s,
-                Err(e) => return error(2136, e),
+                Err(e) => return error(NERR_NETWORK_ERROR, e),
             };
             let limit = LengthLimit::from_allow_long(allow_long);
             match messenger_net::send_to(&settings, &name, &from, &text, limit).await {
@@ -93,7 +87,7 @@ pub async fn send(
                 .to_uppercase();
             let settings = match net_settings(service) {
                 Ok(s) => s,
-                Err(e) => return error(2136, e),
+                Err(e) => return error(NERR_NETWORK_ERROR, e),
             };
             let network =
                 messenger_net::broadcast::send_broadcast(&settings, &workgroup, &from, &text)
@@ -104,7 +98,7 @@ pub async fn send(
                         message: e.to_string(),
                     });
             if let Err(e) = &network {
-                if e.code == ERROR_INVALID_PARAMETER || e.code == 123 {
+                if e.code == ERROR_INVALID_PARAMETER || e.code == ERROR_INVALID_NAME {
                     return Reply::Error(e.clone());
                 }
             }
