@@ -42,7 +42,7 @@ pub fn run(ctx: &Context, args: InboxArgs) -> Exit {
             all_users: args.all,
         }) {
             Ok(Reply::Following) => follower = Some(f),
-            other => return unexpected(other),
+            other => return output::failed_reply(other),
         }
     }
     let request = Request::InboxList {
@@ -53,7 +53,7 @@ pub fn run(ctx: &Context, args: InboxArgs) -> Exit {
     };
     let messages = match client.call(&request) {
         Ok(Reply::Messages { messages }) => messages,
-        other => return unexpected(other),
+        other => return output::failed_reply(other),
     };
     let mut last_id = i64::MIN;
     for m in &messages {
@@ -95,23 +95,6 @@ pub fn run(ctx: &Context, args: InboxArgs) -> Exit {
                 output::error(&e.to_string());
                 return Exit::Failed;
             }
-        }
-    }
-}
-
-fn unexpected(reply: Result<Reply, messenger_ipc::ClientError>) -> Exit {
-    match reply {
-        Ok(Reply::Error(e)) => {
-            output::net_error_with_detail(e.code, Some(&e.message));
-            Exit::for_code(e.code)
-        }
-        Ok(other) => {
-            output::error(&format!("unexpected reply from the service: {other:?}"));
-            Exit::Failed
-        }
-        Err(e) => {
-            output::error(&e.to_string());
-            Exit::Failed
         }
     }
 }

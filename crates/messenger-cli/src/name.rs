@@ -48,18 +48,7 @@ pub fn run(ctx: &Context, args: NameArgs) -> Exit {
             output::completed();
             Exit::Ok
         }
-        Ok(Reply::Error(e)) => {
-            output::net_error_with_detail(e.code, Some(&e.message));
-            Exit::for_code(e.code)
-        }
-        Ok(other) => {
-            output::error(&format!("unexpected reply from the service: {other:?}"));
-            Exit::Failed
-        }
-        Err(e) => {
-            output::error(&e.to_string());
-            Exit::Failed
-        }
+        other => output::failed_reply(other),
     }
 }
 

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use messenger_core::nerr;
 use messenger_core::sanitize::sanitize_line;
+use messenger_ipc::{ClientError, Reply};
 
 /// `NERR_BadServiceName` (2185, [MS-ERREF] 2.2): `net start` / `net stop` of a service other
 /// than the Messenger.
@@ -55,6 +56,25 @@ impl Exit {
 /// `text` made safe for a terminal, on one line.
 pub fn safe(text: &str) -> Cow<'_, str> {
     sanitize_line(text)
+}
+
+/// Reports a reply that is not the one a command waited for: the service's NET error, or a
+/// failure to talk to it; returns the exit status for it.
+pub fn failed_reply(reply: Result<Reply, ClientError>) -> Exit {
+    match reply {
+        Ok(Reply::Error(e)) => {
+            net_error_with_detail(e.code, Some(&e.message));
+            Exit::for_code(e.code)
+        }
+        Ok(other) => {
+            error(&format!("unexpected reply from the service: {other:?}"));
+            Exit::Failed
+        }
+        Err(e) => {
+            error(&e.to_string());
+            Exit::Failed
+        }
+    }
 }
 
 /// Prints NET error `code` to stderr.

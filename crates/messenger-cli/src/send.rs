@@ -93,14 +93,7 @@ pub fn run(ctx: &Context, args: SendArgs) -> Exit {
             match client.call(&request) {
                 Ok(Reply::Sent { results }) => report(&results),
                 Ok(Reply::Error(e)) => request_failed(&recipient, &e),
-                Ok(other) => {
-                    output::error(&format!("unexpected reply from the service: {other:?}"));
-                    Exit::Failed
-                }
-                Err(e) => {
-                    output::error(&e.to_string());
-                    Exit::Failed
-                }
+                other => output::failed_reply(other),
             }
         }
         Err(e) if e.not_running() => {
