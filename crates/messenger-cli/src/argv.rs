@@ -18,6 +18,7 @@ const SUBCOMMANDS: &[&str] = &[
     "status",
     "inbox",
     "helpmsg",
+    "deliver",
     "completions",
     "manpage",
     "help",

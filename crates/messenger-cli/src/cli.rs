@@ -103,6 +103,19 @@ pub enum Command {
     #[command(after_long_help = EXIT_STATUS_HELP)]
     Inbox(InboxArgs),
 
+    /// Store a message that Samba's smbd received (for smbd's `message command`)
+    #[command(
+        long_about = "Store a message that Samba's smbd received in the Messenger service's \
+            inbox, as the network message it was. Meant as smbd's `message command` on a host \
+            where Samba owns the NetBIOS ports and the service runs with `netbios = false`:\n\n  \
+            message command = /usr/bin/messenger deliver --file=%s --from=%f --to=%L \
+            --machine=%m --address=%I &\n\n\
+            The file is removed once the service has answered. Only root and smbd's guest \
+            account (smb.conf `guest account`, default nobody) may deliver.",
+        after_long_help = EXIT_STATUS_HELP
+    )]
+    Deliver(DeliverArgs),
+
     /// Explain a NET error number (as NET HELPMSG does)
     Helpmsg {
         /// The error number, e.g. 2273
@@ -161,6 +174,31 @@ pub struct SendArgs {
         allow_hyphen_values = true
     )]
     pub words: Vec<String>,
+}
+
+/// `deliver`.
+#[derive(Debug, Args)]
+pub struct DeliverArgs {
+    /// The file holding the text (smbd's %s)
+    #[arg(long, value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// The sender's name (smbd's %f)
+    #[arg(long, value_name = "NAME", allow_hyphen_values = true)]
+    pub from: String,
+
+    /// The name the sender called (smbd's %L): a user's name or alias delivers to that user,
+    /// anything else to everyone on this computer. (Not %t: since Samba 4.12 it is a time.)
+    #[arg(long, value_name = "NAME", allow_hyphen_values = true)]
+    pub to: Option<String>,
+
+    /// The sending machine's NetBIOS name (smbd's %m)
+    #[arg(long, value_name = "NAME", allow_hyphen_values = true)]
+    pub machine: String,
+
+    /// The sending machine's IP address (smbd's %I)
+    #[arg(long, value_name = "IP")]
+    pub address: String,
 }
 
 /// `name`.

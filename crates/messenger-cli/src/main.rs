@@ -19,6 +19,7 @@
 mod argv;
 mod cli;
 mod context;
+mod deliver;
 mod helpmsg;
 mod inbox;
 mod name;
@@ -105,6 +106,7 @@ fn run(args: &[String], net_mode: bool) -> Exit {
         Command::Status => service::status(&ctx),
         Command::StartedServices => service::list_started(&ctx),
         Command::Inbox(a) => inbox::run(&ctx, a),
+        Command::Deliver(a) => deliver::run(&ctx, a),
         Command::Helpmsg { number } => helpmsg::run(&number),
         Command::Completions { shell } => {
             clap_complete::generate(

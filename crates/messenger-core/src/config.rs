@@ -136,6 +136,14 @@ pub struct Config {
     pub user: Option<String>,
     /// `max_message_len`: longest text received, in bytes.
     pub max_message_len: Option<usize>,
+    /// `netbios`: serve the NetBIOS name, datagram and session services (UDP 137, UDP 138,
+    /// TCP 139). `false` on a host where Samba's nmbd and smbd own those ports: the service
+    /// then keeps the inbox, shows messages and serves the control socket, and smbd hands it
+    /// messages through `messenger deliver`.
+    pub netbios: Option<bool>,
+    /// `samba_config`: the smb.conf whose `workgroup` is used when `workgroup` is not set here
+    /// and whose `guest account` may deliver messages from smbd.
+    pub samba_config: Option<PathBuf>,
     /// `[policy]`: who may reach us.
     #[serde(default)]
     pub policy: Policy,
@@ -361,12 +369,35 @@ impl Config {
         upper.chars().take(netbios::name::MAX_NAME_CHARS).collect()
     }
 
-    /// The workgroup, uppercased.
+    /// The workgroup, uppercased: `workgroup`, else the `workgroup` of Samba's smb.conf when
+    /// there is one (so that on a Samba host `NET SEND *` reaches the workgroup its file
+    /// server is in), else [`DEFAULT_WORKGROUP`].
     pub fn workgroup(&self) -> String {
-        self.workgroup
-            .as_deref()
-            .unwrap_or(DEFAULT_WORKGROUP)
+        if let Some(w) = &self.workgroup {
+            return w.to_uppercase();
+        }
+        self.samba()
+            .and_then(|s| s.workgroup)
+            .filter(|w| netbios::NetbiosName::new_uppercase(w.as_bytes(), 0).is_ok())
+            .unwrap_or_else(|| DEFAULT_WORKGROUP.to_owned())
             .to_uppercase()
+    }
+
+    /// Whether the NetBIOS services are served (`netbios`, default true).
+    pub fn netbios(&self) -> bool {
+        self.netbios.unwrap_or(true)
+    }
+
+    /// The smb.conf to read: `samba_config`, else [`crate::samba::DEFAULT_SAMBA_CONFIG`].
+    pub fn samba_config(&self) -> PathBuf {
+        self.samba_config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(crate::samba::DEFAULT_SAMBA_CONFIG))
+    }
+
+    /// The globals of Samba's smb.conf on this host, if there is one.
+    pub fn samba(&self) -> Option<crate::samba::SambaGlobals> {
+        crate::samba::SambaGlobals::read(&self.samba_config())
     }
 
     /// Where the inbox lives: `data_dir`, else `/var/lib/messenger` for root, else
@@ -482,7 +513,11 @@ mod tests {
     fn empty_file_gives_working_defaults() {
         let c = Config::parse("", "x.toml").unwrap();
         assert_eq!(c.computer_name(&user()), "BUILD-BOX");
-        assert_eq!(c.workgroup(), "WORKGROUP");
+        let no_samba = Config {
+            samba_config: Some("/nonexistent/smb.conf".into()),
+            ..c.clone()
+        };
+        assert_eq!(no_samba.workgroup(), "WORKGROUP");
         assert_eq!(c.session_port(), 139);
         assert_eq!(
             c.data_dir(&user()),
@@ -574,12 +609,37 @@ mod tests {
             "utmp_path",
             "user",
             "max_message_len",
+            "netbios",
+            "samba_config",
         ] {
             assert!(
                 text.contains(&format!("#{key} = ")) || text.contains(&format!("## {key} = ")),
                 "{key} is not documented in {path}"
             );
         }
+    }
+
+    #[test]
+    fn the_workgroup_comes_from_smb_conf_when_not_set_here() {
+        let dir = tempfile::tempdir().unwrap();
+        let smb = dir.path().join("smb.conf");
+        let samba_config = format!("samba_config = {:?}\n", smb.display().to_string());
+        let unset = Config::parse(&samba_config, "m").unwrap();
+        assert_eq!(
+            unset.workgroup(),
+            DEFAULT_WORKGROUP,
+            "no smb.conf: the default"
+        );
+        std::fs::write(&smb, "[global]\n   workgroup = sales\n").unwrap();
+        assert_eq!(unset.workgroup(), "SALES");
+        let set = Config::parse(&format!("{samba_config}workgroup = \"lab\"\n"), "m").unwrap();
+        assert_eq!(set.workgroup(), "LAB", "our own setting wins");
+        std::fs::write(&smb, "[global]\nworkgroup = NOT A VALID NETBIOS NAME\n").unwrap();
+        assert_eq!(
+            unset.workgroup(),
+            DEFAULT_WORKGROUP,
+            "an unusable one is ignored"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod message;
 pub mod names;
 pub mod nerr;
 pub mod policy;
+pub mod samba;
 pub mod sanitize;
 
 pub use message::{InboxQuery, NewMessage, StoredMessage, Transport};

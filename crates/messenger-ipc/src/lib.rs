@@ -87,6 +87,26 @@ pub enum Request {
         #[serde(default)]
         allow_long: bool,
     },
+    /// Store a message that Samba's smbd received for this host (`messenger deliver`, run as
+    /// smbd's `message command`). Only root and smbd's guest account may ask.
+    Deliver(Delivery),
+}
+
+/// A message smbd received on the network, as its `message command` is told of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Sender name (`%f`).
+    pub from: String,
+    /// The name the sender called (`%L`), when known: a user's name or alias routes the
+    /// message to that user; anything else makes it a message to this computer.
+    #[serde(default)]
+    pub to: Option<String>,
+    /// The sending machine's NetBIOS name (`%m`).
+    pub machine: String,
+    /// The sending machine's IP address (`%I`).
+    pub address: std::net::IpAddr,
+    /// The text, UTF-8 (smbd converted it from the DOS code page).
+    pub text: String,
 }
 
 /// Recipients of a send.
@@ -137,6 +157,11 @@ pub enum Reply {
     Following,
     /// One message of an `InboxFollow` stream.
     Message(MessageView),
+    /// A delivered message is in the inbox under this id.
+    Delivered {
+        /// Its inbox id.
+        id: i64,
+    },
     /// Outcome of a send, one entry per recipient.
     Sent {
         /// Per recipient.

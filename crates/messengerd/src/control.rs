@@ -281,6 +281,7 @@ async fn handle(service: &Arc<Service>, caller: &Caller, request: Request) -> Re
             text,
             allow_long,
         } => crate::send::send(service, caller, target, from, text, allow_long).await,
+        Request::Deliver(delivery) => crate::deliver::deliver(service, caller, delivery).await,
     }
 }
 

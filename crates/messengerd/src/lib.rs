@@ -11,6 +11,7 @@
 pub mod command;
 pub mod control;
 pub mod datagram;
+pub mod deliver;
 pub mod display;
 pub mod gate;
 pub mod inbox;

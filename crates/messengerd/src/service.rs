@@ -49,6 +49,9 @@ pub struct Settings {
     pub control_socket: PathBuf,
     /// OEM code page of the wire.
     pub code_page: CodePage,
+    /// The account Samba's smbd runs `message command` as (smb.conf `guest account`), which
+    /// may deliver messages smbd received.
+    pub samba_guest_account: String,
 }
 
 impl Settings {
@@ -57,7 +60,12 @@ impl Settings {
         let invoker = current_invoker();
         let code_page = CodePage::from_name(config.code_page())
             .map_err(|e| anyhow::anyhow!("code_page: {e}"))?;
+        let samba_guest_account = config
+            .samba()
+            .map(|s| s.guest_account().to_owned())
+            .unwrap_or_else(|| messenger_core::samba::DEFAULT_SAMBA_GUEST_ACCOUNT.to_owned());
         Ok(Self {
+            samba_guest_account,
             computer_name: config.computer_name(&invoker),
             workgroup: config.workgroup(),
             data_dir: config.data_dir(&invoker),
@@ -148,6 +156,11 @@ impl Service {
         if lock(&self.names).remove(name).is_some() {
             self.release_everywhere(*name);
         }
+    }
+
+    /// The account that may deliver messages smbd received, besides root.
+    pub fn samba_guest_account(&self) -> &str {
+        &self.settings.samba_guest_account
     }
 
     /// Decodes the OEM bytes of a received text or name.

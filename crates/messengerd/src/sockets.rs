@@ -59,6 +59,15 @@ pub struct Sockets {
 impl Sockets {
     /// Binds every socket `config` asks for; `control_path` is the control socket.
     pub fn bind(config: &Config, control_path: &Path) -> anyhow::Result<Self> {
+        if !config.netbios() {
+            // Beside Samba: nmbd and smbd own the NetBIOS ports, and messages arrive through
+            // `messenger deliver`. Only the control socket is ours.
+            return Ok(Self {
+                interfaces: Vec::new(),
+                sessions: Vec::new(),
+                control: bind_control(control_path)?,
+            });
+        }
         let interfaces = messenger_net::iface::interfaces(&config.listen_addresses)?;
         if interfaces.is_empty() {
             anyhow::bail!("no IPv4 interface to serve on");
