@@ -107,20 +107,26 @@ pub fn give_data_dir(path: &Path, account: Account) -> Result<(), OwnershipError
         _ => {}
     }
     let dir = open_dir(path).map_err(fail(path, "cannot open the data directory"))?;
-    std::os::unix::fs::fchown(&dir, Some(account.uid), Some(account.gid)).map_err(fail(
-        path,
-        "cannot give the data directory to the service account",
-    ))?;
     let mode = dir
         .metadata()
         .map_err(fail(path, "cannot read the data directory's mode"))?
         .mode();
+    // Before the chown, while root may still own it (the packaged unit gives root no
+    // CAP_FOWNER). The inbox files are private (0600) in any case; this is the second lock.
     if mode & DATA_DIR_OTHERS != 0 {
-        dir.set_permissions(std::fs::Permissions::from_mode(
-            mode & 0o7777 & !DATA_DIR_OTHERS,
-        ))
-        .map_err(fail(path, "cannot make the data directory private"))?;
+        let private = std::fs::Permissions::from_mode(mode & 0o7777 & !DATA_DIR_OTHERS);
+        if let Err(e) = dir.set_permissions(private) {
+            tracing::warn!(
+                path = %path.display(),
+                error = %e,
+                "cannot take other users' access to the data directory away"
+            );
+        }
     }
+    std::os::unix::fs::fchown(&dir, Some(account.uid), Some(account.gid)).map_err(fail(
+        path,
+        "cannot give the data directory to the service account",
+    ))?;
     // The names only; each is opened relative to `dir`, so a name that is not (or no
     // longer) in the directory we opened just fails.
     let entries = std::fs::read_dir(path).map_err(fail(path, "cannot list the data directory"))?;
