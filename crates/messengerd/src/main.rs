@@ -106,6 +106,18 @@ fn serve(config: Config) -> anyhow::Result<()> {
     let run_dir = RunDir::prepare(&settings.control_socket)?;
     let sockets = Sockets::bind(&settings.config, &settings.control_socket)?;
     run_dir.write_pid_file()?;
+    let result = serve_from_pid_file(settings, sockets, account, &run_dir);
+    run_dir.remove_pid_file();
+    result
+}
+
+/// [`serve`] once the pid file is written: whatever happens, `serve` removes it afterwards.
+fn serve_from_pid_file(
+    settings: Settings,
+    sockets: Sockets,
+    account: Option<(String, Account)>,
+    run_dir: &RunDir,
+) -> anyhow::Result<()> {
     if let Some((user, account)) = &account {
         ownership::give_data_dir(&settings.data_dir, *account)?;
         run_dir.give_to(*account)?;
@@ -140,7 +152,6 @@ fn serve(config: Config) -> anyhow::Result<()> {
     // `run` has waited its grace period; what is left is dropped now, without waiting again
     // (a message command's process group is killed as its task is dropped).
     runtime.shutdown_background();
-    run_dir.remove_pid_file();
     result
 }
 
