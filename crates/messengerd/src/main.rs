@@ -103,7 +103,8 @@ fn init_logging(filter: Option<&str>) {
 fn serve(config: Config) -> anyhow::Result<()> {
     let settings = Settings::resolve(config)?;
     let account = service_account(&settings)?;
-    let run_dir = RunDir::prepare(&settings.control_socket)?;
+    let run_dir = RunDir::prepare(&settings.control_socket)
+        .map_err(|e| anyhow::anyhow!("{e}{}", messengerd::sockets::not_root_hint()))?;
     let sockets = Sockets::bind(&settings.config, &settings.control_socket)?;
     run_dir.write_pid_file()?;
     let result = serve_from_pid_file(settings, sockets, account, &run_dir);

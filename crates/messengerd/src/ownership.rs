@@ -329,9 +329,10 @@ mod tests {
     #[test]
     fn a_created_run_dir_is_reachable_by_everyone_and_writable_by_its_owner_only() {
         let parent = tempfile::tempdir().unwrap();
-        let old = nix::sys::stat::umask(Mode::from_bits_truncate(0o077));
-        let prepared = RunDir::prepare(&parent.path().join("run/deeper/control.sock"));
-        nix::sys::stat::umask(old);
+        // Even under a umask that would hide it from every other user.
+        let prepared = crate::sockets::with_umask(0o077, || {
+            RunDir::prepare(&parent.path().join("run/deeper/control.sock"))
+        });
         let dir = prepared.unwrap();
         assert!(dir.created);
         let mode = std::fs::metadata(parent.path().join("run/deeper"))

@@ -156,6 +156,28 @@ fn bind_tcp(addr: Ipv4Addr, port: u16) -> anyhow::Result<TcpListener> {
     Ok(socket.into())
 }
 
+/// What to add to an error about the control socket's directory when the service runs
+/// without root: the default is the system service's, which only root can create.
+pub fn not_root_hint() -> &'static str {
+    if nix::unistd::Uid::effective().is_root() {
+        ""
+    } else {
+        " (a service started without root needs a control_socket of its own in the \
+         configuration; the command line then needs the same configuration or --socket)"
+    }
+}
+
+/// Runs `f` with the process's umask set to `mask`, restoring it afterwards. The umask is the
+/// whole process's: every change of it goes through here, one at a time.
+pub fn with_umask<R>(mask: u32, f: impl FnOnce() -> R) -> R {
+    static UMASK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _serialised = UMASK.lock().unwrap_or_else(|e| e.into_inner());
+    let old = umask(Mode::from_bits_truncate(mask));
+    let result = f();
+    umask(old);
+    result
+}
+
 /// Mode of the control socket: every user may connect, and the service checks each caller's
 /// credentials itself (SO_PEERCRED). `bind` gives a socket `0777 & !umask`, hence this umask.
 const CONTROL_SOCKET_UMASK: u32 = 0o111;
@@ -163,13 +185,7 @@ const CONTROL_SOCKET_UMASK: u32 = 0o111;
 fn bind_control(path: &Path) -> anyhow::Result<UnixListener> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| {
-            let hint = if nix::unistd::Uid::effective().is_root() {
-                ""
-            } else {
-                " (a service started without root needs a control_socket of its own in the \
-                 configuration; the command line then needs the same configuration or --socket)"
-            };
-            anyhow::anyhow!("cannot create {}: {e}{hint}", dir.display())
+            anyhow::anyhow!("cannot create {}: {e}{}", dir.display(), not_root_hint())
         })?;
     }
     // A socket left by a service that died is stale; a live one answers a connection. Whatever
@@ -184,17 +200,10 @@ fn bind_control(path: &Path) -> anyhow::Result<UnixListener> {
         std::fs::remove_file(path)?;
     }
     // The mode comes from the umask at bind time: a chmod by path afterwards could be sent
-    // through a link planted in the directory meanwhile. The umask is the process's, so binds
-    // are serialised; `main` binds before any other thread exists, and tests that bind while
-    // other threads create files only see those files get this umask for a moment.
-    static UMASK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let listener = {
-        let _serialised = UMASK.lock().unwrap_or_else(|e| e.into_inner());
-        let old = umask(Mode::from_bits_truncate(CONTROL_SOCKET_UMASK));
-        let bound = UnixListener::bind(path);
-        umask(old);
-        bound.map_err(|e| anyhow::anyhow!("cannot bind {}: {e}", path.display()))?
-    };
+    // through a link planted in the directory meanwhile. `main` binds before any other thread
+    // exists; in tests, files other threads create meanwhile get this umask.
+    let listener = with_umask(CONTROL_SOCKET_UMASK, || UnixListener::bind(path))
+        .map_err(|e| anyhow::anyhow!("cannot bind {}: {e}", path.display()))?;
     listener.set_nonblocking(true)?;
     Ok(listener)
 }
