@@ -42,7 +42,8 @@ Invoked through a link named `net`, the program takes the Windows syntax:
     arg_required_else_help = true
 )]
 pub struct Cli {
-    /// The Messenger service's control socket [default: the service's default]
+    /// The Messenger service's control socket [default: `control_socket` of the configuration,
+    /// else /run/messenger/control.sock, the system service's, for every user]
     #[arg(long, global = true, value_name = "PATH", env = "MESSENGER_SOCKET")]
     pub socket: Option<PathBuf>,
 

@@ -42,19 +42,21 @@ impl Context {
     }
 
     /// The caller as the configuration's defaults see them.
-    pub fn invoker(&self) -> Invoker {
+    fn invoker(&self) -> Invoker {
         let host = nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_else(|_| "localhost".to_owned());
         Invoker::from_environment(nix::unistd::geteuid().is_root(), host)
     }
 
-    /// The control socket: `--socket` (or `MESSENGER_SOCKET`), else the configuration's.
+    /// The control socket: `--socket` (or `MESSENGER_SOCKET`), else the configuration's,
+    /// else the system service's, the same for every user (see
+    /// [`Config::control_socket`]).
     pub fn socket(&self) -> Result<PathBuf, ConfigFailed> {
         if let Some(s) = &self.socket {
             return Ok(s.clone());
         }
-        Ok(self.config()?.control_socket(&self.invoker()))
+        Ok(self.config()?.control_socket())
     }
 
     /// Whether `--socket` (or `MESSENGER_SOCKET`) chose the socket.

@@ -71,8 +71,9 @@ async fn start_service() -> Service {
     let sockets = messengerd::Sockets::bind(&settings.config, &settings.control_socket).unwrap();
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
+    let inbox = messengerd::open_inbox(&settings).unwrap();
     tokio::spawn(async move {
-        if let Err(e) = messengerd::run(settings, sockets, token).await {
+        if let Err(e) = messengerd::run(settings, sockets, inbox, token, |_| {}).await {
             panic!("service failed: {e:#}");
         }
     });
@@ -447,4 +448,38 @@ async fn inbox_all_shows_every_users_messages_to_root_only() {
     let mut all = messenger(&s);
     all.args(["inbox", "--all", "--json"]);
     run(all).await.success().stdout(contains("for nobody only"));
+}
+
+/// `start` (as root, in a run directory the service account may own) never writes its log
+/// through a link planted where the log goes.
+#[test]
+fn start_never_writes_its_log_through_a_planted_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"keep me").unwrap();
+    std::os::unix::fs::symlink(&victim, run.join("messengerd.log")).unwrap();
+    let config = dir.path().join("messenger.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "control_socket = \"{socket}\"\ndata_dir = \"{data}\"\n\
+             listen_addresses = [\"127.0.0.1\"]\nname_port = {name}\n\
+             datagram_port = {dgm}\nsession_port = {ssn}\n",
+            socket = run.join("control.sock").display(),
+            data = dir.path().join("data").display(),
+            name = free_udp_port(),
+            dgm = free_udp_port(),
+            ssn = free_tcp_port(),
+        ),
+    )
+    .unwrap();
+    let mut cli = Command::cargo_bin("messenger").unwrap();
+    cli.env_remove("MESSENGER_SOCKET")
+        .arg("--config")
+        .arg(&config)
+        .arg("start");
+    cli.assert().code(1).stderr(contains("messengerd.log"));
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
 }

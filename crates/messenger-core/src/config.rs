@@ -11,6 +11,12 @@ use serde::Deserialize;
 
 /// Where the service looks for its configuration when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/messenger/messenger.toml";
+/// The system service's control socket: where every user's command line finds the service
+/// unless `control_socket` or `--socket` says otherwise. `/run` is writable by root only, so
+/// nobody else can put something of their own at this path.
+pub const SYSTEM_CONTROL_SOCKET: &str = "/run/messenger/control.sock";
+/// The system service's data directory (systemd's `StateDirectory=messenger`).
+pub const SYSTEM_DATA_DIR: &str = "/var/lib/messenger";
 /// UDP port of the NetBIOS name service (RFC 1002 s.6 NAME_SERVICE_UDP_PORT).
 pub const DEFAULT_NAME_PORT: u16 = 137;
 /// UDP port of the NetBIOS datagram service (RFC 1002 s.6 DGM_SRVC_UDP_PORT).
@@ -233,10 +239,8 @@ impl Default for Limits {
 pub struct Invoker {
     /// Effective uid is 0.
     pub is_root: bool,
-    /// `$XDG_DATA_HOME`, or `$HOME/.local/share`.
+    /// `$XDG_DATA_HOME`, or `$HOME/.local/share` (absolute paths only).
     pub data_home: Option<PathBuf>,
-    /// `$XDG_RUNTIME_DIR`.
-    pub runtime_dir: Option<PathBuf>,
     /// The machine's host name.
     pub host_name: String,
 }
@@ -369,37 +373,29 @@ impl Config {
             .to_uppercase()
     }
 
-    /// Where the inbox lives: `data_dir`, else `/var/lib/messenger` for root, else
-    /// `$XDG_DATA_HOME/messenger`.
-    pub fn data_dir(&self, invoker: &Invoker) -> PathBuf {
+    /// Where the inbox lives: `data_dir`, else [`SYSTEM_DATA_DIR`] for root, else
+    /// `$XDG_DATA_HOME/messenger` (or `$HOME/.local/share/messenger`). `None` for a user with
+    /// neither variable: there is no private place to default to, and a shared one (the
+    /// current or the temporary directory) would let other users plant files in the inbox's
+    /// way.
+    pub fn data_dir(&self, invoker: &Invoker) -> Option<PathBuf> {
         if let Some(d) = &self.data_dir {
-            return d.clone();
+            return Some(d.clone());
         }
         if invoker.is_root {
-            return PathBuf::from("/var/lib/messenger");
+            return Some(PathBuf::from(SYSTEM_DATA_DIR));
         }
-        invoker
-            .data_home
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("."))
-            .join("messenger")
+        invoker.data_home.as_ref().map(|h| h.join("messenger"))
     }
 
-    /// The control socket: `control_socket`, else `/run/messenger/control.sock` for root, else
-    /// `$XDG_RUNTIME_DIR/messenger/control.sock`.
-    pub fn control_socket(&self, invoker: &Invoker) -> PathBuf {
-        if let Some(s) = &self.control_socket {
-            return s.clone();
-        }
-        if invoker.is_root {
-            return PathBuf::from("/run/messenger/control.sock");
-        }
-        invoker
-            .runtime_dir
+    /// The control socket: `control_socket`, else [`SYSTEM_CONTROL_SOCKET`], for every user.
+    /// The system service serves all users on one socket; a service of one's own (started
+    /// without root) must be given its own `control_socket`, and the command line pointed at
+    /// it with the same configuration or `--socket`.
+    pub fn control_socket(&self) -> PathBuf {
+        self.control_socket
             .clone()
-            .unwrap_or_else(std::env::temp_dir)
-            .join("messenger")
-            .join("control.sock")
+            .unwrap_or_else(|| PathBuf::from(SYSTEM_CONTROL_SOCKET))
     }
 
     /// The OEM code page's name.
@@ -438,18 +434,16 @@ impl Config {
 impl Invoker {
     /// The running process's view: effective uid, XDG variables, host name.
     pub fn from_environment(is_root: bool, host_name: String) -> Self {
-        let home = std::env::var_os("HOME").map(PathBuf::from);
-        let data_home = std::env::var_os("XDG_DATA_HOME")
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-            .or_else(|| home.map(|h| h.join(".local/share")));
-        let runtime_dir = std::env::var_os("XDG_RUNTIME_DIR")
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute());
+        let absolute = |var| {
+            std::env::var_os(var)
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+        };
+        let data_home =
+            absolute("XDG_DATA_HOME").or_else(|| absolute("HOME").map(|h| h.join(".local/share")));
         Self {
             is_root,
             data_home,
-            runtime_dir,
             host_name,
         }
     }
@@ -473,7 +467,6 @@ mod tests {
         Invoker {
             is_root: false,
             data_home: Some("/home/u/.local/share".into()),
-            runtime_dir: Some("/run/user/1000".into()),
             host_name: "build-box.example.org".into(),
         }
     }
@@ -486,19 +479,15 @@ mod tests {
         assert_eq!(c.session_port(), 139);
         assert_eq!(
             c.data_dir(&user()),
-            PathBuf::from("/home/u/.local/share/messenger")
-        );
-        assert_eq!(
-            c.control_socket(&user()),
-            PathBuf::from("/run/user/1000/messenger/control.sock")
+            Some(PathBuf::from("/home/u/.local/share/messenger"))
         );
         let root = Invoker {
             is_root: true,
             ..user()
         };
-        assert_eq!(c.data_dir(&root), PathBuf::from("/var/lib/messenger"));
+        assert_eq!(c.data_dir(&root), Some(PathBuf::from("/var/lib/messenger")));
         assert_eq!(
-            c.control_socket(&root),
+            c.control_socket(),
             PathBuf::from("/run/messenger/control.sock")
         );
         assert!(c.policy.rate_limit);
@@ -580,6 +569,34 @@ mod tests {
                 "{key} is not documented in {path}"
             );
         }
+    }
+
+    /// Every user's command line reaches the system service by default, and no default lies
+    /// in a directory where other users may create entries (the current or temporary
+    /// directory): a user with no home has no default inbox at all.
+    #[test]
+    fn defaults_never_lie_in_shared_directories() {
+        let c = Config::default();
+        let homeless = Invoker {
+            data_home: None,
+            ..user()
+        };
+        assert_eq!(c.data_dir(&homeless), None);
+        assert_eq!(c.control_socket(), Path::new(SYSTEM_CONTROL_SOCKET));
+        let temp = std::env::temp_dir();
+        for invoker in [user(), homeless] {
+            for path in c.data_dir(&invoker).into_iter().chain([c.control_socket()]) {
+                assert!(path.is_absolute(), "{path:?}");
+                assert!(!path.starts_with(&temp), "{path:?}");
+            }
+        }
+        let own = Config::parse(
+            "control_socket = \"/home/u/m.sock\"\ndata_dir = \"/home/u/m\"\n",
+            "m",
+        )
+        .unwrap();
+        assert_eq!(own.control_socket(), Path::new("/home/u/m.sock"));
+        assert_eq!(own.data_dir(&user()), Some(PathBuf::from("/home/u/m")));
     }
 
     #[test]

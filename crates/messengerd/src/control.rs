@@ -98,9 +98,10 @@ pub async fn serve(listener: UnixListener, service: Arc<Service>, shutdown: Canc
             tracing::warn!("too many control connections; refusing one");
             continue;
         };
+        let tasks = service.tasks.clone();
         let service = Arc::clone(&service);
         let shutdown = shutdown.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             if let Err(e) = handle_connection(stream, service, shutdown).await {
                 tracing::debug!(error = %e, "control connection ended");
             }

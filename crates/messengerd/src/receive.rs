@@ -86,9 +86,10 @@ pub async fn serve(service: Arc<Service>, listener: SessionListener, shutdown: C
                 continue;
             }
         };
+        let tasks = service.tasks.clone();
         let service = Arc::clone(&service);
         let shutdown = shutdown.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             let _admission = admission;
             connection(service, stream, peer, config, shutdown).await;
         });

@@ -16,8 +16,9 @@ use messenger_core::names::{NameKind, Owner};
 use netbios::oem::CodePage;
 use netbios::NetbiosName;
 use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
 
-use crate::command::{self, CommandContext};
+use crate::command::{CommandContext, CommandRunner};
 use crate::display::{DeliverySink, Popup};
 use crate::inbox::Inbox;
 use crate::names::NameTable;
@@ -60,8 +61,13 @@ impl Settings {
         Ok(Self {
             computer_name: config.computer_name(&invoker),
             workgroup: config.workgroup(),
-            data_dir: config.data_dir(&invoker),
-            control_socket: config.control_socket(&invoker),
+            data_dir: config.data_dir(&invoker).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "data_dir is not set and there is no home directory ($XDG_DATA_HOME or \
+                     $HOME) for a per-user inbox; set data_dir in the configuration"
+                )
+            })?,
+            control_socket: config.control_socket(),
             code_page,
             config,
         })
@@ -116,6 +122,11 @@ pub struct Service {
     pub started: Instant,
     /// Admission control: source policy, connection caps, rate limits.
     pub gate: Arc<crate::receive::Gate>,
+    /// Every task of the service (connections, control calls, displays, message commands):
+    /// shutdown waits for them.
+    pub tasks: TaskTracker,
+    /// Runs `message_command`, when there is one.
+    pub commands: Option<Arc<CommandRunner>>,
 }
 
 impl Service {
@@ -227,7 +238,8 @@ impl Service {
         }
         if let Some(message) = to_show {
             let this = Arc::clone(self);
-            tokio::spawn(async move { this.show(id, message, machine).await });
+            self.tasks
+                .spawn(async move { this.show(id, message, machine).await });
         }
         Ok(id)
     }
@@ -235,7 +247,7 @@ impl Service {
     /// Whether anything happens after `message` is stored: a login session of one of its
     /// recipients (of anyone, for a message to everyone) to show it on, or a message command.
     fn has_audience(&self, message: &NewMessage) -> bool {
-        if self.settings.config.message_command.is_some() {
+        if self.commands.is_some() {
             return true;
         }
         let sessions = self.sessions.read().unwrap_or_else(|e| e.into_inner());
@@ -273,9 +285,9 @@ impl Service {
                 tracing::warn!(error = %e, "could not mark a shown message read");
             }
         }
-        if let Some(template) = &self.settings.config.message_command {
-            command::run_for_message(
-                template,
+        if let Some(commands) = &self.commands {
+            commands.spawn(
+                &self.tasks,
                 CommandContext {
                     from: message.from.clone(),
                     to: message.to.clone(),
@@ -286,7 +298,6 @@ impl Service {
                         .unwrap_or_default(),
                     text: message.text.clone(),
                 },
-                self.settings.data_dir.join("spool"),
             );
         }
     }

@@ -896,28 +896,10 @@ fn ids(status: &str, key: &str) -> Vec<u32> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_service_runs_without_root_after_binding() {
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!(
-            "SKIPPED the_service_runs_without_root_after_binding: starting the service as root \
-             needs root; giving up root was NOT checked"
-        );
-        return;
-    }
-    let dir = open_tempdir();
-    std::fs::write(dir.path().join("utmp"), b"").unwrap();
-    let config = format!(
-        "computer_name = \"{COMPUTER}\"\nworkgroup = \"{WORKGROUP}\"\nuser = \"nobody\"\n\
-         listen_addresses = [\"127.0.0.1\"]\nname_port = {}\ndatagram_port = {}\n\
-         session_port = {}\ndata_dir = \"{d}/data\"\ncontrol_socket = \"{d}/run/control.sock\"\n\
-         utmp_path = \"{d}/utmp\"\n",
-        free_port(true),
-        free_port(true),
-        free_port(false),
-        d = dir.path().display()
-    );
-    let config_path = dir.path().join("messenger.toml");
+/// Starts the real `messengerd` with `config` (written into `dir`) and waits until it says it
+/// started; returns the child and its pid.
+async fn start_binary(dir: &std::path::Path, config: &str) -> (tokio::process::Child, u32) {
+    let config_path = dir.join("messenger.toml");
     std::fs::write(&config_path, config).unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_messengerd"))
         .arg("--config")
@@ -946,6 +928,138 @@ async fn the_service_runs_without_root_after_binding() {
     .await
     .unwrap_or(false);
     assert!(started, "messengerd did not start:\n{log}");
+    // Keep reading its log, so that it never blocks on a full pipe.
+    tokio::spawn(async move {
+        use tokio::io::AsyncBufReadExt;
+        let mut line = String::new();
+        while lines.read_line(&mut line).await.unwrap_or(0) > 0 {
+            line.clear();
+        }
+    });
+    (child, pid)
+}
+
+/// Stops a service started by [`start_binary`] with SIGTERM and checks it exits with 0.
+async fn stop_binary(mut child: tokio::process::Child, pid: u32) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let exit = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("stops after SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "{exit}");
+}
+
+/// What the service does as root (giving its data directory to its account, writing its pid
+/// file, binding its control socket) follows no link that its account could have planted in
+/// its own directories: files outside stay root's and unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_follows_no_link_planted_in_the_service_directories() {
+    use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!(
+            "SKIPPED root_follows_no_link_planted_in_the_service_directories: starting the \
+             service as root needs root; NOT checked"
+        );
+        return;
+    }
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let (uid, gid) = (nobody.uid.as_raw(), nobody.gid.as_raw());
+    // Root's files, outside the service's directories.
+    let outside = tempfile::tempdir().unwrap();
+    let victims: Vec<std::path::PathBuf> = ["by-symlink", "by-hard-link", "by-pid-file", "dir"]
+        .iter()
+        .map(|n| outside.path().join(n))
+        .collect();
+    for v in &victims[..3] {
+        std::fs::write(v, b"root's own").unwrap();
+        std::fs::set_permissions(v, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    std::fs::create_dir(&victims[3]).unwrap();
+
+    // The directories as a previous run left them to the service account, with links planted.
+    let dir = open_tempdir();
+    let data = dir.path().join("data");
+    let run = dir.path().join("run");
+    for d in [&data, &run] {
+        std::fs::create_dir(d).unwrap();
+        std::os::unix::fs::chown(d, Some(uid), Some(gid)).unwrap();
+    }
+    symlink(&victims[0], data.join("planted-symlink")).unwrap();
+    std::fs::hard_link(&victims[1], data.join("planted-hard-link")).unwrap();
+    symlink(&victims[3], data.join("planted-dir-link")).unwrap();
+    symlink(&victims[2], run.join("messengerd.pid")).unwrap();
+    std::fs::write(dir.path().join("utmp"), b"").unwrap();
+
+    let config = format!(
+        "computer_name = \"{COMPUTER}\"\nworkgroup = \"{WORKGROUP}\"\nuser = \"nobody\"\n\
+         listen_addresses = [\"127.0.0.1\"]\nname_port = {}\ndatagram_port = {}\n\
+         session_port = {}\ndata_dir = \"{d}/data\"\ncontrol_socket = \"{d}/run/control.sock\"\n\
+         utmp_path = \"{d}/utmp\"\n",
+        free_port(true),
+        free_port(true),
+        free_port(false),
+        d = dir.path().display()
+    );
+    let (child, pid) = start_binary(dir.path(), &config).await;
+
+    for v in &victims {
+        let meta = std::fs::metadata(v).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (0, 0), "{v:?} was given away");
+        if meta.is_file() {
+            assert_eq!(
+                std::fs::read(v).unwrap(),
+                b"root's own",
+                "{v:?} was written"
+            );
+            assert_eq!(meta.mode() & 0o777, 0o600, "{v:?} changed mode");
+        }
+    }
+    let pid_file = run.join("messengerd.pid");
+    assert!(!std::fs::symlink_metadata(&pid_file)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        pid.to_string()
+    );
+    // The service's own files are its account's, and its inbox is private.
+    let inbox = std::fs::metadata(data.join(messengerd::INBOX_FILE)).unwrap();
+    assert_eq!((inbox.uid(), inbox.gid()), (uid, gid));
+    assert_eq!(std::fs::metadata(&data).unwrap().mode() & 0o007, 0);
+    let socket = std::fs::symlink_metadata(run.join("control.sock")).unwrap();
+    assert_eq!(socket.mode() & 0o777, 0o666);
+
+    stop_binary(child, pid).await;
+    assert!(!pid_file.exists(), "pid file left behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_runs_without_root_after_binding() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!(
+            "SKIPPED the_service_runs_without_root_after_binding: starting the service as root \
+             needs root; giving up root was NOT checked"
+        );
+        return;
+    }
+    let dir = open_tempdir();
+    std::fs::write(dir.path().join("utmp"), b"").unwrap();
+    let config = format!(
+        "computer_name = \"{COMPUTER}\"\nworkgroup = \"{WORKGROUP}\"\nuser = \"nobody\"\n\
+         listen_addresses = [\"127.0.0.1\"]\nname_port = {}\ndatagram_port = {}\n\
+         session_port = {}\ndata_dir = \"{d}/data\"\ncontrol_socket = \"{d}/run/control.sock\"\n\
+         utmp_path = \"{d}/utmp\"\n",
+        free_port(true),
+        free_port(true),
+        free_port(false),
+        d = dir.path().display()
+    );
+    let (child, pid) = start_binary(dir.path(), &config).await;
 
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let uids = ids(&status, "Uid:");
@@ -987,14 +1101,5 @@ async fn the_service_runs_without_root_after_binding() {
         );
     }
 
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let exit = tokio::time::timeout(WAIT, child.wait())
-        .await
-        .expect("stops after SIGTERM")
-        .unwrap();
-    assert!(exit.success(), "{exit}");
+    stop_binary(child, pid).await;
 }
