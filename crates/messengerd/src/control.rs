@@ -286,6 +286,13 @@ async fn name_add(service: &Arc<Service>, caller: &Caller, typed: &str) -> Reply
     let outcome = tokio::time::timeout(NAME_ADD_TIMEOUT, waiter).await;
     match outcome {
         Ok(Ok(Ok(()))) => {
+            // A user whose login name this is may have logged in meanwhile and taken it.
+            if !service.is_alias_of(&name, owner.uid) {
+                return error(
+                    ERROR_ACCESS_DENIED,
+                    "the name is now the name of a user who logged in",
+                );
+            }
             let record = messenger_core::names::MessagingName {
                 name,
                 kind: NameKind::Alias,
@@ -295,7 +302,7 @@ async fn name_add(service: &Arc<Service>, caller: &Caller, typed: &str) -> Reply
             match service.inbox.with_store(move |s| s.add_name(&record)).await {
                 Ok(_) => Reply::Done,
                 Err(e) => {
-                    service.remove_name(&name);
+                    service.remove_alias_of(&name, caller.uid);
                     error(NERR_INTERNAL_ERROR, format!("could not save the name: {e}"))
                 }
             }
@@ -303,11 +310,11 @@ async fn name_add(service: &Arc<Service>, caller: &Caller, typed: &str) -> Reply
         Ok(Ok(Err(code))) => {
             // The conflict is logged by the name service. The name is not kept, neither in our
             // table nor in the name service's (where it would show as CNF in node status).
-            service.remove_name(&name);
+            service.remove_alias_of(&name, caller.uid);
             nerr_reply(code)
         }
         _ => {
-            service.remove_name(&name);
+            service.remove_alias_of(&name, caller.uid);
             error(NERR_INTERNAL_ERROR, "the name registration did not finish")
         }
     }

@@ -153,6 +153,28 @@ impl Service {
         }
     }
 
+    /// Whether `name` is an alias owned by `uid`.
+    pub fn is_alias_of(&self, name: &NetbiosName, uid: u32) -> bool {
+        lock(&self.names).get(name).is_some_and(|e| {
+            e.kind == NameKind::Alias && e.owner.as_ref().is_some_and(|o| o.uid == uid)
+        })
+    }
+
+    /// Removes `name` and releases it on the network if it is an alias owned by `uid`, and
+    /// only then: a user who logged in may have taken it meanwhile.
+    pub fn remove_alias_of(&self, name: &NetbiosName, uid: u32) {
+        let removed = {
+            let mut names = lock(&self.names);
+            let ours = names.get(name).is_some_and(|e| {
+                e.kind == NameKind::Alias && e.owner.as_ref().is_some_and(|o| o.uid == uid)
+            });
+            ours && names.remove(name).is_some()
+        };
+        if removed {
+            self.release_everywhere(*name);
+        }
+    }
+
     /// Decodes the OEM bytes of a received text or name.
     pub fn decode_text(&self, bytes: &[u8]) -> String {
         self.settings.code_page.decode_text(bytes)

@@ -301,3 +301,37 @@ async fn a_stored_alias_that_is_another_accounts_login_name_is_dropped() {
     assert!(!stored.contains(&"DAEMON".to_string()), "{stored:?}");
     assert!(stored.contains(&"NOBODYPAGER".to_string()), "{stored:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_add_that_fails_after_a_login_took_the_name_leaves_it_to_the_user() {
+    let svc = TestService::start(Options::default()).await;
+    let dave = NetbiosName::messenger("dave").unwrap();
+    let alias_owner = 4242;
+    svc.service
+        .add_alias(
+            dave,
+            Owner {
+                uid: alias_owner,
+                name: "someone".into(),
+            },
+            None,
+        )
+        .expect("add the alias");
+    // dave logs in while the alias is still being settled, and takes the name.
+    svc.service
+        .refresh_sessions(vec![messengerd::utmp::LoginSession {
+            user: "dave".into(),
+            line: String::new(),
+            host: String::new(),
+            pid: 1,
+        }])
+        .await;
+    assert!(!svc.service.is_alias_of(&dave, alias_owner));
+    // What an `/ADD` that then fails (conflict, timeout, store error) does to clean up.
+    svc.service.remove_alias_of(&dave, alias_owner);
+    let owner = lock(&svc.service.names)
+        .get(&dave)
+        .and_then(|e| e.owner.clone())
+        .map(|o| o.name);
+    assert_eq!(owner.as_deref(), Some("dave"), "the user's name stays");
+}
