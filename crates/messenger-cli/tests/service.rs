@@ -483,3 +483,30 @@ fn start_never_writes_its_log_through_a_planted_link() {
     cli.assert().code(1).stderr(contains("messengerd.log"));
     assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
 }
+
+/// The same words as without the service (see the `cli` tests): the rule comes from one place.
+const TOO_LONG_RECIPIENT: &str = "messenger: \"abcdefghijklmnopq\" is not a messaging name \
+     (it has 17 characters; messaging names have at most 15), nor a host name that resolves\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_recipients_and_silent_addresses_through_the_service() {
+    let s = start_service().await;
+    let mut cmd = messenger(&s);
+    cmd.args(["send", "abcdefghijklmnopq", "hello"]);
+    run(cmd)
+        .await
+        .code(2)
+        .stdout("")
+        .stderr(contains(TOO_LONG_RECIPIENT))
+        .stderr(contains("<03>").not());
+    // The service listens on 127.0.0.1 only: nobody answers at 127.0.0.9.
+    let mut cmd = messenger(&s);
+    cmd.args(["send", "127.0.0.9", "anyone?"]);
+    run(cmd)
+        .await
+        .code(4)
+        .stderr(contains(
+            "An error occurred while sending a message to 127.0.0.9.",
+        ))
+        .stderr(contains("the computer at 127.0.0.9 did not answer"));
+}

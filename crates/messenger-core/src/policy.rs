@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 use std::time::Instant;
@@ -248,15 +249,25 @@ struct Tracked {
 /// treat the same) are forgotten first, then the least recently seen. A forged-source flood
 /// can therefore push real sources out and give them a fresh burst; per-source limits cannot
 /// stop such a flood anyway, which is why the daemon also has a global limit.
+///
+/// Sources are network addresses by default; the service also limits its local users with one
+/// keyed by uid ([`RateLimiter::check_key`]).
 #[derive(Debug, Clone)]
-pub struct RateLimiter {
+pub struct RateLimiter<K = IpAddr> {
     rate: f64,
     burst: u32,
     max_sources: usize,
-    sources: HashMap<IpAddr, Tracked>,
+    sources: HashMap<K, Tracked>,
 }
 
-impl RateLimiter {
+impl RateLimiter<IpAddr> {
+    /// Whether a message from `ip` at `now` is admitted.
+    pub fn check(&mut self, ip: IpAddr, now: Instant) -> bool {
+        self.check_key(source_key(ip), now)
+    }
+}
+
+impl<K: Hash + Eq> RateLimiter<K> {
     /// `rate` messages per second per source after a `burst`, tracking at most `max_sources`
     /// sources (at least 1).
     pub fn new(rate_per_second: f64, burst: u32, max_sources: usize) -> Self {
@@ -268,9 +279,8 @@ impl RateLimiter {
         }
     }
 
-    /// Whether a message from `ip` at `now` is admitted.
-    pub fn check(&mut self, ip: IpAddr, now: Instant) -> bool {
-        let key = source_key(ip);
+    /// Whether an event of the source `key` at `now` is admitted.
+    pub fn check_key(&mut self, key: K, now: Instant) -> bool {
         if let Some(t) = self.sources.get_mut(&key) {
             t.last_seen = now;
             return t.bucket.try_take(now);
@@ -495,6 +505,21 @@ mod tests {
             let t = t0 + Duration::from_millis(u64::from(i) + 1);
             l.check(IpAddr::V4(Ipv4Addr::from(0xC633_6400 + i)), t);
             assert!(!l.check(busy, t), "busy source must stay limited");
+        }
+    }
+
+    #[test]
+    fn any_key_can_be_limited_in_a_bounded_table() {
+        let t0 = Instant::now();
+        let mut uids: RateLimiter<u32> = RateLimiter::new(1.0, 2, 10);
+        assert!(uids.check_key(1000, t0));
+        assert!(uids.check_key(1000, t0));
+        assert!(!uids.check_key(1000, t0));
+        assert!(uids.check_key(1001, t0));
+        assert!(uids.check_key(1000, t0 + Duration::from_secs(1)));
+        for uid in 0..1000 {
+            uids.check_key(uid, t0 + Duration::from_millis(u64::from(uid)));
+            assert!(uids.tracked() <= 10);
         }
     }
 

@@ -11,6 +11,7 @@
 //! for what is in flight.
 #![forbid(unsafe_code)]
 
+pub mod caller;
 pub mod command;
 pub mod control;
 pub mod datagram;
@@ -116,6 +117,7 @@ pub async fn start_with_inbox(
         &settings.config,
         &interfaces,
     )?));
+    let local_sends = send::LocalSendLimit::from_config(&settings.config);
     let service = Arc::new(service::Service {
         settings,
         inbox,
@@ -129,6 +131,7 @@ pub async fn start_with_inbox(
         gate,
         tasks: tasks.clone(),
         commands,
+        local_sends,
     });
 
     for (i, (iface, rx)) in sockets.interfaces.into_iter().zip(receivers).enumerate() {
@@ -222,6 +225,7 @@ async fn register_initial_names(service: &Arc<service::Service>) -> anyhow::Resu
     service.register_everywhere(computer.with_suffix(SUFFIX_WORKSTATION), false);
     service.register_everywhere(workgroup, true);
     let stored = service.inbox.with_store(|s| s.list_names()).await?;
+    let stored = service.names_still_allowed(stored).await;
     for record in stored {
         match record.to_messaging_name() {
             Ok(m) => {
@@ -237,10 +241,15 @@ async fn watch_logins(service: Arc<service::Service>, shutdown: CancellationToke
     let path = service.settings.config.utmp_path();
     let mut last: Option<Vec<utmp::LoginSession>> = None;
     loop {
-        match utmp::read_sessions(&path) {
+        // A read of a file can stall (a hung file system); keep it off the runtime's workers.
+        let read_path = path.clone();
+        let read = tokio::task::spawn_blocking(move || utmp::read_sessions(&read_path))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        match read {
             Ok(sessions) => {
                 if last.as_ref() != Some(&sessions) {
-                    service.refresh_sessions(sessions.clone());
+                    service.refresh_sessions(sessions.clone()).await;
                     last = Some(sessions);
                 }
             }

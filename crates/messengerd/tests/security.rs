@@ -761,6 +761,7 @@ async fn hostile_input_on_all_three_ports_leaves_the_service_working() {
 fn is_stray_control(c: char) -> bool {
     (c.is_control() && !matches!(c, '\r' | '\n' | '\x07'))
         || messenger_core::sanitize::is_bidi_control(c)
+        || messenger_core::sanitize::is_invisible_format(c)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
