@@ -10,8 +10,9 @@
 //!    A refused datagram is dropped.
 //! 2. Connection caps: at most `max_connections` in all and `max_connections_per_source`
 //!    from one address; beyond them a connection gets 0x83 ("insufficient resources") and is
-//!    closed. Together with the first-request and idle timeouts of the session, hundreds of
-//!    idle connections from one host hold at most its own share of slots, and only briefly.
+//!    closed. Together with the session's first-request and idle timeouts, its lifetime cap
+//!    and its error budget, hundreds of idle or busy connections from one host hold at most
+//!    its own share of slots, and only briefly.
 //! 3. Rate limits (token buckets, on unless `rate_limit = false`): directed messages per
 //!    source, mailslot messages per source, and mailslot messages from all sources together.
 //!    A source's flood empties only its own bucket; the global bucket exists because a UDP

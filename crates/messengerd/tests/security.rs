@@ -31,7 +31,7 @@ use messenger_core::config::Config;
 use netbios::mailslot::{build_broadcast, build_directed, MessengerMessage, SendParams};
 use netbios::nbns::Packet;
 use netbios::nbss::{frame_message, Framer, FramerMode, NegativeCode, SessionPacket};
-use netbios::smb::header::{dos, SmbStatus};
+use netbios::smb::header::{dos, SmbHeader, SmbStatus};
 use netbios::smb::messenger::{Request as SmbRequest, Response};
 use netbios::{NetbiosName, QualifiedName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -154,6 +154,18 @@ impl Client {
             "session from {source}"
         );
         c
+    }
+
+    /// Writes one framed SMB and reads the answer; `None` once the service has closed.
+    async fn try_exchange(&mut self, smb: &[u8]) -> Option<Response> {
+        self.stream
+            .write_all(&frame_message(smb).unwrap())
+            .await
+            .ok()?;
+        match self.next_packet().await? {
+            SessionPacket::SessionMessage(smb) => Some(Response::decode(&smb).unwrap()),
+            other => panic!("expected an SMB response, got {other:?}"),
+        }
     }
 
     async fn call(&mut self, request: &SmbRequest) -> Response {
@@ -522,6 +534,88 @@ async fn total_connection_cap_refuses_with_insufficient_resources() {
         ))
     );
     wait_for_log(&["max_connections reached", "127.0.0.5"]).await;
+}
+
+// --- Connections that deliver nothing -----------------------------------------------------
+
+/// A valid SMB header with a command the service does not serve (NEGOTIATE): the cheapest
+/// thing a peer can send that is still answered.
+fn unsupported_smb() -> Vec<u8> {
+    let mut smb = Vec::new();
+    SmbHeader::request(0x72).encode(&mut smb);
+    smb.extend([0, 0, 0]);
+    smb
+}
+
+/// Sends `smb` every `every` until the service closes the connection; the answers it got.
+/// Fails the test if the connection is still open after [`WAIT`].
+async fn keep_sending_until_closed(c: &mut Client, smb: &[u8], every: Duration) -> Vec<Response> {
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut answers = Vec::new();
+    while let Some(r) = c.try_exchange(smb).await {
+        answers.push(r);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the connection is still held after {} answers",
+            answers.len()
+        );
+        tokio::time::sleep(every).await;
+    }
+    answers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsupported_smbs_do_not_hold_a_connection() {
+    let svc = service(|c| {
+        c.limits.request_timeout_secs = 1;
+        c.limits.max_errors_per_connection = 100_000;
+    })
+    .await;
+    // An unsupported SMB well within every idle timeout used to hold the slot for ever.
+    let mut holder = Client::establish(host(2), &svc).await;
+    let answers =
+        keep_sending_until_closed(&mut holder, &unsupported_smb(), Duration::from_millis(200))
+            .await;
+    assert!(answers
+        .iter()
+        .all(|r| r.header.status == errsrv(dos::ERR_SMBCMD)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_is_closed_when_its_error_budget_is_spent() {
+    const BUDGET: u32 = 3;
+    let svc = service(|c| c.limits.max_errors_per_connection = BUDGET).await;
+    let mut junk = Client::establish(host(2), &svc).await;
+    let answers = keep_sending_until_closed(&mut junk, &unsupported_smb(), Duration::ZERO).await;
+    assert_eq!(
+        answers.len(),
+        BUDGET as usize,
+        "every error is still answered"
+    );
+    wait_for_log(&[
+        "connection closed",
+        "max_errors_per_connection",
+        "127.0.0.2",
+    ])
+    .await;
+    // The host is served on a new connection.
+    let mut again = Client::establish(host(2), &svc).await;
+    let r = again.call(&d0("ALICE", COMPUTER, "after the junk")).await;
+    assert!(r.header.status.is_success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_connection_ends_at_its_lifetime() {
+    let svc = service(|c| c.limits.connection_lifetime_secs = 2).await;
+    let mut busy = Client::establish(host(2), &svc).await;
+    let start = d5("ALICE", COMPUTER).to_bytes().unwrap();
+    assert!(busy.try_exchange(&start).await.is_some());
+    // Blocks of a message that never ends: each one is progress, but not for ever.
+    let block = d7(1, "more ").to_bytes().unwrap();
+    let answers = keep_sending_until_closed(&mut busy, &block, Duration::from_millis(100)).await;
+    assert!(answers.iter().all(|r| r.header.status.is_success()));
+    wait_for_log(&["connection closed", "connection_lifetime_secs", "127.0.0.2"]).await;
+    assert_eq!(count_with_prefix(&svc, "more").await, 0);
 }
 
 // --- Broadcasts ----------------------------------------------------------------------------
