@@ -156,8 +156,8 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Policy {
-    /// `allow`: source networks (CIDR) allowed to send to us; empty means the subnets of our
-    /// interfaces and loopback.
+    /// `allow`: source networks (CIDR) allowed to send to us; empty means private and local
+    /// address space and the subnets of our interfaces (`policy::LOCAL_NETWORKS`).
     pub allow: Vec<String>,
     /// `deny`: source networks refused even if allowed.
     pub deny: Vec<String>,

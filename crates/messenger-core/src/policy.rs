@@ -4,6 +4,10 @@
 //! happened (KB 330904). What we can do is refuse sources outside the networks the
 //! administrator allows and slow down any one source. Time is always passed in, so the limits
 //! are tested with a virtual clock.
+//!
+//! By default we take messages from private and local address space and our own subnets
+//! ([`LOCAL_NETWORKS`]): the spam of KB 330904 came from the internet, while the senders a
+//! WINS server exists for are on other routed subnets of the same private network.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -130,8 +134,50 @@ impl From<Cidr> for String {
     }
 }
 
+const fn v4(a: u8, b: u8, c: u8, d: u8, prefix: u8) -> Cidr {
+    Cidr {
+        network: IpAddr::V4(Ipv4Addr::new(a, b, c, d)),
+        prefix,
+    }
+}
+
+const fn v6(first: u16, prefix: u8) -> Cidr {
+    Cidr {
+        network: IpAddr::V6(Ipv6Addr::new(first, 0, 0, 0, 0, 0, 0, 0)),
+        prefix,
+    }
+}
+
+/// Address space that is never routed on the internet, admitted when `[policy] allow` is
+/// empty (with our own subnets; see [`SourcePolicy::or_local_networks`]). Messenger spam came
+/// from the internet (KB 330904); NetBIOS messaging is for a site's own network, which may
+/// span routed subnets (that is what a WINS server is for) but lives in this space. A public
+/// source is taken only when `allow` lists it.
+pub const LOCAL_NETWORKS: [Cidr; 9] = [
+    // RFC 1918 private networks.
+    v4(10, 0, 0, 0, 8),
+    v4(172, 16, 0, 0, 12),
+    v4(192, 168, 0, 0, 16),
+    // RFC 6598 shared address space (carrier-grade NAT, also used inside sites).
+    v4(100, 64, 0, 0, 10),
+    // RFC 3927 link-local.
+    v4(169, 254, 0, 0, 16),
+    // RFC 1122 loopback.
+    v4(127, 0, 0, 0, 8),
+    // RFC 4291 loopback ::1.
+    Cidr {
+        network: IpAddr::V6(Ipv6Addr::LOCALHOST),
+        prefix: 128,
+    },
+    // RFC 4193 unique local addresses.
+    v6(0xfc00, 7),
+    // RFC 4291 link-local.
+    v6(0xfe80, 10),
+];
+
 /// Which source addresses may send to us. `deny` wins over `allow`; an empty `allow` admits
-/// every source not denied (the daemon fills `allow` with its own subnets by default).
+/// every source not denied (the daemon fills an empty `allow` with
+/// [`SourcePolicy::or_local_networks`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourcePolicy {
     /// Networks admitted.
@@ -153,6 +199,21 @@ impl SourcePolicy {
                 .map(|s| s.as_ref().parse())
                 .collect::<Result<_, _>>()?,
         })
+    }
+
+    /// This policy, with an empty `allow` replaced by the default: [`LOCAL_NETWORKS`] and
+    /// `own_subnets` (the subnets of our interfaces, which may be public). A configured `allow`
+    /// is kept as it is: it replaces the default, it does not add to it.
+    pub fn or_local_networks(mut self, own_subnets: impl IntoIterator<Item = Cidr>) -> Self {
+        if self.allow.is_empty() {
+            self.allow.extend(LOCAL_NETWORKS);
+            for subnet in own_subnets {
+                if !self.allow.contains(&subnet) {
+                    self.allow.push(subnet);
+                }
+            }
+        }
+        self
     }
 
     /// Whether `ip` may send to us.
@@ -421,6 +482,87 @@ mod tests {
         assert!(!open.admits(ip("203.0.113.9")));
         assert!(!open.admits(ip("::ffff:203.0.113.9")));
         assert!(SourcePolicy::parse(&["bogus"], &[] as &[&str]).is_err());
+    }
+
+    #[test]
+    fn local_networks_are_what_their_comments_say() {
+        let expected = [
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "100.64.0.0/10",
+            "169.254.0.0/16",
+            "127.0.0.0/8",
+            "::1/128",
+            "fc00::/7",
+            "fe80::/10",
+        ];
+        for (c, s) in LOCAL_NETWORKS.iter().zip(expected) {
+            // Built by hand as constants: each must be what parsing gives.
+            assert_eq!(*c, s.parse::<Cidr>().unwrap(), "{s}");
+        }
+        assert_eq!(LOCAL_NETWORKS.len(), expected.len());
+    }
+
+    #[test]
+    fn default_allow_is_private_and_local_space_and_our_subnets() {
+        let public_lan: Cidr = "198.51.100.0/24".parse().unwrap();
+        let p = SourcePolicy::default().or_local_networks([public_lan]);
+        for ok in [
+            "10.1.2.3",
+            "10.255.255.254",
+            "172.16.0.1",
+            "172.31.255.1",
+            "192.168.44.5",
+            "100.64.0.1",
+            "100.127.255.254",
+            "169.254.10.20",
+            "127.0.0.1",
+            "::ffff:10.9.8.7",
+            "::1",
+            "fd12:3456::1",
+            "fc00::1",
+            "fe80::1:2",
+            // Our own subnet, though public.
+            "198.51.100.77",
+        ] {
+            assert!(p.admits(ip(ok)), "{ok} must be admitted by default");
+        }
+        for refused in [
+            "8.8.8.8",
+            "203.0.113.9",
+            "172.32.0.1",
+            "172.15.255.255",
+            "100.128.0.1",
+            "100.63.255.255",
+            "192.169.0.1",
+            "11.0.0.1",
+            "198.51.101.1",
+            "::ffff:203.0.113.9",
+            "2001:db8::1",
+            "fec0::1",
+        ] {
+            assert!(
+                !p.admits(ip(refused)),
+                "{refused} must be refused by default"
+            );
+        }
+    }
+
+    #[test]
+    fn a_configured_allow_replaces_the_default() {
+        let p = SourcePolicy::parse(&["203.0.113.0/24"], &[] as &[&str])
+            .unwrap()
+            .or_local_networks(["192.168.7.0/24".parse().unwrap()]);
+        assert!(p.admits(ip("203.0.113.9")));
+        assert!(!p.admits(ip("10.1.2.3")));
+        assert!(!p.admits(ip("192.168.7.5")));
+        // Deny wins over the default too.
+        let p = SourcePolicy::parse(&[] as &[&str], &["10.66.0.0/16"])
+            .unwrap()
+            .or_local_networks([]);
+        assert!(p.admits(ip("10.1.1.1")));
+        assert!(!p.admits(ip("10.66.1.1")));
     }
 
     #[test]

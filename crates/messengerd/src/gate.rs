@@ -3,8 +3,8 @@
 //! workgroup broadcasts we take.
 //!
 //! Policy, in the order it is applied:
-//! 1. Source networks: `[policy] deny` refuses, then `allow` admits (default: our interfaces'
-//!    subnets and loopback). A refused TCP connection is closed at once, after a NEGATIVE
+//! 1. Source networks: `[policy] deny` refuses, then `allow` admits (default: private and
+//!    local address space and our interfaces' subnets, see `policy::LOCAL_NETWORKS`). A refused TCP connection is closed at once, after a NEGATIVE
 //!    SESSION RESPONSE 0x81 ("not listening for calling name") on port 139; we do not read
 //!    its SMBs just to answer each with an error, since a refused source must cost us nothing.
 //!    A refused datagram is dropped.

@@ -291,25 +291,35 @@ async fn allow_list_admits_only_its_networks() {
 }
 
 #[test]
-fn default_allow_list_is_our_subnets_and_loopback() {
+fn default_allow_list_is_private_and_local_space_and_our_subnets() {
+    // A host with a public address: its own subnet is admitted along with private space.
     let lan = messenger_net::iface::Interface {
         name: "eth0".into(),
-        addr: Ipv4Addr::new(192, 168, 7, 10),
+        addr: Ipv4Addr::new(198, 51, 100, 10),
         netmask: Ipv4Addr::new(255, 255, 255, 0),
-        broadcast: Ipv4Addr::new(192, 168, 7, 255),
+        broadcast: Ipv4Addr::new(198, 51, 100, 255),
         loopback: false,
     };
     let policy = messengerd::service::source_policy(&Config::default(), &[lan]).unwrap();
+    // Routed subnets of a private network (what a WINS server serves) are admitted.
     for ok in [
-        "192.168.7.1",
-        "192.168.7.254",
+        "198.51.100.1",
+        "198.51.100.254",
+        "10.20.30.40",
+        "100.64.1.2",
+        "172.16.5.6",
+        "192.168.8.1",
+        "169.254.1.1",
         "127.0.0.1",
         "127.5.6.7",
         "::1",
+        "fd00::5",
+        "fe80::5",
     ] {
         assert!(policy.admits(ok.parse().unwrap()), "{ok} must be admitted");
     }
-    for refused in ["192.168.8.1", "10.0.0.1", "8.8.8.8", "2001:db8::1"] {
+    // The internet is not.
+    for refused in ["198.51.101.1", "8.8.8.8", "203.0.113.7", "2001:db8::1"] {
         assert!(
             !policy.admits(refused.parse().unwrap()),
             "{refused} must be refused"
@@ -317,11 +327,13 @@ fn default_allow_list_is_our_subnets_and_loopback() {
     }
     // A configured list replaces the default; deny wins over it.
     let mut config = Config::default();
-    config.policy.allow = vec!["10.0.0.0/8".into()];
+    config.policy.allow = vec!["203.0.113.0/24".into(), "10.0.0.0/8".into()];
     config.policy.deny = vec!["10.9.0.0/16".into()];
     let policy = messengerd::service::source_policy(&config, &[]).unwrap();
+    assert!(policy.admits("203.0.113.7".parse().unwrap()));
     assert!(policy.admits("10.1.2.3".parse().unwrap()));
     assert!(!policy.admits("10.9.2.3".parse().unwrap()));
+    assert!(!policy.admits("192.168.1.1".parse().unwrap()));
     assert!(!policy.admits("127.0.0.1".parse().unwrap()));
 }
 
