@@ -415,10 +415,10 @@ async fn forged_source_floods_hit_the_global_limit() {
         c.policy.global_datagram_burst = GLOBAL_BURST;
     })
     .await;
-    // Twenty "hosts", one message each: every per-source bucket is full, so only the global
-    // one can stop them.
+    // Twenty "hosts", one message each, each in a network of its own: every per-source and
+    // per-network bucket is full, so only the global one can stop them.
     for i in 0..20u8 {
-        Peer::new(Ipv4Addr::new(127, 0, 1, 10 + i))
+        Peer::new(Ipv4Addr::new(127, 0, 10 + i, 1))
             .await
             .send(&svc, true, &format!("forged {i}"))
             .await;
@@ -437,6 +437,34 @@ async fn forged_source_floods_hit_the_global_limit() {
         count_with_prefix(&svc, "forged").await,
         GLOBAL_BURST as usize
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_flood_from_one_network_leaves_the_others_their_share() {
+    const GLOBAL_BURST: u32 = 8;
+    let share = GLOBAL_BURST.div_ceil(messenger_core::policy::NETWORK_SHARES) as usize;
+    let svc = service(|c| {
+        c.policy.rate_limit = true;
+        c.policy.global_datagrams_per_second = NO_REFILL;
+        c.policy.global_datagram_burst = GLOBAL_BURST;
+    })
+    .await;
+    // Forty "hosts" of 127.0.5.0/24, one broadcast each, as a forger would send them: the
+    // global budget alone would be gone after eight.
+    for i in 0..40u8 {
+        Peer::new(Ipv4Addr::new(127, 0, 5, 10 + i))
+            .await
+            .send(&svc, true, &format!("forged {i}"))
+            .await;
+    }
+    // One datagram task serves the socket in order: once this is in, the flood was judged.
+    Peer::new(Ipv4Addr::new(127, 0, 6, 1))
+        .await
+        .send(&svc, true, "broadcast from another network")
+        .await;
+    svc.wait_for_message("broadcast from another network").await;
+    assert_eq!(count_with_prefix(&svc, "forged").await, share);
+    wait_for_log(&["mailslot message dropped", "Network", "127.0.5."]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
