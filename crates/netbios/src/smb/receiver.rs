@@ -40,18 +40,19 @@ pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// SSN_CLOSE_TIMEOUT of 30 s (RFC 1002 s.6): a sender waits for each response and then sends
 /// the next block at once ([MS-MSRP] 3.2.4.4), so a longer pause means it is gone or stalling.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Time a connection may last at all, counted from the accept. A sender connects, sends its
-/// blocks back to back, each right after our answer ([MS-MSRP] 3.2.4.4), and closes (Windows
-/// and Samba's client send one message per connection): even a largest multi-block message
-/// over a slow link takes seconds. Two minutes is four idle timeouts, so only a peer keeping
-/// the connection alive on purpose meets this cap, and a connection that delivers nothing is
-/// gone within two minutes however it keeps itself busy.
+/// Time a connection may last at all, counted from the accept. A sender sends each block
+/// right after our answer to the one before ([MS-MSRP] 3.2.4.4), so even a largest
+/// multi-block message over a slow link takes seconds, and a few messages on one connection
+/// not much more. Two minutes is four idle timeouts: only a peer keeping the connection alive
+/// on purpose meets this cap, and a connection that delivers nothing is gone within two
+/// minutes however it keeps itself busy.
 pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
 /// SMB error answers a connection may draw before it is closed (the answer is still sent).
-/// A sender gives up on a message at its first error (Samba's client does, and [MS-MSRP]
-/// 3.2.4.4 has a sender stop on any error), so a few cover a client that tries something we
-/// do not support before the messenger commands; a peer drawing more is not a messenger
-/// sender. Refused deliveries do not count: the sender did nothing wrong.
+/// A sender gives up on a message at an error answer (Samba's client does, and so does ours,
+/// after at most one fallback from 0xD0 to 0xD5 on "unknown command"), so a few cover a
+/// client that tries something we do not support first, or several messages each refused
+/// for a size limit; a peer drawing more is not a messenger sender. Refused deliveries do not
+/// count: the sender did nothing wrong.
 pub const ERROR_BUDGET: u32 = 8;
 
 /// Whether a SESSION REQUEST must open the connection.
