@@ -42,8 +42,16 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1000;
 pub const DEFAULT_MAX_CONNECTIONS_PER_SOURCE: usize = 32;
 /// Seconds a new connection has to send its session request (or first SMB).
 pub const DEFAULT_FIRST_REQUEST_TIMEOUT_SECS: u64 = 5;
-/// Seconds allowed between later SMBs of a connection.
+/// Seconds a connection may go without progress on a message (a block taken, a message
+/// stored); other SMBs do not count.
 pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
+/// Seconds a connection may last at all: the protocol crate's cap (see
+/// `netbios::smb::receiver::CONNECTION_LIFETIME` for its reasoning).
+pub const DEFAULT_CONNECTION_LIFETIME_SECS: u64 =
+    netbios::smb::receiver::CONNECTION_LIFETIME.as_secs();
+/// SMB errors a connection may draw before it is closed: the protocol crate's budget (see
+/// `netbios::smb::receiver::ERROR_BUDGET` for its reasoning).
+pub const DEFAULT_MAX_ERRORS_PER_CONNECTION: u32 = netbios::smb::receiver::ERROR_BUDGET;
 /// Messaging names one user may add. Windows keeps at most 256 names per LANA ([MS-MSRP]
 /// note <9>); one user taking a tenth of that is already generous.
 pub const DEFAULT_MAX_NAMES_PER_USER: usize = 16;
@@ -154,8 +162,8 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Policy {
-    /// `allow`: source networks (CIDR) allowed to send to us; empty means the subnets of our
-    /// interfaces and loopback.
+    /// `allow`: source networks (CIDR) allowed to send to us; empty means private and local
+    /// address space and the subnets of our interfaces (`policy::LOCAL_NETWORKS`).
     pub allow: Vec<String>,
     /// `deny`: source networks refused even if allowed.
     pub deny: Vec<String>,
@@ -213,8 +221,12 @@ pub struct Limits {
     pub max_connections_per_source: usize,
     /// `first_request_timeout_secs`.
     pub first_request_timeout_secs: u64,
-    /// `request_timeout_secs`.
+    /// `request_timeout_secs`: time allowed without progress on a message.
     pub request_timeout_secs: u64,
+    /// `connection_lifetime_secs`: time a connection may last at all.
+    pub connection_lifetime_secs: u64,
+    /// `max_errors_per_connection`: SMB errors a connection may draw before it is closed.
+    pub max_errors_per_connection: u32,
     /// `max_names_per_user`.
     pub max_names_per_user: usize,
     /// `max_blocks_per_message`: 0xD7 blocks one multi-block message may have.
@@ -228,6 +240,8 @@ impl Default for Limits {
             max_connections_per_source: DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
             first_request_timeout_secs: DEFAULT_FIRST_REQUEST_TIMEOUT_SECS,
             request_timeout_secs: DEFAULT_REQUEST_TIMEOUT_SECS,
+            connection_lifetime_secs: DEFAULT_CONNECTION_LIFETIME_SECS,
+            max_errors_per_connection: DEFAULT_MAX_ERRORS_PER_CONNECTION,
             max_names_per_user: DEFAULT_MAX_NAMES_PER_USER,
             max_blocks_per_message: DEFAULT_MAX_BLOCKS_PER_MESSAGE,
         }
@@ -346,6 +360,25 @@ impl Config {
         }
         if self.limits.max_connections == 0 || self.limits.max_connections_per_source == 0 {
             return Err(invalid("connection limits must be at least 1".into()));
+        }
+        for (key, value) in [
+            (
+                "first_request_timeout_secs",
+                self.limits.first_request_timeout_secs,
+            ),
+            ("request_timeout_secs", self.limits.request_timeout_secs),
+            (
+                "connection_lifetime_secs",
+                self.limits.connection_lifetime_secs,
+            ),
+            (
+                "max_errors_per_connection",
+                u64::from(self.limits.max_errors_per_connection),
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(format!("limits.{key} must be at least 1")));
+            }
         }
         Ok(())
     }
@@ -545,6 +578,8 @@ mod tests {
             "max_connections_per_source",
             "first_request_timeout_secs",
             "request_timeout_secs",
+            "connection_lifetime_secs",
+            "max_errors_per_connection",
             "max_names_per_user",
             "max_blocks_per_message",
             "computer_name",
@@ -625,6 +660,9 @@ mod tests {
         assert!(Config::parse("[policy]\ndeny = [\"10.0.0.0/33\"]", "m").is_err());
         assert!(Config::parse("[policy]\nbroadcast_sources = [\"lan\"]", "m").is_err());
         assert!(Config::parse("[limits]\nmax_blocks_per_message = 0", "m").is_err());
+        assert!(Config::parse("[limits]\nconnection_lifetime_secs = 0", "m").is_err());
+        assert!(Config::parse("[limits]\nmax_errors_per_connection = 0", "m").is_err());
+        assert!(Config::parse("[limits]\nrequest_timeout_secs = 0", "m").is_err());
         let ok = Config::parse(
             "computer_name = \"hosta\"\nsession_port = 13139\nlisten_addresses = [\"127.0.0.1\"]\n[policy]\nrate_limit = false\n",
             "m",

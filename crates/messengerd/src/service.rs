@@ -536,26 +536,21 @@ pub fn rfc3339(micros: i64) -> String {
     }
 }
 
-/// The source policy: the configured lists, or, when `allow` is empty, the subnets of our
-/// interfaces and loopback.
+/// The source policy: the configured lists, or, when `allow` is empty, private and local
+/// address space and the subnets of our interfaces (see
+/// [`messenger_core::policy::LOCAL_NETWORKS`] for why).
 pub fn source_policy(
     config: &Config,
     interfaces: &[messenger_net::iface::Interface],
 ) -> anyhow::Result<messenger_core::policy::SourcePolicy> {
     use messenger_core::policy::{Cidr, SourcePolicy};
-    let mut policy = SourcePolicy::parse(&config.policy.allow, &config.policy.deny)
-        .map_err(|e| anyhow::anyhow!("[policy]: {e}"))?;
-    if policy.allow.is_empty() {
-        for i in interfaces {
-            let prefix = u32::from(i.netmask).count_ones() as u8;
-            policy.allow.push(Cidr::new(IpAddr::V4(i.addr), prefix)?);
-        }
-        policy
-            .allow
-            .push(Cidr::new(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8)?);
-        policy
-            .allow
-            .push(Cidr::new(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST), 128)?);
-    }
-    Ok(policy)
+    let own_subnets = interfaces
+        .iter()
+        .map(|i| Cidr::new(IpAddr::V4(i.addr), u32::from(i.netmask).count_ones() as u8))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(
+        SourcePolicy::parse(&config.policy.allow, &config.policy.deny)
+            .map_err(|e| anyhow::anyhow!("[policy]: {e}"))?
+            .or_local_networks(own_subnets),
+    )
 }

@@ -12,7 +12,13 @@
 //! group id, and a mismatched id on 0xD7/0xD6 is tolerated; on ports other than 139 SMB frames
 //! may come without a session request, as Samba allows. SMB-level problems (out-of-sequence
 //! blocks, oversize messages, unknown commands, malformed bodies) get an SMB error and the
-//! connection lives on; bytes that are not session service framing or not SMB close it.
+//! connection lives on until its error budget is spent; bytes that are not session service
+//! framing or not SMB close it.
+//!
+//! A connection is a slot taken from everyone else, so it lasts only while it makes progress
+//! on a message: only an accepted session request, a message started, a block taken and a
+//! message stored extend its idle deadline. Errors, refused deliveries and keep-alives do not,
+//! and however a peer keeps itself busy, the connection ends at its lifetime cap.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -34,6 +40,20 @@ pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// SSN_CLOSE_TIMEOUT of 30 s (RFC 1002 s.6): a sender waits for each response and then sends
 /// the next block at once ([MS-MSRP] 3.2.4.4), so a longer pause means it is gone or stalling.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time a connection may last at all, counted from the accept. A sender sends each block
+/// right after our answer to the one before ([MS-MSRP] 3.2.4.4), so even a largest
+/// multi-block message over a slow link takes seconds, and a few messages on one connection
+/// not much more. Two minutes is four idle timeouts: only a peer keeping the connection alive
+/// on purpose meets this cap, and a connection that delivers nothing is gone within two
+/// minutes however it keeps itself busy.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
+/// SMB error answers a connection may draw before it is closed (the answer is still sent).
+/// A sender gives up on a message at an error answer (Samba's client does, and so does ours,
+/// after at most one fallback from 0xD0 to 0xD5 on "unknown command"), so a few cover a
+/// client that tries something we do not support first, or several messages each refused
+/// for a size limit; a peer drawing more is not a messenger sender. Refused deliveries do not
+/// count: the sender did nothing wrong.
+pub const ERROR_BUDGET: u32 = 8;
 
 /// Whether a SESSION REQUEST must open the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +74,10 @@ pub struct ReceiverConfig {
     pub first_request_timeout: Duration,
     /// See [`IDLE_TIMEOUT`].
     pub idle_timeout: Duration,
+    /// See [`CONNECTION_LIFETIME`].
+    pub lifetime: Duration,
+    /// See [`ERROR_BUDGET`]; 0 counts as 1.
+    pub error_budget: u32,
     /// Limits on message size.
     pub limits: AssemblerLimits,
     /// Largest session message accepted; see [`nbss::DEFAULT_MAX_FRAME_LEN`].
@@ -67,6 +91,8 @@ impl ReceiverConfig {
             session_request: SessionRequestPolicy::Required,
             first_request_timeout: FIRST_REQUEST_TIMEOUT,
             idle_timeout: IDLE_TIMEOUT,
+            lifetime: CONNECTION_LIFETIME,
+            error_budget: ERROR_BUDGET,
             limits: AssemblerLimits::default(),
             max_frame_len: nbss::DEFAULT_MAX_FRAME_LEN,
         }
@@ -119,8 +145,13 @@ pub struct IncomingMessage {
 pub enum CloseReason {
     /// The caller refused the session request; a negative response was sent first.
     SessionRejected,
-    /// The peer sent nothing in time.
+    /// The peer made no progress on a message in time.
     Timeout,
+    /// The connection reached its lifetime cap ([`ReceiverConfig::lifetime`]).
+    LifetimeOver,
+    /// The peer drew more SMB errors than the budget allows
+    /// ([`ReceiverConfig::error_budget`]).
+    TooManyErrors,
     /// The bytes are not session service framing or not SMB1.
     Malformed(DecodeError),
     /// The peer broke the session protocol (no session request on port 139, a second
@@ -203,7 +234,15 @@ pub struct ReceiverSession {
     /// The group id the next 0xD5 gets. Starts at 1: [MS-MSRP] 2.2.3.2.2 makes it a session
     /// number, and 0 is what servers that have none send.
     next_group_id: u16,
+    /// The idle deadline: moved on only by progress on a message.
     deadline: Option<Instant>,
+    /// The lifetime cap; `None` only if it does not fit in an `Instant`.
+    end_of_life: Option<Instant>,
+    /// When the pending delivery was handed to the caller: the time it takes is not the
+    /// peer's, so a refused delivery gives it back to the idle deadline.
+    delivery_since: Option<Instant>,
+    /// SMB error answers drawn so far.
+    errors: u32,
     /// The peer closed while a delivery was pending: close once it is answered.
     eof_pending: bool,
     events: VecDeque<ReceiverEvent>,
@@ -221,6 +260,9 @@ impl ReceiverSession {
             calling: None,
             next_group_id: 1,
             deadline: now.checked_add(config.first_request_timeout),
+            end_of_life: now.checked_add(config.lifetime),
+            delivery_since: None,
+            errors: 0,
             eof_pending: false,
             events: VecDeque::new(),
         }
@@ -275,9 +317,17 @@ impl ReceiverSession {
         let Phase::AwaitingDelivery(header) = self.phase else {
             return;
         };
+        let waited = self
+            .delivery_since
+            .take()
+            .map_or(Duration::ZERO, |since| now.saturating_duration_since(since));
         let response = match result {
-            Ok(()) => Response::success(&header),
+            Ok(()) => {
+                self.deadline = now.checked_add(self.config.idle_timeout);
+                Response::success(&header)
+            }
             Err(err) => {
+                self.deadline = self.deadline.and_then(|d| d.checked_add(waited));
                 let (dos_code, nt_code) = err.codes();
                 error_response(&header, dos_code, nt_code)
             }
@@ -288,7 +338,6 @@ impl ReceiverSession {
             return;
         }
         self.phase = Phase::Ready;
-        self.deadline = now.checked_add(self.config.idle_timeout);
         self.process(now);
     }
 
@@ -297,21 +346,38 @@ impl ReceiverSession {
         self.events.pop_front()
     }
 
-    /// When [`ReceiverSession::handle_timeout`] must next be called. `None` while the caller
-    /// owes an answer: the time the caller takes is not the peer's fault.
+    /// When [`ReceiverSession::handle_timeout`] must next be called: the idle deadline or
+    /// the lifetime cap, whichever comes first. `None` while the caller owes an answer: the
+    /// time the caller takes is not the peer's fault.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.phase {
-            Phase::Start | Phase::Ready => self.deadline,
+            Phase::Start | Phase::Ready => match (self.deadline, self.end_of_life) {
+                (Some(d), Some(e)) => Some(d.min(e)),
+                (d, e) => d.or(e),
+            },
             _ => None,
         }
     }
 
-    /// The clock reached `now`: closes the connection if the peer has been too slow.
+    /// The clock reached `now`: closes the connection if the peer has been too slow or it
+    /// has lasted its lifetime.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if let Some(deadline) = self.poll_timeout() {
-            if now >= deadline {
-                self.close(CloseReason::Timeout);
+        self.expire(now);
+    }
+
+    /// Closes the connection if a deadline has passed at `now`; whether it did.
+    fn expire(&mut self, now: Instant) -> bool {
+        match self.poll_timeout() {
+            Some(deadline) if now >= deadline => {
+                let over_lifetime = self.end_of_life.is_some_and(|e| now >= e);
+                self.close(if over_lifetime {
+                    CloseReason::LifetimeOver
+                } else {
+                    CloseReason::Timeout
+                });
+                true
             }
+            _ => false,
         }
     }
 
@@ -338,6 +404,11 @@ impl ReceiverSession {
     /// Handles buffered frames until one needs the caller's answer or more bytes are needed.
     fn process(&mut self, now: Instant) {
         while matches!(self.phase, Phase::Start | Phase::Ready) {
+            // Bytes that arrive after a deadline (the caller saw them before its timer) are
+            // not served: the connection is over.
+            if self.expire(now) {
+                break;
+            }
             match self.framer.next_frame() {
                 Ok(Some(packet)) => self.handle_packet(now, packet),
                 Ok(None) => break,
@@ -393,50 +464,79 @@ impl ReceiverSession {
                 return;
             }
         };
-        self.deadline = now.checked_add(self.config.idle_timeout);
+        // A valid header alone is not progress: only a message started or a block taken
+        // moves the idle deadline on (a delivery does once it is stored).
         let request = match Request::decode(smb) {
             Ok(request) => request,
             Err(_) => {
                 let response = error_response(&header, dos::ERR_ERROR, nt::INVALID_SMB);
-                self.send_response(&response);
+                self.send_error(&response);
                 return;
             }
         };
-        let response = match request {
+        let answer = match request {
             Request::Send(m) => match self.assembler.single(&m.from, &m.to, &m.data) {
                 Ok(message) => {
-                    self.deliver(m.header, message, MessageForm::SingleBlock);
+                    self.deliver(now, m.header, message, MessageForm::SingleBlock);
                     return;
                 }
-                Err(err) => assembly_error_response(&m.header, &err),
+                Err(err) => Err(assembly_error_response(&m.header, &err)),
             },
             Request::Start(m) => {
+                // Restarting a message in progress throws the progress away.
+                let progress = !self.assembler.in_progress();
                 self.assembler.start(&m.from, &m.to);
                 let group_id = self.next_group_id;
                 self.next_group_id = self.next_group_id.checked_add(1).unwrap_or(1);
-                Response::start_accepted(&m.header, group_id)
+                Ok((Response::start_accepted(&m.header, group_id), progress))
             }
             // The group id is not checked: Samba's client sends 0 whatever it was given, and
             // there is only one message in progress per connection anyway.
             Request::Text(m) => match self.assembler.text(&m.data) {
-                Ok(()) => Response::success(&m.header),
-                Err(err) => assembly_error_response(&m.header, &err),
+                Ok(()) => Ok((Response::success(&m.header), true)),
+                Err(err) => Err(assembly_error_response(&m.header, &err)),
             },
             Request::End(m) => match self.assembler.end() {
                 Ok(message) => {
-                    self.deliver(m.header, message, MessageForm::MultiBlock);
+                    self.deliver(now, m.header, message, MessageForm::MultiBlock);
                     return;
                 }
-                Err(err) => assembly_error_response(&m.header, &err),
+                Err(err) => Err(assembly_error_response(&m.header, &err)),
             },
-            Request::Unsupported(m) => {
-                error_response(&m.header, dos::ERR_SMBCMD, nt::SMB_BAD_COMMAND)
-            }
+            Request::Unsupported(m) => Err(error_response(
+                &m.header,
+                dos::ERR_SMBCMD,
+                nt::SMB_BAD_COMMAND,
+            )),
         };
-        self.send_response(&response);
+        match answer {
+            Ok((response, progress)) => {
+                if progress {
+                    self.deadline = now.checked_add(self.config.idle_timeout);
+                }
+                self.send_response(&response);
+            }
+            Err(response) => self.send_error(&response),
+        }
     }
 
-    fn deliver(&mut self, header: SmbHeader, message: AssembledMessage, form: MessageForm) {
+    /// Sends an error answer and closes the connection once the error budget is spent.
+    fn send_error(&mut self, response: &Response) {
+        self.send_response(response);
+        self.errors = self.errors.saturating_add(1);
+        if self.errors >= self.config.error_budget.max(1) {
+            self.close(CloseReason::TooManyErrors);
+        }
+    }
+
+    fn deliver(
+        &mut self,
+        now: Instant,
+        header: SmbHeader,
+        message: AssembledMessage,
+        form: MessageForm,
+    ) {
+        self.delivery_since = Some(now);
         self.phase = Phase::AwaitingDelivery(header);
         self.events
             .push_back(ReceiverEvent::Deliver(IncomingMessage {
