@@ -10,8 +10,8 @@
 //! [`MailslotWrite`] decodes any mailslot write (browser announcements to
 //! `\MAILSLOT\BROWSE` too, with their payload kept as opaque bytes) and re-encodes it byte for
 //! byte: the SMB header, every parameter word and the padding before the data are kept as
-//! received. The SMB header is read here from its fixed 32-byte layout ([MS-CIFS] 2.2.3.1) so
-//! that this module does not depend on the session-side SMB code.
+//! received. The SMB header is the one of [`crate::smb::header`]; mailslot writes use none of the
+//! session-side SMB code.
 //!
 //! [`build_broadcast`] and [`build_directed`] make the datagrams a sender needs.
 
@@ -25,13 +25,10 @@ use crate::nbdgm::{
     DataMessage, Datagram, DatagramBody, DatagramFlags, DatagramHeader, NodeType, DATAGRAM_PORT,
     MAX_DATAGRAM_LENGTH,
 };
+use crate::smb::header::{command, SmbHeader, HEADER_LEN as SMB_HEADER_LEN};
 
-/// Bytes in the SMB header ([MS-CIFS] 2.2.3.1).
-pub const SMB_HEADER_LEN: usize = 32;
-/// The SMB1 protocol identifier, `\xFFSMB` ([MS-CIFS] 2.2.3.1).
-pub const SMB_PROTOCOL: [u8; 4] = *b"\xFFSMB";
 /// SMB_COM_TRANSACTION, the command of every mailslot write ([MS-CIFS] 2.2.4.33).
-pub const SMB_COM_TRANSACTION: u8 = 0x25;
+pub const SMB_COM_TRANSACTION: u8 = command::TRANSACTION;
 /// WordCount of a mailslot write: 14 transaction words and 3 setup words ([MS-MAIL] 2.2.1).
 pub const MAILSLOT_WORD_COUNT: u8 = 17;
 /// SetupCount of a mailslot write ([MS-MAIL] 2.2.1).
@@ -64,78 +61,14 @@ pub const MAX_MAILSLOT_SMB_LEN: usize = 512;
 /// command reference). With single-byte code pages that is also the byte count.
 pub const MAX_BROADCAST_TEXT_CHARS: usize = 128;
 
-/// The 32-byte SMB header of a mailslot write, kept as received ([MS-CIFS] 2.2.3.1).
-/// Receivers ignore every field but Protocol and Command ([MS-MAIL] 3.2.5.1), so they are
-/// exposed read-only.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub struct RawSmbHeader(pub [u8; SMB_HEADER_LEN]);
-
-impl RawSmbHeader {
-    /// The header Windows clients write on mailslot writes, as in the [MS-MAIL] section 4
-    /// capture: Flags 0x18, Flags2 0x0004, PIDLow 0xFEFF, everything else zero.
-    pub fn windows() -> Self {
-        let mut h = Self::minimal();
-        h.0[9] = 0x18;
-        h.0[10..12].copy_from_slice(&0x0004u16.to_le_bytes());
-        h.0[26..28].copy_from_slice(&0xFEFFu16.to_le_bytes());
-        h
-    }
-
-    /// A header with only Protocol and Command set, which is all receivers look at.
-    pub fn minimal() -> Self {
-        let mut h = [0u8; SMB_HEADER_LEN];
-        h[..4].copy_from_slice(&SMB_PROTOCOL);
-        h[4] = SMB_COM_TRANSACTION;
-        Self(h)
-    }
-
-    fn u16_at(&self, at: usize) -> u16 {
-        u16::from_le_bytes([self.0[at], self.0[at + 1]])
-    }
-
-    /// Protocol: `\xFFSMB`.
-    pub fn protocol(&self) -> [u8; 4] {
-        [self.0[0], self.0[1], self.0[2], self.0[3]]
-    }
-
-    /// Command.
-    pub fn command(&self) -> u8 {
-        self.0[4]
-    }
-
-    /// Status (an NTSTATUS or DOS error class and code).
-    pub fn status(&self) -> u32 {
-        u32::from_le_bytes([self.0[5], self.0[6], self.0[7], self.0[8]])
-    }
-
-    /// Flags.
-    pub fn flags(&self) -> u8 {
-        self.0[9]
-    }
-
-    /// Flags2.
-    pub fn flags2(&self) -> u16 {
-        self.u16_at(10)
-    }
-
-    /// TID.
-    pub fn tid(&self) -> u16 {
-        self.u16_at(24)
-    }
-
-    /// PIDLow.
-    pub fn pid_low(&self) -> u16 {
-        self.u16_at(26)
-    }
-
-    /// UID.
-    pub fn uid(&self) -> u16 {
-        self.u16_at(28)
-    }
-
-    /// MID.
-    pub fn mid(&self) -> u16 {
-        self.u16_at(30)
+/// The SMB header Windows clients write on mailslot writes, as in the [MS-MAIL] section 4
+/// capture: Flags 0x18, Flags2 0x0004, PIDLow 0xFEFF, everything else zero.
+fn windows_header() -> SmbHeader {
+    SmbHeader {
+        flags: 0x18,
+        flags2: 0x0004,
+        pid_low: 0xFEFF,
+        ..SmbHeader::request(SMB_COM_TRANSACTION)
     }
 }
 
@@ -188,8 +121,9 @@ pub enum TransactionStyle {
 /// An SMB_COM_TRANSACTION mailslot write ([MS-MAIL] 2.2.1).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct MailslotWrite {
-    /// The SMB header as received.
-    pub header: RawSmbHeader,
+    /// The SMB header as received. Receivers ignore every field but Protocol and Command
+    /// ([MS-MAIL] 3.2.5.1).
+    pub header: SmbHeader,
     /// The parameter words as received.
     pub words: TransactionWords,
     /// ByteCount as received. Receivers ignore it ([MS-MAIL] 3.2.5.1, note <11>) because
@@ -265,8 +199,8 @@ impl MailslotWrite {
         let data_count = u16_field("the mailslot data", data.len())?;
         let byte_count = u16_field("the byte area", name.len() + 1 + padding.len() + data.len())?;
         let (header, max_parameter_count, flags) = match style {
-            TransactionStyle::Windows => (RawSmbHeader::windows(), 2, 0x0002),
-            TransactionStyle::Minimal => (RawSmbHeader::minimal(), 0, 0),
+            TransactionStyle::Windows => (windows_header(), 2, 0x0002),
+            TransactionStyle::Minimal => (SmbHeader::request(SMB_COM_TRANSACTION), 0, 0),
         };
         Ok(Self {
             header,
@@ -313,16 +247,12 @@ impl MailslotWrite {
     /// name; ByteCount is kept but not trusted.
     pub fn decode(smb: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(smb);
-        let header = RawSmbHeader(r.array()?);
-        if header.protocol() != SMB_PROTOCOL {
-            return Err(DecodeError::invalid(
-                0,
-                "Protocol",
-                u32::from_be_bytes(header.protocol()),
-            ));
-        }
-        if header.command() != SMB_COM_TRANSACTION {
-            return Err(DecodeError::invalid(4, "Command", header.command()));
+        // The whole header is taken at once, so a short one is reported as truncated at its
+        // start; within 32 bytes only the protocol id can be wrong.
+        let raw: [u8; SMB_HEADER_LEN] = r.array()?;
+        let header = SmbHeader::decode(&mut Reader::new(&raw))?;
+        if header.command != SMB_COM_TRANSACTION {
+            return Err(DecodeError::invalid(4, "Command", header.command));
         }
         let word_count = r.u8()?;
         if word_count != MAILSLOT_WORD_COUNT {
@@ -412,7 +342,7 @@ impl MailslotWrite {
         let data_count = u16_field("the mailslot data", self.data.len())?;
         let w = &self.words;
         let mut out = Vec::with_capacity(self.encoded_len());
-        out.put_slice(&self.header.0);
+        self.header.encode(&mut out);
         out.put_u8(MAILSLOT_WORD_COUNT);
         out.put_u16_le(w.total_parameter_count);
         out.put_u16_le(w.total_data_count);
@@ -867,12 +797,13 @@ mod tests {
         )
             .prop_map(
                 |((mut h, w, b, timeout, byte_count), suffix, padding, data, trailing)| {
-                    h[..4].copy_from_slice(&SMB_PROTOCOL);
+                    h[..4].copy_from_slice(&crate::smb::header::PROTOCOL_ID);
                     h[4] = SMB_COM_TRANSACTION;
+                    let header = SmbHeader::decode(&mut Reader::new(&h)).unwrap();
                     let mut name = b"\\MaIlSlOt\\".to_vec();
                     name.extend_from_slice(suffix.as_bytes());
                     MailslotWrite {
-                        header: RawSmbHeader(h),
+                        header,
                         words: TransactionWords {
                             total_parameter_count: w[0],
                             total_data_count: w[1],
