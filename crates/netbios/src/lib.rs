@@ -19,6 +19,8 @@ pub mod nbns;
 pub mod nbss;
 pub mod oem;
 pub mod smb;
+#[cfg(test)]
+mod test_vectors;
 
 pub use codec::{DecodeError, DecodeErrorKind};
 pub use name::{NameError, NetbiosName, QualifiedName, Scope};

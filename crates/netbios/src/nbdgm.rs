@@ -3,7 +3,7 @@
 //! `NET SEND *` and every other mailslot message travel as NetBIOS datagrams: a 10-byte
 //! header (type, flags, id, source address), then for the three data-carrying types a length,
 //! a fragment offset, the source and destination names and the user data (an SMB mailslot
-//! write, see [`crate::mailslot`]). The other types report errors and answer datagram
+//! write, which the layer above decodes: this module does not look into it). The other types report errors and answer datagram
 //! distribution server queries; they carry a code or a single name.
 //!
 //! Decoding is byte-exact: every field, including reserved flag bits, is kept, so that
@@ -164,7 +164,7 @@ pub struct DataMessage {
     /// DESTINATION_NAME: e.g. `WORKGROUP<00>` for `NET SEND *`, `BOB<03>` for a directed
     /// mailslot message.
     pub destination: QualifiedName,
-    /// USER_DATA: for the Messenger, an SMB mailslot write ([`crate::mailslot`]).
+    /// USER_DATA: for the Messenger, an SMB mailslot write, kept as opaque bytes here.
     pub user_data: Vec<u8>,
 }
 

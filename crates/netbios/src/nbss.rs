@@ -364,7 +364,7 @@ impl Framer {
 mod tests {
     use super::*;
     use crate::name::{NetbiosName, Scope};
-    use crate::smb::test_vectors::{example_hex_block, example_lines};
+    use crate::test_vectors::{example_hex_block, example_lines};
     use proptest::prelude::*;
 
     fn qn(name: &str, suffix: u8) -> QualifiedName {

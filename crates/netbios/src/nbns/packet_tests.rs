@@ -6,9 +6,9 @@ use std::net::Ipv4Addr;
 use proptest::prelude::*;
 
 use super::packet::*;
-use super::test_vectors::{capture_udp, example};
 use crate::codec::DecodeErrorKind;
 use crate::name::{NetbiosName, QualifiedName, Scope};
+use crate::test_vectors::{capture_udp, example};
 
 fn q(name: &str, suffix: u8) -> QualifiedName {
     QualifiedName::new(NetbiosName::new(name.as_bytes(), suffix).unwrap())

@@ -1,5 +1,6 @@
-//! The 32-byte SMB1 header ([MS-CIFS] 2.2.3.1) and the status it carries, for the session
-//! commands of [`crate::smb`] and the mailslot writes of [`crate::mailslot`] alike.
+//! The 32-byte SMB1 header ([MS-CIFS] 2.2.3.1) and the status it carries, for the messenger
+//! commands of the session service and the mailslot writes of the datagram service alike.
+//! It depends on nothing but the codec, so that both can build on it.
 //!
 //! Messenger SMBs are sent without NEGOTIATE, so the header is mostly zero: senders set only
 //! Protocol and Command ([MS-MSRP] 2.2.3.x). Everything is still decoded and kept so that a

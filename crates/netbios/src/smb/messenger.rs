@@ -458,7 +458,7 @@ mod tests {
     use super::*;
     use crate::nbss::{self, Framer, FramerMode, SessionPacket};
     use crate::smb::header::{nt, SmbStatus, FLAGS2_NT_STATUS, FLAGS_REPLY};
-    use crate::smb::test_vectors::{capture_tcp_streams, example_hex_block, MESSENGER_CAPTURES};
+    use crate::test_vectors::{capture_tcp_streams, example_hex_block, MESSENGER_CAPTURES};
     use proptest::prelude::*;
 
     #[test]

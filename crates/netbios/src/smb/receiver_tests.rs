@@ -6,7 +6,7 @@ use crate::name::NetbiosName;
 use crate::nbss::frame_message;
 use crate::smb::header::{command, FLAGS2_NT_STATUS};
 use crate::smb::messenger::{EndMessage, SendMessage, StartMessage, TextBlock};
-use crate::smb::test_vectors::capture_tcp_streams;
+use crate::test_vectors::capture_tcp_streams;
 use proptest::prelude::*;
 
 fn secs(n: u64) -> Duration {

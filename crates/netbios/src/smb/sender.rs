@@ -455,7 +455,7 @@ mod tests {
     use crate::smb::receiver::{
         DeliveryError, IncomingMessage, ReceiverConfig, ReceiverEvent, ReceiverSession,
     };
-    use crate::smb::test_vectors::capture_tcp_streams;
+    use crate::test_vectors::capture_tcp_streams;
     use proptest::prelude::*;
 
     fn qn(name: &str, suffix: u8) -> QualifiedName {
