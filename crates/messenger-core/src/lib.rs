@@ -3,6 +3,7 @@
 //! runtime, no storage engine: those live in the crates that wire this together.
 #![forbid(unsafe_code)]
 pub mod config;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod message;

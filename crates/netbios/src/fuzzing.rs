@@ -12,7 +12,8 @@
 //! [`Input`] rather than through the `arbitrary` crate, so that the corpus files replay here
 //! without this crate depending on a fuzzing library.
 //!
-//! Not part of the stable API.
+//! Built only with the `fuzzing` feature, which the fuzz crate and this crate's own tests
+//! enable; not part of the stable API.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};

@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod codec;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod mailslot;
