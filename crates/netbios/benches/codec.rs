@@ -6,6 +6,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use netbios::name::SUFFIX_MESSENGER;
 use netbios::nbns::{AddrEntry, NbFlags, NodeType, Packet};
 use netbios::nbss::{self, Framer, FramerMode, SessionPacket, DEFAULT_MAX_FRAME_LEN};
 use netbios::smb::{
@@ -20,7 +21,7 @@ const TEXT: &[u8] = b"The build on server 4 is finished; results are in the usua
 const TTL: u32 = 300_000;
 
 fn name() -> QualifiedName {
-    QualifiedName::new(NetbiosName::new(b"BENCHHOST", 0x03).expect("valid name"))
+    QualifiedName::new(NetbiosName::new(b"BENCHHOST", SUFFIX_MESSENGER).expect("valid name"))
 }
 
 fn bench_name_service(c: &mut Criterion) {

@@ -33,9 +33,9 @@ pub const SMB_COM_TRANSACTION: u8 = command::TRANSACTION;
 pub const MAILSLOT_WORD_COUNT: u8 = 17;
 /// SetupCount of a mailslot write ([MS-MAIL] 2.2.1).
 pub const MAILSLOT_SETUP_COUNT: u8 = 3;
-/// Setup[0], MailSlotOpcode: the only opcode, write ([MS-MAIL] 2.2.1).
+/// Setup\[0\], MailSlotOpcode: the only opcode, write ([MS-MAIL] 2.2.1).
 pub const MAILSLOT_OPCODE_WRITE: u16 = 0x0001;
-/// Setup[2], Class 2: second-class (unreliable, may be broadcast) delivery, the class every
+/// Setup\[2\], Class 2: second-class (unreliable, may be broadcast) delivery, the class every
 /// datagram mailslot write uses ([MS-MAIL] 2.2.1, 3.2.3).
 pub const MAILSLOT_CLASS_UNRELIABLE: u16 = 2;
 /// The prefix every mailslot name starts with, compared without regard to case ([MS-MAIL]
@@ -101,9 +101,9 @@ pub struct TransactionWords {
     pub parameter_offset: u16,
     /// Reserved3, the byte after SetupCount: 0.
     pub reserved3: u8,
-    /// Setup[1], Priority: 0–9; senders use 0 ([MS-MAIL] 2.2.1).
+    /// Setup\[1\], Priority: 0–9; senders use 0 ([MS-MAIL] 2.2.1).
     pub priority: u16,
-    /// Setup[2], Class: [`MAILSLOT_CLASS_UNRELIABLE`] on datagrams.
+    /// Setup\[2\], Class: [`MAILSLOT_CLASS_UNRELIABLE`] on datagrams.
     pub class: u16,
 }
 
@@ -631,7 +631,7 @@ fn build_message(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::name::NetbiosName;
+    use crate::name::{NetbiosName, SUFFIX_MESSENGER};
     use proptest::prelude::*;
 
     fn name(n: &str, suffix: u8) -> QualifiedName {
@@ -746,12 +746,12 @@ mod tests {
         // payload, of which "A\0B\0" and the final NUL take 5.
         let room = MAX_DATAGRAM_LENGTH - 14 - 68 - 88 - 5;
         let fits = MessengerMessage::new("A", "B", vec![b'x'; room]).unwrap();
-        let d = build_directed(&params, &name("b", 3), &fits).unwrap();
+        let d = build_directed(&params, &name("b", SUFFIX_MESSENGER), &fits).unwrap();
         assert_eq!(d.body.msg_type(), 0x10);
         assert_eq!(d.encode().unwrap().len(), MAX_DATAGRAM_LENGTH);
         let over = MessengerMessage::new("A", "B", vec![b'x'; room + 1]).unwrap();
         assert!(matches!(
-            build_directed(&params, &name("b", 3), &over),
+            build_directed(&params, &name("b", SUFFIX_MESSENGER), &over),
             Err(MailslotError::TooLong {
                 what: "the datagram",
                 ..
@@ -760,7 +760,7 @@ mod tests {
         let too_big =
             MessengerMessage::new("A", "B", vec![b'x'; MAX_MESSENGER_PAYLOAD - 4]).unwrap();
         assert!(matches!(
-            build_directed(&params, &name("b", 3), &too_big),
+            build_directed(&params, &name("b", SUFFIX_MESSENGER), &too_big),
             Err(MailslotError::TooLong {
                 limit: MAX_MESSENGER_PAYLOAD,
                 ..
@@ -771,7 +771,12 @@ mod tests {
     #[test]
     fn other_datagrams_are_not_messenger_messages() {
         let params = SendParams::new(name("alice", 0), Ipv4Addr::new(10, 0, 0, 1), 7);
-        let mut d = build_directed(&params, &name("b", 3), &MessengerMessage::default()).unwrap();
+        let mut d = build_directed(
+            &params,
+            &name("b", SUFFIX_MESSENGER),
+            &MessengerMessage::default(),
+        )
+        .unwrap();
         if let DatagramBody::DirectUnique(m) = &mut d.body {
             let w = MailslotWrite::new(BROWSE_MAILSLOT, vec![1, 2, 3], Default::default()).unwrap();
             m.user_data = w.encode().unwrap();

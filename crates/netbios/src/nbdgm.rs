@@ -423,7 +423,7 @@ fn decode_data_message(r: &mut Reader<'_>) -> Result<DataMessage, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::name::{NetbiosName, Scope};
+    use crate::name::{NetbiosName, Scope, SUFFIX_MESSENGER};
     use proptest::prelude::*;
 
     fn name(n: &str, suffix: u8) -> QualifiedName {
@@ -496,7 +496,7 @@ mod tests {
             body: DatagramBody::DirectUnique(DataMessage {
                 packet_offset: 0,
                 source: name("a", 0),
-                destination: name("b", 3),
+                destination: name("b", SUFFIX_MESSENGER),
                 user_data: vec![1, 2, 3],
             }),
         };
@@ -536,7 +536,7 @@ mod tests {
             body: DatagramBody::DirectUnique(DataMessage {
                 packet_offset: 512,
                 source: name("a", 0),
-                destination: name("b", 3),
+                destination: name("b", SUFFIX_MESSENGER),
                 user_data: vec![0; 4],
             }),
         };
@@ -559,7 +559,7 @@ mod tests {
         assert!(Datagram::decode(&err[..10]).is_err());
         let q = Datagram {
             header: header(),
-            body: DatagramBody::QueryRequest(name("bob", 3)),
+            body: DatagramBody::QueryRequest(name("bob", SUFFIX_MESSENGER)),
         };
         let bytes = q.encode().unwrap();
         assert_eq!(bytes.len(), 10 + 34);

@@ -225,6 +225,10 @@ pub(crate) fn capture_tcp_streams(file: &str) -> Vec<TcpStream> {
     streams
 }
 
+/// The TCP port smbd listened on in `samba-4.17-direct-tcp-message.pcap`, instead of 139 (the
+/// capture's README: `smbclient -M` straight to that port, without a session request).
+pub(crate) const DIRECT_TCP_CAPTURE_PORT: u16 = 13139;
+
 /// The captures holding a messenger conversation.
 pub(crate) const MESSENGER_CAPTURES: [&str; 3] = [
     "samba-4.17-register-query-status-message.pcap",

@@ -17,7 +17,9 @@
 //!   node gets a unicast ACT_ERR negative response. Names starting with `*` and names in
 //!   conflict are not defended. A conflict demand puts our name in conflict.
 //! - Answers: positive query responses for names we hold, negative ones to unicast queries for
-//!   names we lack (never to broadcast queries), node status responses listing every name.
+//!   names we lack (never to broadcast queries), and node status responses to unicast
+//!   requests, listing the names registered, in conflict (CNF) or being released (DRG), but
+//!   not those still being registered, and at most [`MAX_NODE_STATUS_NAMES`] of them.
 //! - Resolution: WINS first when configured, then broadcast; node status of a given host.
 //!
 //! The parts are modules of their own: [`config`] holds the configuration; `local_name` the
@@ -27,6 +29,7 @@
 //! owns the table and routes each datagram and timer to the part it concerns.
 //!
 //! [`BCAST_REQ_RETRY_COUNT`]: super::BCAST_REQ_RETRY_COUNT
+//! [`MAX_NODE_STATUS_NAMES`]: super::packet::MAX_NODE_STATUS_NAMES
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};

@@ -458,7 +458,9 @@ mod tests {
     use super::*;
     use crate::nbss::{self, Framer, FramerMode, SessionPacket};
     use crate::smb::header::{nt, SmbStatus, FLAGS2_NT_STATUS, FLAGS_REPLY};
-    use crate::test_vectors::{capture_tcp_streams, example_hex_block, MESSENGER_CAPTURES};
+    use crate::test_vectors::{
+        capture_tcp_streams, example_hex_block, DIRECT_TCP_CAPTURE_PORT, MESSENGER_CAPTURES,
+    };
     use proptest::prelude::*;
 
     #[test]
@@ -541,8 +543,9 @@ mod tests {
         let mut responses = 0;
         for file in MESSENGER_CAPTURES {
             for stream in capture_tcp_streams(file) {
-                let to_server = [139, 13139].contains(&stream.dst_port);
-                let from_server = [139, 13139].contains(&stream.src_port);
+                let server_ports = [nbss::SESSION_PORT, DIRECT_TCP_CAPTURE_PORT];
+                let to_server = server_ports.contains(&stream.dst_port);
+                let from_server = server_ports.contains(&stream.src_port);
                 if !to_server && !from_server {
                     continue;
                 }

@@ -2,11 +2,11 @@
 //! driven with a virtual clock.
 
 use super::*;
-use crate::name::NetbiosName;
+use crate::name::{NetbiosName, SUFFIX_MESSENGER};
 use crate::nbss::frame_message;
 use crate::smb::header::{command, FLAGS2_NT_STATUS};
 use crate::smb::messenger::{EndMessage, SendMessage, StartMessage, TextBlock};
-use crate::test_vectors::capture_tcp_streams;
+use crate::test_vectors::{capture_tcp_streams, DIRECT_TCP_CAPTURE_PORT};
 use proptest::prelude::*;
 
 fn secs(n: u64) -> Duration {
@@ -19,7 +19,7 @@ fn qn(name: &str, suffix: u8) -> QualifiedName {
 
 fn session_request() -> Vec<u8> {
     SessionPacket::SessionRequest {
-        called: qn("BOB", 3),
+        called: qn("BOB", SUFFIX_MESSENGER),
         calling: qn("ALICE", 0),
     }
     .to_bytes()
@@ -84,7 +84,7 @@ fn established(now: Instant) -> ReceiverSession {
     assert_eq!(
         events(&mut rs),
         vec![ReceiverEvent::SessionRequested {
-            called: qn("BOB", 3),
+            called: qn("BOB", SUFFIX_MESSENGER),
             calling: qn("ALICE", 0)
         }]
     );
@@ -121,7 +121,7 @@ fn single_block_message_is_acknowledged_only_after_delivery() {
             from: b"ALICE".to_vec(),
             to: b"BOB".to_vec(),
             text: b"Hello".to_vec(),
-            called: Some(qn("BOB", 3)),
+            called: Some(qn("BOB", SUFFIX_MESSENGER)),
             calling: Some(qn("ALICE", 0)),
             form: MessageForm::SingleBlock,
         })]
@@ -471,13 +471,13 @@ fn replays_of_the_samba_captures_are_delivered() {
     for (file, port, config, text) in [
         (
             "samba-4.17-register-query-status-message.pcap",
-            139,
+            nbss::SESSION_PORT,
             ReceiverConfig::session_port(),
             &b"Server will shut down in 5 minutes.\r\n"[..],
         ),
         (
             "samba-4.17-direct-tcp-message.pcap",
-            13139,
+            DIRECT_TCP_CAPTURE_PORT,
             ReceiverConfig::direct_port(),
             &b"Meeting changed to 3 p.m\r\n"[..],
         ),
@@ -493,7 +493,7 @@ fn replays_of_the_samba_captures_are_delivered() {
         while let Some(event) = rs.poll_event() {
             match event {
                 ReceiverEvent::SessionRequested { called, .. } => {
-                    assert_eq!(called, qn("SAMBAHOST", 3));
+                    assert_eq!(called, qn("SAMBAHOST", SUFFIX_MESSENGER));
                     rs.accept_session(t0, true);
                 }
                 ReceiverEvent::Deliver(m) => {

@@ -450,7 +450,7 @@ fn status_error(status: SmbStatus) -> SendError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::name::NetbiosName;
+    use crate::name::{NetbiosName, SUFFIX_MESSENGER};
     use crate::smb::header::SmbHeader;
     use crate::smb::receiver::{
         DeliveryError, IncomingMessage, ReceiverConfig, ReceiverEvent, ReceiverSession,
@@ -465,7 +465,7 @@ mod tests {
     fn message(text: &[u8]) -> OutgoingMessage {
         OutgoingMessage {
             calling: qn("ALICE", 0),
-            called: qn("BOB", 3),
+            called: qn("BOB", SUFFIX_MESSENGER),
             from: b"ALICE".to_vec(),
             to: b"BOB".to_vec(),
             text: text.to_vec(),
@@ -557,7 +557,7 @@ mod tests {
         assert_eq!(delivered.len(), 1);
         assert_eq!(delivered[0].text, msg.text);
         assert_eq!(delivered[0].from, b"ALICE");
-        assert_eq!(delivered[0].called, Some(qn("BOB", 3)));
+        assert_eq!(delivered[0].called, Some(qn("BOB", SUFFIX_MESSENGER)));
     }
 
     #[test]
@@ -710,7 +710,7 @@ mod tests {
     fn sender_accepts_samba_responses_from_the_capture() {
         let server = capture_tcp_streams("samba-4.17-multiblock-message.pcap")
             .into_iter()
-            .find(|s| s.src_port == 139)
+            .find(|s| s.src_port == nbss::SESSION_PORT)
             .unwrap();
         let mut frames = crate::nbss::Framer::new(FramerMode::SessionService, 1 << 16);
         frames.push(&server.bytes);
@@ -789,7 +789,7 @@ mod tests {
             tx.outcome(),
             Some(&SendOutcome::Failed(SendError::Retargeted {
                 addr: Ipv4Addr::new(10, 0, 0, 5),
-                port: 139
+                port: nbss::SESSION_PORT
             }))
         );
 

@@ -81,8 +81,10 @@ pub(super) fn answer_node_status(
             Some(NodeName { name: *name, flags })
         })
         .collect::<Vec<_>>();
-    // NUM_NAMES is one byte: when there are more names than fit, list the machine's own
-    // names (group names, workstation and server names) before messaging names.
+    // NUM_NAMES is one byte: when there are more names than fit, list every name but the
+    // unique `<03>` messaging names first (group names, the workstation and server names),
+    // then as many messaging names as fit; the sort is stable, so each part stays in name
+    // order.
     if names.len() > MAX_NODE_STATUS_NAMES {
         names.sort_by_key(|n| !n.flags.is_group() && n.name.suffix() == SUFFIX_MESSENGER);
         names.truncate(MAX_NODE_STATUS_NAMES);
