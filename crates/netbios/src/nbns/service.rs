@@ -31,7 +31,7 @@
 //! [`BCAST_REQ_RETRY_COUNT`]: super::BCAST_REQ_RETRY_COUNT
 //! [`MAX_NODE_STATUS_NAMES`]: super::packet::MAX_NODE_STATUS_NAMES
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Instant;
 
@@ -213,6 +213,11 @@ impl Node {
 pub struct NameService {
     node: Node,
     names: NameTable,
+    /// The running timers of the names, by deadline, so that finding the next one and the
+    /// due ones does not walk the whole table. Kept in step with the entries' deadlines by
+    /// [`NameService::insert_name`] and [`NameService::update_name`], the only ways entries
+    /// enter the table or change.
+    name_timers: BTreeSet<(Instant, NetbiosName)>,
     resolver: Resolver,
 }
 
@@ -227,6 +232,7 @@ impl NameService {
                 events: VecDeque::new(),
             },
             names: BTreeMap::new(),
+            name_timers: BTreeSet::new(),
             resolver: Resolver::new(),
         }
     }
@@ -265,8 +271,8 @@ impl NameService {
 
     /// When [`NameService::handle_timeout`] should next be called, if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let names = self.names.values().filter_map(LocalName::deadline);
-        names.chain(self.resolver.poll_timeout()).min()
+        let names = self.name_timers.first().map(|(deadline, _)| *deadline);
+        names.into_iter().chain(self.resolver.poll_timeout()).min()
     }
 
     /// Whether nothing is pending but refreshes: no registration, release or query in flight.
@@ -302,12 +308,12 @@ impl NameService {
             });
         }
         if is_local_only(&name) {
-            self.names.insert(name, LocalName::local_only(name, group));
+            self.insert_name(name, LocalName::local_only(name, group));
             self.node.events.push_back(NameEvent::Registered(name));
             return Ok(());
         }
         let entry = LocalName::claim(name, group, &mut self.node, now);
-        self.names.insert(name, entry);
+        self.insert_name(name, entry);
         Ok(())
     }
 
@@ -401,33 +407,65 @@ impl NameService {
 
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due_names: Vec<NetbiosName> = self
-            .names
+        let mut due_names: Vec<NetbiosName> = self
+            .name_timers
             .iter()
-            .filter(|(_, entry)| entry.deadline().is_some_and(|deadline| deadline <= now))
-            .map(|(name, _)| *name)
+            .take_while(|(deadline, _)| *deadline <= now)
+            .map(|(_, name)| *name)
             .collect();
+        // Due names run in name order, whatever their deadlines, so that what they send and
+        // the transaction ids they take do not depend on how close together they fell due.
+        due_names.sort_unstable();
         for name in due_names {
             self.update_name(&name, |entry, node| entry.handle_timeout(node, now));
         }
         self.resolver.handle_timeout(&mut self.node, now);
     }
 
+    /// Puts `entry` in the table as `name`, in place of any entry it had, with its timer.
+    fn insert_name(&mut self, name: NetbiosName, entry: LocalName) {
+        let deadline = entry.deadline();
+        let old_deadline = self
+            .names
+            .insert(name, entry)
+            .and_then(|old| old.deadline());
+        self.move_name_timer(name, old_deadline, deadline);
+    }
+
     /// Hands `name`'s entry, if there is one, to `input`, and removes the entry with a
     /// [`NameEvent::Released`] if the input leaves it released. Every input a name's state
-    /// machine takes goes through here. Returns `None` if the name is not in the table.
+    /// machine takes goes through here, which keeps its timer in step. Returns `None` if the
+    /// name is not in the table.
     fn update_name(
         &mut self,
         name: &NetbiosName,
         input: impl FnOnce(&mut LocalName, &mut Node) -> Fate,
     ) -> Option<Fate> {
         let entry = self.names.get_mut(name)?;
+        let before = entry.deadline();
         let fate = input(entry, &mut self.node);
-        if fate == Fate::Released {
-            self.names.remove(name);
-            self.node.events.push_back(NameEvent::Released(*name));
-        }
+        let after = match fate {
+            Fate::Kept => entry.deadline(),
+            Fate::Released => {
+                self.names.remove(name);
+                self.node.events.push_back(NameEvent::Released(*name));
+                None
+            }
+        };
+        self.move_name_timer(*name, before, after);
         Some(fate)
+    }
+
+    fn move_name_timer(&mut self, name: NetbiosName, from: Option<Instant>, to: Option<Instant>) {
+        if from == to {
+            return;
+        }
+        if let Some(deadline) = from {
+            self.name_timers.remove(&(deadline, name));
+        }
+        if let Some(deadline) = to {
+            self.name_timers.insert((deadline, name));
+        }
     }
 
     /// A name query response: the answer to an end-node challenge one of our names is

@@ -5,7 +5,7 @@
 //! resolver sends and reports through the shared [`Node`]; it knows nothing of the name table
 //! except what the service tells it when a query starts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Instant;
 
@@ -43,6 +43,10 @@ struct PendingQuery {
 #[derive(Debug)]
 pub(super) struct Resolver {
     queries: BTreeMap<QueryId, PendingQuery>,
+    /// The queries' deadlines, so that finding the next one and the due ones does not walk
+    /// every query. Kept in step by [`Resolver::insert`], [`Resolver::set_deadline`] and
+    /// [`Resolver::remove`], the only ways queries come, change deadline and go.
+    timers: BTreeSet<(Instant, QueryId)>,
     next_query_id: u64,
 }
 
@@ -50,6 +54,7 @@ impl Resolver {
     pub(super) fn new() -> Self {
         Self {
             queries: BTreeMap::new(),
+            timers: BTreeSet::new(),
             next_query_id: 1,
         }
     }
@@ -61,7 +66,7 @@ impl Resolver {
 
     /// The earliest deadline of the resolutions in flight.
     pub(super) fn poll_timeout(&self) -> Option<Instant> {
-        self.queries.values().map(|query| query.deadline).min()
+        self.timers.first().map(|(deadline, _)| *deadline)
     }
 
     /// Starts resolving `name`. `held_as_group` says whether we hold the name ourselves
@@ -100,7 +105,7 @@ impl Resolver {
             sent: 0,
             deadline: now,
         };
-        self.queries.insert(id, query);
+        self.insert(id, query);
         self.send_query(id, node, now);
         id
     }
@@ -114,7 +119,7 @@ impl Resolver {
     ) -> QueryId {
         let id = self.allocate_query_id();
         let transaction_id = node.allocate_transaction_id();
-        self.queries.insert(
+        self.insert(
             id,
             PendingQuery {
                 target: QueryTarget::NodeStatus { address },
@@ -129,12 +134,14 @@ impl Resolver {
 
     /// Runs the timers of the resolutions due at `now`.
     pub(super) fn handle_timeout(&mut self, node: &mut Node, now: Instant) {
-        let due: Vec<QueryId> = self
-            .queries
+        let mut due: Vec<QueryId> = self
+            .timers
             .iter()
-            .filter(|(_, query)| query.deadline <= now)
-            .map(|(id, _)| *id)
+            .take_while(|(deadline, _)| *deadline <= now)
+            .map(|(_, id)| *id)
             .collect();
+        // Due queries run in the order they were started, whatever their deadlines.
+        due.sort_unstable();
         for id in due {
             self.query_timeout(id, node, now);
         }
@@ -227,7 +234,7 @@ impl Resolver {
         else {
             return;
         };
-        self.queries.remove(&id);
+        self.remove(id);
         let result = packet
             .node_status()
             .cloned()
@@ -237,6 +244,26 @@ impl Resolver {
             address: *from.ip(),
             result,
         });
+    }
+
+    fn insert(&mut self, id: QueryId, query: PendingQuery) {
+        let _replaced = self.remove(id);
+        self.timers.insert((query.deadline, id));
+        self.queries.insert(id, query);
+    }
+
+    fn set_deadline(&mut self, id: QueryId, deadline: Instant) {
+        if let Some(query) = self.queries.get_mut(&id) {
+            self.timers.remove(&(query.deadline, id));
+            query.deadline = deadline;
+            self.timers.insert((deadline, id));
+        }
+    }
+
+    fn remove(&mut self, id: QueryId) -> Option<PendingQuery> {
+        let query = self.queries.remove(&id)?;
+        self.timers.remove(&(query.deadline, id));
+        Some(query)
     }
 
     fn allocate_query_id(&mut self) -> QueryId {
@@ -274,8 +301,8 @@ impl Resolver {
             ),
         };
         query.sent += 1;
-        query.deadline = now + interval;
         node.send(destination, &packet);
+        self.set_deadline(id, now + interval);
     }
 
     fn query_timeout(&mut self, id: QueryId, node: &mut Node, now: Instant) {
@@ -309,7 +336,7 @@ impl Resolver {
                     self.send_query(id, node, now);
                 } else {
                     let address = *address;
-                    self.queries.remove(&id);
+                    self.remove(id);
                     node.events.push_back(NameEvent::NodeStatus {
                         id,
                         address,
@@ -342,7 +369,7 @@ impl Resolver {
         if let Some(PendingQuery {
             target: QueryTarget::Name { name, .. },
             ..
-        }) = self.queries.remove(&id)
+        }) = self.remove(id)
         {
             node.events
                 .push_back(NameEvent::QueryResult { id, name, result });
