@@ -1169,3 +1169,32 @@ fn wins_release_goes_to_the_server_too() {
     assert!(service.is_idle());
     assert_eq!(drain(&mut service).len(), 2);
 }
+
+#[test]
+fn a_name_claimed_again_while_being_released_runs_only_its_new_timer() {
+    let start = Instant::now();
+    let mut service = NameService::new(config(host(1)));
+    service.register(messenger("ALICE"), false, start).unwrap();
+    let mut now = start;
+    while service.poll_event().is_none() {
+        now = service.poll_timeout().expect("a registration timer runs");
+        service.handle_timeout(now);
+    }
+    assert_eq!(
+        service.name_state(&messenger("ALICE")),
+        Some(NameState::Registered)
+    );
+    drain(&mut service);
+
+    // The release's next broadcast would be due at +250 ms; the new claim's first retry at
+    // +350 ms. Only the latter may remain.
+    service.release(&messenger("ALICE"), now);
+    service
+        .register(messenger("ALICE"), false, now + ms(100))
+        .unwrap();
+    drain(&mut service);
+    assert_eq!(service.poll_timeout(), Some(now + ms(350)));
+    service.handle_timeout(now + ms(250));
+    assert!(drain(&mut service).is_empty());
+    assert_eq!(service.poll_timeout(), Some(now + ms(350)));
+}
