@@ -1,5 +1,6 @@
 //! The check behind the `sanitize` fuzz target, callable from ordinary tests too (see
-//! `netbios::fuzzing` for the pattern). Not part of the stable API.
+//! `netbios::fuzzing` for the pattern). Built only with the `fuzzing` feature, which the fuzz
+//! crate and this crate's own tests enable; not part of the stable API.
 
 use crate::sanitize::{is_bidi_control, is_invisible_format, sanitize, sanitize_line};
 use netbios::oem::CodePage;

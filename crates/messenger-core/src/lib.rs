@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 pub mod access;
 pub mod config;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod message;
