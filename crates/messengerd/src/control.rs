@@ -14,12 +14,13 @@ use messenger_core::nerr::{
 };
 use messenger_ipc::{
     decode_line, encode_line, IpcError, MessageView, NameInfo, Reply, Request, StatusInfo,
-    MAX_LINE_LEN, PROTOCOL_VERSION,
+    MAX_LINE_LEN, MAX_PAGE_BYTES, MAX_PAGE_MESSAGES, PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::inbox::PageRequest;
 use crate::service::{lock, now_micros, rfc3339, Service};
 
 /// Connections to the control socket served at once; the command line opens one per command.
@@ -187,6 +188,12 @@ fn visible_to(m: &NewMessage, user: &str) -> bool {
     m.recipients.is_empty() || m.recipients.iter().any(|r| r == user)
 }
 
+/// Bytes `m` takes in an `InboxList` reply (its JSON and a separating comma), so that a page
+/// can stop before the reply outgrows the line cap.
+fn encoded_len(m: &StoredMessage) -> usize {
+    serde_json::to_vec(&view(m)).map_or(usize::MAX, |v| v.len() + 1)
+}
+
 /// The view of a stored message the command line shows.
 pub fn view(m: &StoredMessage) -> MessageView {
     MessageView {
@@ -240,26 +247,28 @@ async fn handle(service: &Arc<Service>, caller: &Caller, request: Request) -> Re
             all_users,
             after_id,
             limit,
+            last,
         } => {
             if all_users && !caller.is_root {
                 return nerr_reply(ERROR_ACCESS_DENIED);
             }
-            let query = InboxQuery {
-                user: (!all_users).then(|| caller.user.clone()),
-                unread_only,
-                after_id,
-                limit: None,
+            let request = PageRequest {
+                query: InboxQuery {
+                    user: (!all_users).then(|| caller.user.clone()),
+                    unread_only,
+                    after_id,
+                    limit: None,
+                },
+                limit: limit.unwrap_or(MAX_PAGE_MESSAGES).min(MAX_PAGE_MESSAGES),
+                last,
+                max_bytes: MAX_PAGE_BYTES,
             };
-            match service.inbox.list(query).await {
-                Ok(mut messages) => {
-                    if let Some(limit) = limit {
-                        let skip = messages.len().saturating_sub(limit);
-                        messages.drain(..skip);
-                    }
-                    Reply::Messages {
-                        messages: messages.iter().map(view).collect(),
-                    }
-                }
+            match service.inbox.page(request, encoded_len).await {
+                Ok(page) => Reply::Messages {
+                    messages: page.messages.iter().map(view).collect(),
+                    more: page.more,
+                    older: page.older,
+                },
                 Err(e) => error(NERR_INTERNAL_ERROR, format!("inbox: {e}")),
             }
         }
