@@ -22,6 +22,9 @@ const IDLE_GOAL_MIB: f64 = 10.0;
 const LOADED_GOAL_MIB: f64 = 64.0;
 /// `inbox --unread` goal, milliseconds.
 const UNREAD_GOAL_MS: f64 = 50.0;
+/// Acknowledgement goal while listings run: p50 no more than this many milliseconds above
+/// the idle p50 ("the same within a few milliseconds").
+const ACK_GOAL_EXTRA_MS: f64 = 3.0;
 /// KiB in a MiB.
 const KIB_PER_MIB: f64 = 1024.0;
 
@@ -43,6 +46,18 @@ pub struct Args {
     /// Notes appended verbatim (a file of Markdown).
     #[arg(long)]
     notes: Option<PathBuf>,
+    /// The file system type of the services' data directories (`stat -f -c %T`).
+    #[arg(long, default_value = "unknown")]
+    data_fs: String,
+    /// Messages in the generated large inbox (`fill --messages`).
+    #[arg(long, default_value_t = 1_000_000)]
+    fill_messages: u64,
+    /// Messages in the inbox listed during the acknowledgement benchmark.
+    #[arg(long, default_value_t = 300_000)]
+    ack_messages: u64,
+    /// Unread messages of the user whose `inbox --unread` is timed (`fill --unread`).
+    #[arg(long, default_value_t = 5000)]
+    query_unread: u64,
 }
 
 /// Writes the report.
@@ -56,15 +71,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
          compare ratios and how figures scale. Nothing here is asserted by a test.\n\n\
          To reproduce, as root on a machine with samba, smbclient and iproute2 installed: \
          `sudo {}` (about 10 minutes; `--quick` for a shorter run, `--only \
-         receive,send,names,fanout,memory,codec` for a part).\n",
+         receive,send,names,fanout,memory,inbox,codec` for a part).\n",
         args.command, args.command
     );
     machine(&mut out);
-    receive(&mut out, &records);
-    send(&mut out, &records);
-    names(&mut out, &records);
+    settings(&mut out, &args.data_fs);
+    if records.iter().any(|r| r.bench == "receive") {
+        receive(&mut out, &records);
+    }
+    if find(&records, "time", "messenger", "send").is_some() {
+        send(&mut out, &records);
+    }
+    if records.iter().any(|r| r.bench == "names") {
+        names(&mut out, &records);
+    }
     fanout(&mut out, &records);
-    memory(&mut out, &records);
+    if find(&records, "memory", "messengerd", "loaded").is_some() {
+        memory(&mut out, &records, args.fill_messages);
+    }
+    inbox(&mut out, &records, &args);
     if let Some(dir) = &args.criterion {
         codec(&mut out, dir);
     }
@@ -120,6 +145,27 @@ fn machine(out: &mut String) {
         out,
         "| rustc | {} |\n",
         command_output("rustc", &["--version"])
+    );
+}
+
+/// The settings every figure of the run shares: those `scripts/bench` gives each messengerd.
+fn settings(out: &mut String, data_fs: &str) {
+    let _ = writeln!(
+        out,
+        "## Settings
+"
+    );
+    let _ = writeln!(
+        out,
+        "Every messengerd of the run is configured by `scripts/bench` alike unless a section \
+         says otherwise:\n\n| | |\n|---|---|\n\
+         | rate limits | off (`[policy] rate_limit = false`) |\n\
+         | connection caps | 4096 in all, 1024 per source (`[limits]`) |\n\
+         | account | root (`user = \"root\"`: the service keeps the account it starts as) |\n\
+         | data directory | a new directory under /tmp, file system `{data_fs}` |\n\
+         | inbox | SQLite, WAL, `synchronous = FULL`: every acknowledged message is on disk |\n\
+         | log level | info (one line per stored message) |\n\
+         | network | veth interface in a network namespace of its own, ports 137–139 |\n"
     );
 }
 
@@ -307,14 +353,13 @@ fn mib(r: Option<&Record>, key: &str) -> Option<f64> {
     value(r, key).map(|v| v / KIB_PER_MIB)
 }
 
-fn memory(out: &mut String, records: &[Record]) {
+fn memory(out: &mut String, records: &[Record], fill_messages: u64) {
     let _ = writeln!(out, "## 5. Memory and scale\n");
     let idle = find(records, "memory", "messengerd", "idle");
     let loaded = find(records, "memory", "messengerd", "loaded");
     let smbd = find(records, "memory", "smbd", "idle");
     let nmbd = find(records, "memory", "nmbd", "idle");
     let added = find(records, "names-added", "messengerd", "loaded");
-    let unread = find(records, "time", "messenger", "inbox-unread");
     let _ = writeln!(
         out,
         "| measurement | figure | goal | met |\n|---|---:|---:|---|"
@@ -327,20 +372,13 @@ fn memory(out: &mut String, records: &[Record]) {
     );
     let _ = writeln!(
         out,
-        "| messengerd with {} names and 1,000,000 messages, VmRSS (peak VmHWM {}) | {} MiB | < \
+        "| messengerd with {} names and {} messages, VmRSS (peak VmHWM {}) | {} MiB | < \
          {LOADED_GOAL_MIB} MiB | {} |",
         fmt(value(added, "table"), 0),
+        thousands(fill_messages),
         fmt(mib(loaded, "hwm_kib"), 1),
         fmt(mib(loaded, "rss_kib"), 1),
         met(mib(loaded, "hwm_kib").map(|v| v < LOADED_GOAL_MIB))
-    );
-    let _ = writeln!(
-        out,
-        "| `messenger inbox --unread` on that inbox, p50 (p99 {}) | {} ms | < {UNREAD_GOAL_MS} \
-         ms | {} |",
-        fmt(value(unread, "p99_ms"), 1),
-        fmt(value(unread, "p50_ms"), 1),
-        met(value(unread, "p50_ms").map(|v| v < UNREAD_GOAL_MS))
     );
     let _ = writeln!(
         out,
@@ -362,6 +400,107 @@ fn memory(out: &mut String, records: &[Record]) {
     }
 }
 
+/// `n` with a comma between thousands.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn inbox(out: &mut String, records: &[Record], args: &Args) {
+    let idle = find(records, "ack", "messengerd", "idle");
+    let listing = find(records, "ack", "messengerd", "listing");
+    let niced_idle = find(records, "ack", "messengerd", "niced idle");
+    let niced = find(records, "ack", "messengerd", "niced listing");
+    let unread = find(records, "time", "messenger", "inbox-unread");
+    let everyone = find(records, "time", "messenger", "inbox-unread-everyone");
+    if idle.is_none() && unread.is_none() {
+        return;
+    }
+    let peak = find(records, "memory", "messengerd", "listing");
+    let _ = writeln!(
+        out,
+        "## 6. The inbox under load
+"
+    );
+    let _ = writeln!(
+        out,
+        "Acknowledgements while the inbox is listed: an inbox of {} messages for everyone, \
+         none read, and one sender in the same namespace sending a message at a time (one \
+         connection each, a single-block 0xD0 with 51 bytes of text, 10 ms apart), timed \
+         from `connect` to the SMB response, which messengerd sends after the commit. First \
+         with nothing else running (idle), then while {} `messenger inbox --all --json \
+         --keep-unread` (root, every page of the whole inbox, output discarded) run again \
+         and again.\n",
+        thousands(args.ack_messages),
+        fmt(value(listing, "listers"), 0),
+    );
+    let _ = writeln!(
+        out,
+        "| sender's acknowledgement | p50 ms | p99 ms | max ms | messages |\n\
+         |---|---:|---:|---:|---:|\n\
+         | idle | {} | {} | {} | {} |\n\
+         | during the listings | {} | {} | {} | {} |\n\
+         | idle (second run) | {} | {} | {} | {} |\n\
+         | during the listings, listing clients at `nice -n 19` | {} | {} | {} | {} |\n",
+        fmt(value(idle, "p50_ms"), 2),
+        fmt(value(idle, "p99_ms"), 2),
+        fmt(value(idle, "max_ms"), 2),
+        fmt(value(idle, "messages"), 0),
+        fmt(value(listing, "p50_ms"), 2),
+        fmt(value(listing, "p99_ms"), 2),
+        fmt(value(listing, "max_ms"), 2),
+        fmt(value(listing, "messages"), 0),
+        fmt(value(niced_idle, "p50_ms"), 2),
+        fmt(value(niced_idle, "p99_ms"), 2),
+        fmt(value(niced_idle, "max_ms"), 2),
+        fmt(value(niced_idle, "messages"), 0),
+        fmt(value(niced, "p50_ms"), 2),
+        fmt(value(niced, "p99_ms"), 2),
+        fmt(value(niced, "max_ms"), 2),
+        fmt(value(niced, "messages"), 0),
+    );
+    let extra = match (value(listing, "p50_ms"), value(idle, "p50_ms")) {
+        (Some(a), Some(b)) => Some(a - b),
+        _ => None,
+    };
+    let _ = writeln!(
+        out,
+        "Listings completed during the measurement: {} (p50 {} s each), failed: {}. Peak \
+         memory of messengerd (VmHWM) by then: {} MiB. Goal: p50 during the listings within \
+         {ACK_GOAL_EXTRA_MS} ms of idle: {} ({} ms more).\n",
+        fmt(value(listing, "listings"), 0),
+        fmt(value(listing, "listing_p50_s"), 2),
+        fmt(value(listing, "failed"), 0),
+        fmt(mib(peak, "hwm_kib"), 1),
+        met(extra.map(|v| v <= ACK_GOAL_EXTRA_MS)),
+        fmt(extra, 2),
+    );
+    let _ = writeln!(
+        out,
+        "The inbox query a user meets: `messenger inbox --unread --keep-unread` (the listing \
+         for people: the newest 100 unread and the count of the older ones; `--keep-unread`, \
+         so that every run finds the same unread messages), from process start to exit.\n\n\
+         | inbox | p50 ms | p99 ms | goal | met |\n|---|---:|---:|---:|---|\n\
+         | {} messages, {} of them unread for root | {} | {} | < {UNREAD_GOAL_MS} ms | {} |\n\
+         | the {} for everyone above, all unread | {} | {} | | |\n",
+        thousands(args.fill_messages),
+        thousands(args.query_unread),
+        fmt(value(unread, "p50_ms"), 1),
+        fmt(value(unread, "p99_ms"), 1),
+        met(value(unread, "p50_ms").map(|v| v < UNREAD_GOAL_MS)),
+        thousands(args.ack_messages),
+        fmt(value(everyone, "p50_ms"), 1),
+        fmt(value(everyone, "p99_ms"), 1),
+    );
+}
+
 fn codec(out: &mut String, dir: &Path) {
     let mut rows = Vec::new();
     collect_estimates(dir, dir, &mut rows);
@@ -369,7 +508,7 @@ fn codec(out: &mut String, dir: &Path) {
         return;
     }
     rows.sort_by(|a, b| a.0.cmp(&b.0));
-    let _ = writeln!(out, "## 6. Codec micro-benchmarks (criterion)\n");
+    let _ = writeln!(out, "## 7. Codec micro-benchmarks (criterion)\n");
     let _ = writeln!(
         out,
         "`cargo bench -p netbios --bench codec`; mean time per operation.\n\n| benchmark | \

@@ -10,6 +10,8 @@
 //! terminal. `--json` prints one JSON object per message and line instead, unsanitized but
 //! escaped by JSON itself. Messages shown are marked read unless `--keep-unread`.
 
+use std::io::Write;
+
 use messenger_core::sanitize::sanitize;
 use messenger_ipc::{Client, MessageView, Reply, Request, MAX_PAGE_MESSAGES};
 
@@ -67,7 +69,10 @@ pub fn run(ctx: &Context, args: InboxArgs) -> Exit {
                     continue;
                 }
                 last_id = m.id;
-                show(&m, args.json);
+                let mut out = std::io::stdout().lock();
+                if let Err(e) = show(&mut out, &m, args.json).and_then(|()| out.flush()) {
+                    return output_failed(&e);
+                }
                 if !args.keep_unread && !args.all {
                     mark_read(&mut client, std::slice::from_ref(&m));
                 }
@@ -136,10 +141,14 @@ fn list(client: &mut Client, args: &InboxArgs, last_id: &mut i64) -> Result<(), 
             older = page_older;
         }
         more = page_more;
+        // A page is written in one go: a write per message would cost a system call each.
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         for m in &messages {
-            show(m, args.json);
+            show(&mut out, m, args.json).map_err(|e| output_failed(&e))?;
             *last_id = (*last_id).max(m.id);
         }
+        out.flush().map_err(|e| output_failed(&e))?;
+        drop(out);
         shown += messages.len() as u64;
         if !args.keep_unread && !args.all {
             mark_read(client, &messages);
@@ -190,15 +199,25 @@ fn mark_read(client: &mut Client, messages: &[MessageView]) {
     }
 }
 
-fn show(m: &MessageView, json: bool) {
+fn show(out: &mut impl Write, m: &MessageView, json: bool) -> std::io::Result<()> {
     if json {
         match serde_json::to_string(m) {
-            Ok(line) => println!("{line}"),
+            Ok(line) => writeln!(out, "{line}")?,
             Err(e) => output::error(&format!("cannot encode message {}: {e}", m.id)),
         }
-        return;
+        return Ok(());
     }
-    print!("{}", format_message(m));
+    write!(out, "{}", format_message(m))
+}
+
+/// The exit for a listing that could not be written: a reader that stopped early (`| head`)
+/// is not an error worth a message.
+fn output_failed(e: &std::io::Error) -> Exit {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        return Exit::Ok;
+    }
+    output::error(&format!("cannot write the messages: {e}"));
+    Exit::Failed
 }
 
 /// A message as a pop-up showed it, made safe for a terminal.

@@ -311,6 +311,20 @@ impl Store {
         })
     }
 
+    /// The id of the matching message with `offset` matching messages after it (0: the
+    /// newest); `None` if fewer match. Walks from the newest, so finding where the newest N
+    /// of a large inbox start costs about N steps.
+    pub fn nth_newest_id(
+        &self,
+        query: &InboxQuery,
+        offset: u64,
+    ) -> Result<Option<i64>, StoreError> {
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        self.query_ids(query, IdsOf::NthNewest(offset), |stmt, params| {
+            stmt.query_row(params, |r| r.get(0)).optional()
+        })
+    }
+
     fn query_ids<R>(
         &self,
         query: &InboxQuery,
@@ -323,7 +337,7 @@ impl Store {
         let after = query.after_id.unwrap_or(0).max(0);
         let offset = match what {
             IdsOf::Count => 0,
-            IdsOf::Nth(n) => n,
+            IdsOf::Nth(n) | IdsOf::NthNewest(n) => n,
         };
         let context = ctx("counting messages");
         match &query.user {
@@ -332,6 +346,7 @@ impl Store {
                 let sql = match what {
                     IdsOf::Count => USER_UNREAD_COUNT_SQL,
                     IdsOf::Nth(_) => USER_UNREAD_NTH_SQL,
+                    IdsOf::NthNewest(_) => USER_UNREAD_NTH_NEWEST_SQL,
                 };
                 let mut stmt = self.conn.prepare_cached(sql).map_err(context)?;
                 run(&mut stmt, &[user, &after, &offset, &floor]).map_err(ctx("counting messages"))
@@ -340,6 +355,7 @@ impl Store {
                 let (sql, params): (&str, &[&dyn rusqlite::ToSql]) = match what {
                     IdsOf::Count => (USER_ALL_COUNT_SQL, &[user, &after]),
                     IdsOf::Nth(_) => (USER_ALL_NTH_SQL, &[user, &after, &offset]),
+                    IdsOf::NthNewest(_) => (USER_ALL_NTH_NEWEST_SQL, &[user, &after, &offset]),
                 };
                 let mut stmt = self.conn.prepare_cached(sql).map_err(context)?;
                 run(&mut stmt, params).map_err(ctx("counting messages"))
@@ -351,6 +367,8 @@ impl Store {
                     (IdsOf::Count, true) => (ALL_UNREAD_COUNT_SQL, &[&after]),
                     (IdsOf::Nth(_), false) => (ALL_NTH_SQL, &[&after, &offset]),
                     (IdsOf::Nth(_), true) => (ALL_UNREAD_NTH_SQL, &[&after, &offset]),
+                    (IdsOf::NthNewest(_), false) => (ALL_NTH_NEWEST_SQL, &[&after, &offset]),
+                    (IdsOf::NthNewest(_), true) => (ALL_UNREAD_NTH_NEWEST_SQL, &[&after, &offset]),
                 };
                 let mut stmt = self.conn.prepare_cached(sql).map_err(context)?;
                 run(&mut stmt, params).map_err(ctx("counting messages"))
@@ -847,6 +865,7 @@ impl PrunePlan {
 enum IdsOf {
     Count,
     Nth(i64),
+    NthNewest(i64),
 }
 
 // The ids of each listing, for counting and for finding where the newest N start. Same
@@ -873,6 +892,17 @@ const USER_ALL_NTH_SQL: &str = concat!(user_all_ids!(), " ORDER BY 1 LIMIT 1 OFF
 // count takes the same four as the other unread queries.
 const USER_UNREAD_COUNT_SQL: &str = concat!("SELECT count(*) FROM (", user_unread_ids!(), ")");
 const USER_UNREAD_NTH_SQL: &str = concat!(user_unread_ids!(), " ORDER BY 1 LIMIT 1 OFFSET ?3");
+const USER_ALL_NTH_NEWEST_SQL: &str =
+    concat!(user_all_ids!(), " ORDER BY 1 DESC LIMIT 1 OFFSET ?3");
+const USER_UNREAD_NTH_NEWEST_SQL: &str =
+    concat!(user_unread_ids!(), " ORDER BY 1 DESC LIMIT 1 OFFSET ?3");
+const ALL_NTH_NEWEST_SQL: &str =
+    "SELECT m.id FROM messages m WHERE m.id > ?1 ORDER BY m.id DESC LIMIT 1 OFFSET ?2";
+const ALL_UNREAD_NTH_NEWEST_SQL: &str = concat!(
+    "SELECT m.id FROM messages m WHERE m.id > ?1 AND NOT (",
+    all_read_expr!(),
+    ") ORDER BY m.id DESC LIMIT 1 OFFSET ?2"
+);
 const ALL_COUNT_SQL: &str = "SELECT count(*) FROM messages m WHERE m.id > ?1";
 const ALL_NTH_SQL: &str =
     "SELECT m.id FROM messages m WHERE m.id > ?1 ORDER BY m.id LIMIT 1 OFFSET ?2";
@@ -1004,6 +1034,17 @@ mod tests {
             let p = plan(&store.conn, sql, n);
             assert!(!p.contains("SCAN m") && !p.contains("SCAN r"), "{sql}\n{p}");
             assert!(!p.contains("TEMP B-TREE"), "sorts instead of merging:\n{p}");
+        }
+        for (sql, n) in [
+            (USER_ALL_NTH_NEWEST_SQL, 3),
+            (USER_UNREAD_NTH_NEWEST_SQL, 4),
+            (ALL_NTH_NEWEST_SQL, 2),
+        ] {
+            let p = plan(&store.conn, sql, n);
+            assert!(
+                !p.contains("TEMP B-TREE"),
+                "sorts instead of walking back:\n{p}"
+            );
         }
         let p = plan(&store.conn, USER_UNREAD_SQL, 4);
         assert!(p.contains("recipients_unread"), "{p}");

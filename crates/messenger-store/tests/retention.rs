@@ -82,6 +82,14 @@ fn count_and_nth_agree_with_the_listing_for_every_view() {
                     assert_eq!(store.nth_id(&q, offset as u64).unwrap(), Some(*id), "{q:?}");
                 }
                 assert_eq!(store.nth_id(&q, listed.len() as u64).unwrap(), None);
+                for (offset, id) in listed.iter().rev().enumerate() {
+                    assert_eq!(
+                        store.nth_newest_id(&q, offset as u64).unwrap(),
+                        Some(*id),
+                        "{q:?}"
+                    );
+                }
+                assert_eq!(store.nth_newest_id(&q, listed.len() as u64).unwrap(), None);
             }
         }
     }

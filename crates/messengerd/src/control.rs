@@ -188,10 +188,17 @@ fn visible_to(m: &NewMessage, user: &str) -> bool {
     m.recipients.is_empty() || m.recipients.iter().any(|r| r == user)
 }
 
-/// Bytes `m` takes in an `InboxList` reply (its JSON and a separating comma), so that a page
-/// can stop before the reply outgrows the line cap.
-fn encoded_len(m: &StoredMessage) -> usize {
-    serde_json::to_vec(&view(m)).map_or(usize::MAX, |v| v.len() + 1)
+/// Bytes a message's view takes in JSON besides its text and names: field names, id, flags,
+/// the time (at most 40 bytes), the transport and the source address (at most 64). Less than
+/// this; checked by a test against the longest of each.
+const VIEW_JSON_OVERHEAD: usize = 256;
+
+/// At least the bytes `m` takes in an `InboxList` reply, so that a page stops before the reply
+/// outgrows the line cap: JSON writes a string's byte as at most six (`\u0001`). A bound
+/// rather than the encoding itself, which would double the work of every listing.
+fn encoded_len_bound(m: &StoredMessage) -> usize {
+    let strings = m.message.text.len() + m.message.from.len() + m.message.to.len();
+    strings.saturating_mul(6).saturating_add(VIEW_JSON_OVERHEAD)
 }
 
 /// The view of a stored message the command line shows.
@@ -263,7 +270,7 @@ async fn handle(service: &Arc<Service>, caller: &Caller, request: Request) -> Re
                 last,
                 max_bytes: MAX_PAGE_BYTES,
             };
-            match service.inbox.page(request, encoded_len).await {
+            match service.inbox.page(request, encoded_len_bound).await {
                 Ok(page) => Reply::Messages {
                     messages: page.messages.iter().map(view).collect(),
                     more: page.more,
@@ -381,4 +388,44 @@ async fn name_delete(service: &Arc<Service>, caller: &Caller, typed: &str) -> Re
         tracing::warn!(error = %e, "could not remove a deleted name from the store");
     }
     Reply::Done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use messenger_core::message::Transport;
+
+    #[test]
+    fn the_size_bound_of_a_view_is_never_below_its_json() {
+        let worst = |text: &str| StoredMessage {
+            id: i64::MIN,
+            message: NewMessage {
+                received_at: i64::MIN,
+                from: text.to_owned(),
+                to: text.to_owned(),
+                recipients: Vec::new(),
+                source: Some(
+                    "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%4294967295]:65535"
+                        .parse()
+                        .unwrap(),
+                ),
+                transport: Transport::Mailslot,
+                text: text.to_owned(),
+                raw: Vec::new(),
+            },
+            read: false,
+            read_by: Vec::new(),
+        };
+        for text in [
+            "",
+            "\u{1}",
+            &"\u{1}".repeat(1600),
+            &"ü\"\\".repeat(500),
+            "日本",
+        ] {
+            let m = worst(text);
+            let json = serde_json::to_vec(&view(&m)).unwrap().len() + 1;
+            assert!(encoded_len_bound(&m) >= json, "{text:?}: {json}");
+        }
+    }
 }

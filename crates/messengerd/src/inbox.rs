@@ -177,9 +177,15 @@ impl Inbox {
     /// between batches. Returns how many were removed.
     pub async fn prune(&self, now_micros: i64) -> Result<usize, StoreError> {
         let retention = self.retention.clone();
+        let started = std::time::Instant::now();
         let plan = self
             .read(move |s| s.plan_prune(&retention, now_micros))
             .await?;
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            users = plan.users.len(),
+            "planned the pruning"
+        );
         if plan.is_empty() {
             return Ok(0);
         }
@@ -236,8 +242,9 @@ fn read_page(
         let matching = store.count(&query)?;
         older = matching.saturating_sub(last);
         if older > 0 {
-            // Start after the newest of the messages left out.
-            query.after_id = store.nth_id(&query, older - 1)?;
+            // Start after the newest of the messages left out, found walking back from the
+            // newest: `last` steps rather than the whole inbox.
+            query.after_id = store.nth_newest_id(&query, last)?;
         }
     }
     let limit = request.limit.max(1);
