@@ -510,3 +510,123 @@ async fn bad_recipients_and_silent_addresses_through_the_service() {
         ))
         .stderr(contains("the computer at 127.0.0.9 did not answer"));
 }
+
+/// Adds `count` messages for everyone straight into the service's inbox file (WAL lets a
+/// second connection write beside the service's); each text is `long` characters that JSON
+/// escapes to six bytes each, so that a few thousand are more than one reply line may hold.
+fn fill_inbox(service: &Service, count: usize, long: usize) -> Vec<i64> {
+    let path = service.dir.path().join("data").join(messengerd::INBOX_FILE);
+    let mut store = messenger_store::Store::open(path).unwrap();
+    let batch: Vec<messenger_store::NewMessage> = (0..count)
+        .map(|i| messenger_store::NewMessage {
+            received_at: jiff_now_micros(),
+            from: "FILLER".into(),
+            to: "SVCPC".into(),
+            recipients: Vec::new(),
+            source: None,
+            transport: messenger_store::Transport::Local,
+            text: format!("#{i} {}", "\u{1}".repeat(long)),
+            raw: Vec::new(),
+        })
+        .collect();
+    store.insert_batch(&batch).unwrap()
+}
+
+fn jiff_now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+}
+
+fn json_ids(out: &[u8]) -> Vec<i64> {
+    String::from_utf8(out.to_vec())
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// An inbox far larger than one reply line (2,000 messages of about 9.6 KB of JSON each) is
+/// listed whole with --json, page by page, without a gap or a repeat; the listing for people
+/// shows the newest 100 and says how to see the rest; --limit and --after select pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_large_inbox_is_listed_in_pages() {
+    let s = start_service().await;
+    let ids = fill_inbox(&s, 2000, 1600);
+
+    let mut cmd = messenger(&s);
+    cmd.args(["inbox", "--json", "--keep-unread"]);
+    let out = run(cmd).await.success().get_output().stdout.clone();
+    assert_eq!(json_ids(&out), ids);
+
+    let mut cmd = messenger(&s);
+    cmd.args(["inbox", "--keep-unread"]);
+    let out = run(cmd).await.success().get_output().stdout.clone();
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(text.matches("Message from").count(), 100);
+    assert!(
+        text.contains(&format!("[#{}, new", ids[1900])),
+        "newest 100"
+    );
+    assert!(!text.contains(&format!("[#{}, new", ids[1899])));
+    assert!(
+        text.contains("(1900 older messages not shown: `--limit all`"),
+        "{}",
+        &text[text.len().saturating_sub(300)..]
+    );
+
+    // The newest 1500: across page boundaries, starting at the right message.
+    let mut cmd = messenger(&s);
+    cmd.args(["inbox", "--json", "--keep-unread", "--limit", "1500"]);
+    let out = run(cmd)
+        .await
+        .success()
+        .stderr(contains("500 older messages not shown"))
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(json_ids(&out), ids[500..]);
+
+    let mut cmd = messenger(&s);
+    let after = ids[10].to_string();
+    cmd.args([
+        "inbox",
+        "--json",
+        "--keep-unread",
+        "-n",
+        "3",
+        "--after",
+        &after,
+    ]);
+    let out = run(cmd)
+        .await
+        .success()
+        .stderr(contains(format!("`--after {}`", ids[13])))
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(json_ids(&out), ids[11..14]);
+
+    // Shown for people without --keep-unread: every page shown is marked read, the rest not.
+    let mut cmd = messenger(&s);
+    cmd.args(["inbox", "--limit", "1200"]);
+    run(cmd).await.success();
+    let mut cmd = messenger(&s);
+    cmd.args(["inbox", "--unread", "--json", "--keep-unread"]);
+    let out = run(cmd).await.success().get_output().stdout.clone();
+    assert_eq!(json_ids(&out), ids[..800]);
+
+    for bad in ["0", "1.5", "many"] {
+        let mut cmd = messenger(&s);
+        cmd.args(["inbox", "--limit", bad]);
+        run(cmd)
+            .await
+            .code(2)
+            .stderr(contains("not a number of messages"));
+    }
+}

@@ -75,6 +75,24 @@ pub const DEFAULT_GLOBAL_DATAGRAM_BURST: u32 = 200;
 /// `netbios::smb::assembler::DEFAULT_MAX_BLOCKS` for its reasoning).
 pub const DEFAULT_MAX_BLOCKS_PER_MESSAGE: usize = netbios::smb::assembler::DEFAULT_MAX_BLOCKS;
 
+/// Days a message is kept before it is pruned. Three months covers a holiday's worth of
+/// absence with room to spare; an inbox is a pager's history, not an archive.
+pub const DEFAULT_RETENTION_MAX_AGE_DAYS: u64 = 90;
+/// Messages kept per user (addressed to that user; messages for everyone count towards
+/// `max_messages` only). Ten thousand is years of ordinary traffic, and bounds what one
+/// flooded user's inbox costs every listing of it.
+pub const DEFAULT_RETENTION_MAX_MESSAGES_PER_USER: u64 = 10_000;
+/// Messages kept in all. A message takes at most about 4 KiB in the database (1600 bytes of
+/// text, its raw copy and indexes), so this bounds the inbox file to about 2 GiB even with
+/// the longest messages; typical ones take a tenth of that.
+pub const DEFAULT_RETENTION_MAX_MESSAGES: u64 = 500_000;
+/// Free space (MiB) the file system of the data directory must keep for the service to take
+/// a message. Below it senders get ERRnoroom instead of the service filling the disk that
+/// other programs (and the service's own WAL checkpoints) need.
+pub const DEFAULT_MIN_FREE_DISK_MIB: u64 = 100;
+/// Microseconds in a day, for `max_age_days`.
+const MICROS_PER_DAY: i64 = 86_400 * 1_000_000;
+
 /// Why a configuration file was refused.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -156,6 +174,9 @@ pub struct Config {
     /// `[limits]`: resource limits.
     #[serde(default)]
     pub limits: Limits,
+    /// `[retention]`: how long and how many messages the inbox keeps.
+    #[serde(default)]
+    pub retention: Retention,
 }
 
 /// `[policy]`: what the service accepts and from whom.
@@ -246,6 +267,72 @@ impl Default for Limits {
             max_blocks_per_message: DEFAULT_MAX_BLOCKS_PER_MESSAGE,
         }
     }
+}
+
+/// `[retention]`: the inbox does not grow without bound. Messages beyond these are pruned in
+/// the background, oldest first; and the service refuses new messages while the disk is
+/// nearly full. The counts and the age are at least 1 (refused with the file's line
+/// otherwise): an inbox that keeps nothing would acknowledge messages and then lose them.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retention {
+    /// `max_age_days`: messages older than this many days are pruned.
+    #[serde(deserialize_with = "at_least_one")]
+    pub max_age_days: u64,
+    /// `max_messages_per_user`: messages addressed to one user that are kept.
+    #[serde(deserialize_with = "at_least_one")]
+    pub max_messages_per_user: u64,
+    /// `max_messages`: messages kept in all.
+    #[serde(deserialize_with = "at_least_one")]
+    pub max_messages: u64,
+    /// `min_free_disk_mib`: below this much free space (MiB) on the data directory's file
+    /// system new messages are refused with ERRnoroom; 0 turns the check off.
+    pub min_free_disk_mib: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            max_age_days: DEFAULT_RETENTION_MAX_AGE_DAYS,
+            max_messages_per_user: DEFAULT_RETENTION_MAX_MESSAGES_PER_USER,
+            max_messages: DEFAULT_RETENTION_MAX_MESSAGES,
+            min_free_disk_mib: DEFAULT_MIN_FREE_DISK_MIB,
+        }
+    }
+}
+
+impl Retention {
+    /// Messages received before this time (unix microseconds) are past `max_age_days` at
+    /// `now_micros`.
+    pub fn age_cutoff_micros(&self, now_micros: i64) -> i64 {
+        let age = i64::try_from(self.max_age_days)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(MICROS_PER_DAY);
+        now_micros.saturating_sub(age)
+    }
+
+    /// `min_free_disk_mib` in bytes.
+    pub fn min_free_disk_bytes(&self) -> u64 {
+        self.min_free_disk_mib.saturating_mul(1024 * 1024)
+    }
+
+    /// Whether `available_bytes` free on the data directory's file system is too little to
+    /// take another message.
+    pub fn disk_too_full(&self, available_bytes: u64) -> bool {
+        available_bytes < self.min_free_disk_bytes()
+    }
+}
+
+/// Deserializes a count that must be at least 1. Checked while parsing, not afterwards, so
+/// that the error names the line of the value.
+fn at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let value = u64::deserialize(d)?;
+    if value == 0 {
+        return Err(serde::de::Error::custom(
+            "must be at least 1 (an inbox that keeps nothing would lose acknowledged messages)",
+        ));
+    }
+    Ok(value)
 }
 
 /// Who is running the program, for defaults that differ between root and other users.
@@ -561,6 +648,7 @@ mod tests {
         let shown = Config::parse(&uncommented, path).expect("the shown defaults parse");
         assert_eq!(shown.policy, Policy::default());
         assert_eq!(shown.limits, Limits::default());
+        assert_eq!(shown.retention, Retention::default());
         for key in [
             "allow",
             "deny",
@@ -582,6 +670,10 @@ mod tests {
             "max_errors_per_connection",
             "max_names_per_user",
             "max_blocks_per_message",
+            "max_age_days",
+            "max_messages_per_user",
+            "max_messages",
+            "min_free_disk_mib",
             "computer_name",
             "workgroup",
             "data_dir",
@@ -648,6 +740,55 @@ mod tests {
         assert!(err.to_string().starts_with("m.toml:3:"), "{err}");
         let err = Config::parse("[policy]\nrate_limt = false\n", "m.toml").unwrap_err();
         assert!(err.to_string().contains("m.toml:2:"), "{err}");
+    }
+
+    #[test]
+    fn retention_keys_parse_and_zero_counts_are_refused_with_their_line() {
+        let c = Config::parse(
+            "[retention]\nmax_age_days = 7\nmax_messages_per_user = 50\nmax_messages = 900\nmin_free_disk_mib = 0\n",
+            "m.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            c.retention,
+            Retention {
+                max_age_days: 7,
+                max_messages_per_user: 50,
+                max_messages: 900,
+                min_free_disk_mib: 0,
+            }
+        );
+        assert!(!c.retention.disk_too_full(0));
+        for key in ["max_age_days", "max_messages_per_user", "max_messages"] {
+            let text = format!("workgroup = \"LAB\"\n[retention]\n{key} = 0\n");
+            let err = Config::parse(&text, "m.toml").unwrap_err().to_string();
+            assert!(err.starts_with("m.toml:3:"), "{key}: {err}");
+            assert!(err.contains("at least 1"), "{key}: {err}");
+        }
+        let err = Config::parse("[retention]\nmax_age_days = -1\n", "m.toml").unwrap_err();
+        assert!(err.to_string().starts_with("m.toml:2:"), "{err}");
+        let err = Config::parse("[retention]\nkeep_days = 1\n", "m.toml").unwrap_err();
+        assert!(err.to_string().starts_with("m.toml:2:"), "{err}");
+    }
+
+    #[test]
+    fn retention_age_and_disk_thresholds() {
+        let r = Retention {
+            max_age_days: 2,
+            min_free_disk_mib: 3,
+            ..Retention::default()
+        };
+        assert_eq!(r.age_cutoff_micros(10 * MICROS_PER_DAY), 8 * MICROS_PER_DAY);
+        assert_eq!(
+            Retention {
+                max_age_days: u64::MAX,
+                ..r.clone()
+            }
+            .age_cutoff_micros(0),
+            -i64::MAX
+        );
+        assert!(r.disk_too_full(3 * 1024 * 1024 - 1));
+        assert!(!r.disk_too_full(3 * 1024 * 1024));
     }
 
     #[test]

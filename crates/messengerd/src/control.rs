@@ -16,13 +16,14 @@ use messenger_core::nerr::{
 };
 use messenger_ipc::{
     decode_line, encode_line, IpcError, MessageView, NameInfo, Reply, Request, StatusInfo,
-    MAX_LINE_LEN, PROTOCOL_VERSION,
+    MAX_LINE_LEN, MAX_PAGE_BYTES, MAX_PAGE_MESSAGES, PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::caller::Caller;
+use crate::inbox::PageRequest;
 use crate::service::{lock, now_micros, rfc3339, Service};
 
 /// Connections to the control socket served at once; the command line opens one per command.
@@ -153,6 +154,19 @@ fn visible_to(m: &NewMessage, user: &str) -> bool {
     m.recipients.is_empty() || m.recipients.iter().any(|r| r == user)
 }
 
+/// Bytes a message's view takes in JSON besides its text and names: field names, id, flags,
+/// the time (at most 40 bytes), the transport and the source address (at most 64). Less than
+/// this; checked by a test against the longest of each.
+const VIEW_JSON_OVERHEAD: usize = 256;
+
+/// At least the bytes `m` takes in an `InboxList` reply, so that a page stops before the reply
+/// outgrows the line cap: JSON writes a string's byte as at most six (`\u0001`). A bound
+/// rather than the encoding itself, which would double the work of every listing.
+fn encoded_len_bound(m: &StoredMessage) -> usize {
+    let strings = m.message.text.len() + m.message.from.len() + m.message.to.len();
+    strings.saturating_mul(6).saturating_add(VIEW_JSON_OVERHEAD)
+}
+
 /// The view of a stored message the command line shows.
 pub fn view(m: &StoredMessage) -> MessageView {
     MessageView {
@@ -206,26 +220,28 @@ async fn handle(service: &Arc<Service>, caller: &Caller, request: Request) -> Re
             all_users,
             after_id,
             limit,
+            last,
         } => {
             if all_users && !caller.is_root {
                 return nerr_reply(ERROR_ACCESS_DENIED);
             }
-            let query = InboxQuery {
-                user: (!all_users).then(|| caller.user.clone()),
-                unread_only,
-                after_id,
-                limit: None,
+            let request = PageRequest {
+                query: InboxQuery {
+                    user: (!all_users).then(|| caller.user.clone()),
+                    unread_only,
+                    after_id,
+                    limit: None,
+                },
+                limit: limit.unwrap_or(MAX_PAGE_MESSAGES).min(MAX_PAGE_MESSAGES),
+                last,
+                max_bytes: MAX_PAGE_BYTES,
             };
-            match service.inbox.list(query).await {
-                Ok(mut messages) => {
-                    if let Some(limit) = limit {
-                        let skip = messages.len().saturating_sub(limit);
-                        messages.drain(..skip);
-                    }
-                    Reply::Messages {
-                        messages: messages.iter().map(view).collect(),
-                    }
-                }
+            match service.inbox.page(request, encoded_len_bound).await {
+                Ok(page) => Reply::Messages {
+                    messages: page.messages.iter().map(view).collect(),
+                    more: page.more,
+                    older: page.older,
+                },
                 Err(e) => error(NERR_INTERNAL_ERROR, format!("inbox: {e}")),
             }
         }
@@ -353,4 +369,44 @@ async fn name_delete(service: &Arc<Service>, caller: &Caller, typed: &str) -> Re
         tracing::warn!(error = %e, "could not remove a deleted name from the store");
     }
     Reply::Done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use messenger_core::message::Transport;
+
+    #[test]
+    fn the_size_bound_of_a_view_is_never_below_its_json() {
+        let worst = |text: &str| StoredMessage {
+            id: i64::MIN,
+            message: NewMessage {
+                received_at: i64::MIN,
+                from: text.to_owned(),
+                to: text.to_owned(),
+                recipients: Vec::new(),
+                source: Some(
+                    "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%4294967295]:65535"
+                        .parse()
+                        .unwrap(),
+                ),
+                transport: Transport::Mailslot,
+                text: text.to_owned(),
+                raw: Vec::new(),
+            },
+            read: false,
+            read_by: Vec::new(),
+        };
+        for text in [
+            "",
+            "\u{1}",
+            &"\u{1}".repeat(1600),
+            &"ü\"\\".repeat(500),
+            "日本",
+        ] {
+            let m = worst(text);
+            let json = serde_json::to_vec(&view(&m)).unwrap().len() + 1;
+            assert!(encoded_len_bound(&m) >= json, "{text:?}: {json}");
+        }
+    }
 }

@@ -77,7 +77,7 @@ pub async fn start(
 /// service account.
 pub fn open_inbox(settings: &Settings) -> anyhow::Result<inbox::Inbox> {
     let path = settings.data_dir.join(INBOX_FILE);
-    inbox::Inbox::open(&path)
+    inbox::Inbox::open(&path, &settings.config.retention)
         .map_err(|e| anyhow::anyhow!("cannot open the inbox {}: {e}", path.display()))
 }
 
@@ -167,6 +167,10 @@ pub async fn start_with_inbox(
         shutdown.clone(),
     ));
 
+    tasks.spawn(inbox::prune_periodically(
+        service.inbox.clone(),
+        shutdown.clone(),
+    ));
     register_initial_names(&service).await?;
     tasks.spawn(watch_logins(Arc::clone(&service), shutdown.clone()));
     // Closed: `wait` ends once no task is left. Tasks spawned later (connections, displays,

@@ -140,12 +140,13 @@ fn inbox(all_users: bool) -> Request {
         all_users,
         after_id: None,
         limit: None,
+        last: None,
     }
 }
 
 fn listed(reply: Reply) -> Vec<String> {
     match reply {
-        Reply::Messages { messages } => messages.into_iter().map(|m| m.text).collect(),
+        Reply::Messages { messages, .. } => messages.into_iter().map(|m| m.text).collect(),
         other => panic!("expected messages, got {other:?}"),
     }
 }
