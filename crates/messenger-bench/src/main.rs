@@ -7,6 +7,7 @@
 //! server or asserts a number.
 #![forbid(unsafe_code)]
 
+mod ack;
 mod names;
 mod process;
 mod receive;
@@ -32,6 +33,8 @@ struct Cli {
 enum Command {
     /// Receive throughput: concurrent senders, one message per connection.
     Receive(receive::Args),
+    /// A sender's acknowledgement latency, idle and while listings of the inbox run.
+    Ack(ack::Args),
     /// Unicast name queries answered per second.
     Names(names::Args),
     /// A trivial name-query responder, to show what the name load client can drive.
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Receive(a) => receive::run(a),
+        Command::Ack(a) => ack::run(a),
         Command::Names(a) => names::run(a),
         Command::Reflector(a) => names::reflector(a),
         Command::Time(a) => process::time(a),

@@ -197,7 +197,7 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
 }
 
 /// Sends one message on a connection of its own and waits for its final response.
-async fn send_one(
+pub(crate) async fn send_one(
     target: SocketAddr,
     message: &OutgoingMessage,
     options: SenderOptions,

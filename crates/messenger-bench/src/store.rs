@@ -36,6 +36,10 @@ pub struct FillArgs {
     /// Unread messages left for `reader`.
     #[arg(long, default_value_t = 20)]
     unread: usize,
+    /// Every message for everyone, and none read: the inbox a user meets after a broadcast
+    /// flood (`reader` and `unread` are then unused).
+    #[arg(long)]
+    for_everyone: bool,
 }
 
 /// Fills the inbox: addressed messages for synthetic users, one in a hundred for everyone
@@ -49,7 +53,9 @@ pub fn fill(args: FillArgs) -> anyhow::Result<()> {
     let mut batch = Vec::with_capacity(FILL_BATCH);
     let unread_from = args.messages.saturating_sub(args.unread);
     for i in 0..args.messages {
-        let recipients = if i >= unread_from {
+        let recipients = if args.for_everyone {
+            Vec::new()
+        } else if i >= unread_from {
             vec![args.reader.clone()]
         } else if i % FOR_EVERYONE_EVERY == 0 {
             Vec::new()
@@ -79,8 +85,10 @@ pub fn fill(args: FillArgs) -> anyhow::Result<()> {
             batch.clear();
         }
     }
-    for chunk in everyone_ids.chunks(FILL_BATCH) {
-        store.mark_read(&args.reader, chunk)?;
+    if !args.for_everyone {
+        for chunk in everyone_ids.chunks(FILL_BATCH) {
+            store.mark_read(&args.reader, chunk)?;
+        }
     }
     println!(
         "fill {}: {} messages in {:.1} s",

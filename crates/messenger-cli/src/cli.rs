@@ -42,7 +42,8 @@ Invoked through a link named `net`, the program takes the Windows syntax:
     arg_required_else_help = true
 )]
 pub struct Cli {
-    /// The Messenger service's control socket [default: the service's default]
+    /// The Messenger service's control socket [default: `control_socket` of the configuration,
+    /// else /run/messenger/control.sock, the system service's, for every user]
     #[arg(long, global = true, value_name = "PATH", env = "MESSENGER_SOCKET")]
     pub socket: Option<PathBuf>,
 
@@ -100,7 +101,16 @@ pub enum Command {
     Status,
 
     /// Show the messages received for you (oldest first, newest last)
-    #[command(after_long_help = EXIT_STATUS_HELP)]
+    #[command(
+        long_about = "Show the messages received for you, oldest first, newest last.\n\n\
+            Without --limit the newest 100 are shown, and a last line says how many older \
+            ones there are; --limit N shows the newest N, --limit all every message, and \
+            --after ID the messages after the one numbered ID (all of them, or the first N \
+            with --limit N). With --json every message is listed unless --limit says \
+            otherwise. Large inboxes are fetched from the service page by page. Messages \
+            shown are marked read unless --keep-unread.",
+        after_long_help = EXIT_STATUS_HELP
+    )]
     Inbox(InboxArgs),
 
     /// Store a message that Samba's smbd received (for smbd's `message command`)
@@ -240,6 +250,37 @@ pub struct InboxArgs {
     /// Every user's messages, not only yours (root only; marks nothing read)
     #[arg(long)]
     pub all: bool,
+
+    /// How many messages to show: a number (the newest N, or with --after the first N after
+    /// ID) or `all` [default: 100; with --json or --after, all]
+    #[arg(long, short = 'n', value_name = "N|all", value_parser = parse_limit)]
+    pub limit: Option<Limit>,
+
+    /// Only the messages after the one with this number (the `#ID` a listing shows), oldest
+    /// first
+    #[arg(long, value_name = "ID")]
+    pub after: Option<i64>,
+}
+
+/// `inbox --limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Every message.
+    All,
+    /// At most this many (at least 1).
+    Count(u64),
+}
+
+fn parse_limit(text: &str) -> Result<Limit, String> {
+    if text.eq_ignore_ascii_case("all") {
+        return Ok(Limit::All);
+    }
+    match text.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(Limit::Count(n)),
+        _ => Err(format!(
+            "{text:?} is not a number of messages (1 or more) or `all`"
+        )),
+    }
 }
 
 /// The command-line definition, for completions and the man page.

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use messenger_core::access::{Identity, SystemAccounts};
 use messenger_core::config::{Config, Invoker};
 use messenger_ipc::{Client, ClientError};
 
@@ -42,19 +43,21 @@ impl Context {
     }
 
     /// The caller as the configuration's defaults see them.
-    pub fn invoker(&self) -> Invoker {
+    fn invoker(&self) -> Invoker {
         let host = nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_else(|_| "localhost".to_owned());
         Invoker::from_environment(nix::unistd::geteuid().is_root(), host)
     }
 
-    /// The control socket: `--socket` (or `MESSENGER_SOCKET`), else the configuration's.
+    /// The control socket: `--socket` (or `MESSENGER_SOCKET`), else the configuration's,
+    /// else the system service's, the same for every user (see
+    /// [`Config::control_socket`]).
     pub fn socket(&self) -> Result<PathBuf, ConfigFailed> {
         if let Some(s) = &self.socket {
             return Ok(s.clone());
         }
-        Ok(self.config()?.control_socket(&self.invoker()))
+        Ok(self.config()?.control_socket())
     }
 
     /// Whether `--socket` (or `MESSENGER_SOCKET`) chose the socket.
@@ -99,18 +102,12 @@ impl std::fmt::Display for ConnectFailed {
     }
 }
 
-/// The login name of the real user: from the password database, else `$USER`/`$LOGNAME`.
-pub fn login_name() -> String {
-    nix::unistd::User::from_uid(nix::unistd::getuid())
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .or_else(|| std::env::var("USER").ok())
-        .or_else(|| std::env::var("LOGNAME").ok())
-        .unwrap_or_else(|| "UNKNOWN".to_owned())
-}
-
-/// Whether the caller is root (only root may send under another name).
-pub fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
+/// Who runs this command, as the service would see them on its control socket: the
+/// effective uid and gid, and the login name of that uid (the number when it has no account).
+/// The rules of `messenger_core::access` judge this identity.
+pub fn identity() -> Identity {
+    SystemAccounts.identity(
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    )
 }

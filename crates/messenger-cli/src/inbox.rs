@@ -1,15 +1,21 @@
 //! `inbox`: the messages received for the caller, oldest first, and with `--follow` new ones
 //! as they arrive.
 //!
+//! The service sends a listing in pages (at most `MAX_PAGE_MESSAGES` each, so that any inbox
+//! can be listed); this command asks for page after page until it has shown what was asked
+//! for: by default the newest [`DEFAULT_LIMIT`], with `--json` or `--after` everything.
+//!
 //! Messages are shown as the Messenger's pop-up showed them ("Message from X to Y on DATE
 //! TIME", then the text; KB 330904), with every character from the network made safe for the
 //! terminal. `--json` prints one JSON object per message and line instead, unsanitized but
 //! escaped by JSON itself. Messages shown are marked read unless `--keep-unread`.
 
-use messenger_core::sanitize::sanitize;
-use messenger_ipc::{Client, MessageView, Reply, Request};
+use std::io::Write;
 
-use crate::cli::InboxArgs;
+use messenger_core::sanitize::sanitize;
+use messenger_ipc::{Client, MessageView, Reply, Request, MAX_PAGE_MESSAGES};
+
+use crate::cli::{InboxArgs, Limit};
 use crate::context::Context;
 use crate::output::{self, Exit};
 
@@ -45,23 +51,9 @@ pub fn run(ctx: &Context, args: InboxArgs) -> Exit {
             other => return output::failed_reply(other),
         }
     }
-    let request = Request::InboxList {
-        unread_only: args.unread,
-        all_users: args.all,
-        after_id: None,
-        limit: None,
-    };
-    let messages = match client.call(&request) {
-        Ok(Reply::Messages { messages }) => messages,
-        other => return output::failed_reply(other),
-    };
     let mut last_id = i64::MIN;
-    for m in &messages {
-        show(m, args.json);
-        last_id = last_id.max(m.id);
-    }
-    if !args.keep_unread && !args.all {
-        mark_read(&mut client, &messages);
+    if let Err(exit) = list(&mut client, &args, &mut last_id) {
+        return exit;
     }
     let Some(mut follower) = follower else {
         return Exit::Ok;
@@ -77,7 +69,10 @@ pub fn run(ctx: &Context, args: InboxArgs) -> Exit {
                     continue;
                 }
                 last_id = m.id;
-                show(&m, args.json);
+                let mut out = std::io::stdout().lock();
+                if let Err(e) = show(&mut out, &m, args.json).and_then(|()| out.flush()) {
+                    return output_failed(&e);
+                }
                 if !args.keep_unread && !args.all {
                     mark_read(&mut client, std::slice::from_ref(&m));
                 }
@@ -99,6 +94,101 @@ pub fn run(ctx: &Context, args: InboxArgs) -> Exit {
     }
 }
 
+/// Messages a listing for people shows without `--limit`: a screenful or two, the newest;
+/// the listing ends with how many older ones there are and how to see them.
+pub const DEFAULT_LIMIT: u64 = 100;
+
+/// Shows the listing `args` asks for, page by page, marking each page read once shown (unless
+/// `--keep-unread`). `last_id` ends as the highest id shown.
+fn list(client: &mut Client, args: &InboxArgs, last_id: &mut i64) -> Result<(), Exit> {
+    let limit = match args.limit {
+        Some(limit) => limit,
+        None if args.json || args.after.is_some() => Limit::All,
+        None => Limit::Count(DEFAULT_LIMIT),
+    };
+    let wanted = match limit {
+        Limit::All => None,
+        Limit::Count(n) => Some(n),
+    };
+    // Without --after, a count means the newest N; the first page starts at the first of them.
+    let mut last = wanted.filter(|_| args.after.is_none());
+    let mut after = args.after;
+    let mut shown: u64 = 0;
+    let mut older = 0;
+    let mut more;
+    loop {
+        let page_limit = wanted.map_or(MAX_PAGE_MESSAGES, |w| {
+            usize::try_from(w - shown)
+                .unwrap_or(usize::MAX)
+                .min(MAX_PAGE_MESSAGES)
+        });
+        let request = Request::InboxList {
+            unread_only: args.unread,
+            all_users: args.all,
+            after_id: after,
+            limit: Some(page_limit),
+            last: last.take(),
+        };
+        let (messages, page_more, page_older) = match client.call(&request) {
+            Ok(Reply::Messages {
+                messages,
+                more,
+                older,
+            }) => (messages, more, older),
+            other => return Err(output::failed_reply(other)),
+        };
+        if shown == 0 {
+            older = page_older;
+        }
+        more = page_more;
+        // A page is written in one go: a write per message would cost a system call each.
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        for m in &messages {
+            show(&mut out, m, args.json).map_err(|e| output_failed(&e))?;
+            *last_id = (*last_id).max(m.id);
+        }
+        out.flush().map_err(|e| output_failed(&e))?;
+        drop(out);
+        shown += messages.len() as u64;
+        if !args.keep_unread && !args.all {
+            mark_read(client, &messages);
+        }
+        let Some(last_shown) = messages.last() else {
+            break;
+        };
+        after = Some(last_shown.id);
+        if !more || wanted.is_some_and(|w| shown >= w) {
+            break;
+        }
+    }
+    let hint = hint(older, more.then_some(*last_id), args.unread);
+    if let Some(hint) = hint {
+        // With --json standard output is for JSON only.
+        if args.json {
+            eprintln!("{hint}");
+        } else {
+            println!("{hint}");
+        }
+    }
+    Ok(())
+}
+
+/// The closing line of a listing that left messages out: how many, and how to see them.
+fn hint(older: u64, more_after: Option<i64>, unread: bool) -> Option<String> {
+    let what = if unread {
+        "unread messages"
+    } else {
+        "messages"
+    };
+    match (older, more_after) {
+        (0, None) => None,
+        (n, None) => Some(format!(
+            "({n} older {what} not shown: `--limit all` shows every one, `--limit N` the newest N.)"
+        )),
+        (_, Some(id)) => Some(format!("(More {what} follow: `--after {id}` shows them.)")),
+    }
+}
+
 fn mark_read(client: &mut Client, messages: &[MessageView]) {
     let ids: Vec<i64> = messages.iter().filter(|m| !m.read).map(|m| m.id).collect();
     if ids.is_empty() {
@@ -109,15 +199,25 @@ fn mark_read(client: &mut Client, messages: &[MessageView]) {
     }
 }
 
-fn show(m: &MessageView, json: bool) {
+fn show(out: &mut impl Write, m: &MessageView, json: bool) -> std::io::Result<()> {
     if json {
         match serde_json::to_string(m) {
-            Ok(line) => println!("{line}"),
+            Ok(line) => writeln!(out, "{line}")?,
             Err(e) => output::error(&format!("cannot encode message {}: {e}", m.id)),
         }
-        return;
+        return Ok(());
     }
-    print!("{}", format_message(m));
+    write!(out, "{}", format_message(m))
+}
+
+/// The exit for a listing that could not be written: a reader that stopped early (`| head`)
+/// is not an error worth a message.
+fn output_failed(e: &std::io::Error) -> Exit {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        return Exit::Ok;
+    }
+    output::error(&format!("cannot write the messages: {e}"));
+    Exit::Failed
 }
 
 /// A message as a pop-up showed it, made safe for a terminal.
@@ -185,6 +285,16 @@ mod tests {
         );
         assert!(s.contains("[#7, new, session from 10.0.0.5:49152]"), "{s}");
         assert!(s.contains("line one\n^[[2Jline two"), "{s}");
+    }
+
+    #[test]
+    fn a_listing_that_left_messages_out_says_how_to_see_them() {
+        assert_eq!(hint(0, None, false), None);
+        let h = hint(250, None, true).unwrap();
+        assert!(h.contains("250 older unread messages"), "{h}");
+        assert!(h.contains("--limit all"), "{h}");
+        let h = hint(0, Some(77), false).unwrap();
+        assert!(h.contains("--after 77"), "{h}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use std::io::{IsTerminal, Read};
 
+use messenger_core::access::{self, SystemAccounts};
 use messenger_core::nerr;
 use messenger_ipc::{IpcError, Reply, Request, SendResult, SendTarget};
 use messenger_net::{LengthLimit, NetError, Settings};
@@ -55,13 +56,10 @@ pub fn run(ctx: &Context, args: SendArgs) -> Exit {
         output::usage_error("the message is empty");
         return Exit::Usage;
     }
-    let login = context::login_name();
+    let identity = context::identity();
     if let Some(from) = &args.from {
-        if !from.eq_ignore_ascii_case(&login) && !context::is_root() {
-            output::net_error_with_detail(
-                nerr::ERROR_ACCESS_DENIED,
-                Some("Only root may send under another name than the login name."),
-            );
+        if !access::may_send_as(&identity, from) {
+            output::net_error_with_detail(nerr::ERROR_ACCESS_DENIED, Some(access::SEND_AS_REFUSED));
             return Exit::Failed;
         }
     }
@@ -97,7 +95,7 @@ pub fn run(ctx: &Context, args: SendArgs) -> Exit {
             }
         }
         Err(e) if e.not_running() => {
-            let from = args.from.clone().unwrap_or(login);
+            let from = args.from.clone().unwrap_or(identity.login);
             send_direct(ctx, &recipient, &from, &text, limit)
         }
         Err(e) => {
@@ -105,19 +103,6 @@ pub fn run(ctx: &Context, args: SendArgs) -> Exit {
             Exit::Failed
         }
     }
-}
-
-/// Whether this process may send broadcasts: root, or a member of `group`.
-fn may_broadcast(group: Option<&str>) -> bool {
-    if context::is_root() {
-        return true;
-    }
-    let Some(Ok(Some(group))) = group.map(nix::unistd::Group::from_name) else {
-        return false;
-    };
-    nix::unistd::getegid() == group.gid
-        || nix::unistd::getgroups().is_ok_and(|groups| groups.contains(&group.gid))
-        || group.mem.contains(&context::login_name())
 }
 
 /// The recipient, and the words of the message.
@@ -221,8 +206,13 @@ fn report(results: &[SendResult]) -> Exit {
     }
 }
 
-/// The service refused the request as a whole.
+/// The service refused the request as a whole. A bad recipient or text is a usage error in
+/// the service's words, which are `messenger-net`'s, as when sending without the service.
 fn request_failed(recipient: &Recipient, e: &IpcError) -> Exit {
+    if Exit::for_code(e.code) == Exit::Usage {
+        output::usage_error(&e.message);
+        return Exit::Usage;
+    }
     if DELIVERY_ERRORS.contains(&e.code) {
         failure(&display(recipient), e.code, Some(&e.message));
         return Exit::NotDelivered;
@@ -281,12 +271,13 @@ fn send_direct(
     // configured broadcast group. (Anyone can still write their own datagram sender; the
     // receivers' `broadcast_sources` is what stops those.)
     if matches!(recipient, Recipient::Workgroup(_))
-        && !may_broadcast(config.policy.broadcast_group.as_deref())
+        && !access::may_broadcast(
+            &context::identity(),
+            config.policy.broadcast_group.as_deref(),
+            &SystemAccounts,
+        )
     {
-        output::net_error_with_detail(
-            nerr::ERROR_ACCESS_DENIED,
-            Some("Only root and members of the broadcast group may send to a whole workgroup."),
-        );
+        output::net_error_with_detail(nerr::ERROR_ACCESS_DENIED, Some(access::BROADCAST_REFUSED));
         return Exit::Failed;
     }
     let settings = match Settings::from_config(config, &computer) {

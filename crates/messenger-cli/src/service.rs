@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use messenger_core::nerr;
 use messenger_ipc::{Reply, Request, StatusInfo};
+use nix::fcntl::OFlag;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -32,6 +33,9 @@ const SYSTEMD_RUNTIME_DIR: &str = "/run/systemd/system";
 const PID_FILE: &str = "messengerd.pid";
 /// The daemon's log when started in the background, beside its control socket.
 const LOG_FILE: &str = "messengerd.log";
+/// Mode of a new log: messages are logged without their text (above debug level), but names
+/// and addresses are still nobody else's business.
+const LOG_FILE_MODE: u32 = 0o640;
 /// Longest wait for a started service to answer. Our limit: start-up registers the computer
 /// name, which takes three broadcasts 250–750 ms apart (REFERENCE 2.3), plus the inbox; 20 s
 /// leaves room for a slow disk.
@@ -273,11 +277,25 @@ fn spawn(ctx: &Context) -> Result<(), String> {
         .unwrap_or_else(|| PathBuf::from("."));
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let log_path = dir.join(LOG_FILE);
+    // The directory may be the service account's (the service takes a run directory it
+    // created): never follow a link there, nor append to a file that has other names too.
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let log = OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(LOG_FILE_MODE)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
         .open(&log_path)
         .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
+    match log.metadata() {
+        Ok(m) if m.is_file() && m.nlink() == 1 => {}
+        _ => {
+            return Err(format!(
+                "{} is not a plain file of its own; not writing to it",
+                log_path.display()
+            ))
+        }
+    }
     let log_err = log
         .try_clone()
         .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;

@@ -479,3 +479,142 @@ fn other_users_cannot_broadcast_without_the_service_either() {
         .code(1)
         .stderr(contains("System error 5 has occurred."));
 }
+
+/// What both the direct path and the service say of a 17-character recipient that no host
+/// has either: the rule it breaks, as a usage error.
+const TOO_LONG_RECIPIENT: &str = "messenger: \"abcdefghijklmnopq\" is not a messaging name \
+     (it has 17 characters; messaging names have at most 15), nor a host name that resolves\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recipient_that_is_neither_a_name_nor_a_host_is_a_usage_error() {
+    let p = peers().await;
+    let mut cmd = messenger();
+    cmd.arg("--config")
+        .arg(&p.config)
+        .args(["send", "abcdefghijklmnopq", "hello"]);
+    run(cmd)
+        .await
+        .code(2)
+        .stdout("")
+        .stderr(contains(TOO_LONG_RECIPIENT))
+        .stderr(contains("<03>").not())
+        .stderr(contains("could not be found").not());
+    let mut cmd = messenger();
+    cmd.arg("--config")
+        .arg(&p.config)
+        .args(["send", "a?b", "hello"]);
+    run(cmd)
+        .await
+        .code(2)
+        .stderr(contains("\"a?b\" is not a messaging name ("))
+        .stderr(contains("may not contain"))
+        .stderr(contains("nor a host name that resolves"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_that_does_not_answer_says_so() {
+    // Nothing listens on this port at 127.0.0.9: the node status query gets no answer.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    drop(silent);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), port, 1, 1);
+    let mut cmd = messenger();
+    cmd.arg("--config")
+        .arg(&cfg)
+        .args(["send", "127.0.0.9", "anyone?"]);
+    run(cmd)
+        .await
+        .code(4)
+        .stderr(contains(
+            "An error occurred while sending a message to 127.0.0.9.",
+        ))
+        .stderr(contains("the computer at 127.0.0.9 did not answer"));
+}
+
+/// Runs the command line as `nobody` (uid 65534) with group `gid`; None when not root.
+fn as_nobody(gid: u32, config: &Path, args: &[&str]) -> Option<Command> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return None;
+    }
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("messenger"));
+    std::os::unix::process::CommandExt::uid(&mut cmd, 65534);
+    std::os::unix::process::CommandExt::gid(&mut cmd, gid);
+    cmd.env_remove("MESSENGER_SOCKET")
+        .env_remove("MESSENGER_CONFIG")
+        .arg("--config")
+        .arg(config)
+        .args(args);
+    Some(Command::from_std(cmd))
+}
+
+/// A directory `nobody` can read, for configurations it must load.
+fn open_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    dir
+}
+
+/// `--from` with one's own login name in capitals is one's own name, as the service agrees
+/// (see messengerd's control tests); another name is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_is_ones_login_name_in_any_case() {
+    let mut p = peers().await;
+    let dir = open_dir();
+    let cfg = dir.path().join("messenger.toml");
+    std::fs::copy(&p.config, &cfg).unwrap();
+    let Some(cmd) = as_nobody(65534, &cfg, &["send", "--from", "NOBODY", "bob", "hi"]) else {
+        eprintln!("SKIPPED from_is_ones_login_name_in_any_case: not root; NOT checked");
+        return;
+    };
+    run(cmd)
+        .await
+        .success()
+        .stdout("The message was successfully sent to BOB.\n");
+    assert_eq!(p.receiver.next_message().await.from, b"NOBODY");
+    let cmd = as_nobody(65534, &cfg, &["send", "--from", "BOSS", "bob", "hi"]).unwrap();
+    run(cmd)
+        .await
+        .code(1)
+        .stderr(contains("System error 5 has occurred."))
+        .stderr(contains(
+            "Only root may send under another name than the login name.",
+        ));
+}
+
+/// The broadcast right counts the account's groups, not only the process's: `nobody` runs
+/// with group `daemon` (1) here, and the broadcast group is its account's primary group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broadcast_group_counts_the_accounts_groups() {
+    let p = peers().await;
+    let Some(group) = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(65534))
+        .ok()
+        .flatten()
+    else {
+        eprintln!(
+            "SKIPPED the_broadcast_group_counts_the_accounts_groups: no group 65534; NOT checked"
+        );
+        return;
+    };
+    let dir = open_dir();
+    let cfg = dir.path().join("messenger.toml");
+    let mut text = std::fs::read_to_string(&p.config).unwrap();
+    text.push_str(&format!("[policy]\nbroadcast_group = \"{}\"\n", group.name));
+    std::fs::write(&cfg, text).unwrap();
+    let Some(cmd) = as_nobody(1, &cfg, &["send", "*", "from a member"]) else {
+        eprintln!("SKIPPED the_broadcast_group_counts_the_accounts_groups: not root; NOT checked");
+        return;
+    };
+    run(cmd)
+        .await
+        .success()
+        .stdout("The message was successfully sent to domain TESTWG.\n");
+    let d = MessengerDatagram::decode(&p.datagrams.next().await)
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.message.text, b"from a member");
+}

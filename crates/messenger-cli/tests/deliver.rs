@@ -76,8 +76,9 @@ async fn start_service(guest: &str) -> Service {
     );
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
+    let inbox = messengerd::open_inbox(&settings).unwrap();
     tokio::spawn(async move {
-        if let Err(e) = messengerd::run(settings, sockets, token).await {
+        if let Err(e) = messengerd::run(settings, sockets, inbox, token, |_| {}).await {
             panic!("service failed: {e:#}");
         }
     });

@@ -71,8 +71,9 @@ async fn start_service() -> Service {
     let sockets = messengerd::Sockets::bind(&settings.config, &settings.control_socket).unwrap();
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
+    let inbox = messengerd::open_inbox(&settings).unwrap();
     tokio::spawn(async move {
-        if let Err(e) = messengerd::run(settings, sockets, token).await {
+        if let Err(e) = messengerd::run(settings, sockets, inbox, token, |_| {}).await {
             panic!("service failed: {e:#}");
         }
     });
@@ -447,4 +448,185 @@ async fn inbox_all_shows_every_users_messages_to_root_only() {
     let mut all = messenger(&s);
     all.args(["inbox", "--all", "--json"]);
     run(all).await.success().stdout(contains("for nobody only"));
+}
+
+/// `start` (as root, in a run directory the service account may own) never writes its log
+/// through a link planted where the log goes.
+#[test]
+fn start_never_writes_its_log_through_a_planted_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"keep me").unwrap();
+    std::os::unix::fs::symlink(&victim, run.join("messengerd.log")).unwrap();
+    let config = dir.path().join("messenger.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "control_socket = \"{socket}\"\ndata_dir = \"{data}\"\n\
+             listen_addresses = [\"127.0.0.1\"]\nname_port = {name}\n\
+             datagram_port = {dgm}\nsession_port = {ssn}\n",
+            socket = run.join("control.sock").display(),
+            data = dir.path().join("data").display(),
+            name = free_udp_port(),
+            dgm = free_udp_port(),
+            ssn = free_tcp_port(),
+        ),
+    )
+    .unwrap();
+    let mut cli = Command::cargo_bin("messenger").unwrap();
+    cli.env_remove("MESSENGER_SOCKET")
+        .arg("--config")
+        .arg(&config)
+        .arg("start");
+    cli.assert().code(1).stderr(contains("messengerd.log"));
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+}
+
+/// The same words as without the service (see the `cli` tests): the rule comes from one place.
+const TOO_LONG_RECIPIENT: &str = "messenger: \"abcdefghijklmnopq\" is not a messaging name \
+     (it has 17 characters; messaging names have at most 15), nor a host name that resolves\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_recipients_and_silent_addresses_through_the_service() {
+    let s = start_service().await;
+    let mut cmd = messenger(&s);
+    cmd.args(["send", "abcdefghijklmnopq", "hello"]);
+    run(cmd)
+        .await
+        .code(2)
+        .stdout("")
+        .stderr(contains(TOO_LONG_RECIPIENT))
+        .stderr(contains("<03>").not());
+    // The service listens on 127.0.0.1 only: nobody answers at 127.0.0.9.
+    let mut cmd = messenger(&s);
+    cmd.args(["send", "127.0.0.9", "anyone?"]);
+    run(cmd)
+        .await
+        .code(4)
+        .stderr(contains(
+            "An error occurred while sending a message to 127.0.0.9.",
+        ))
+        .stderr(contains("the computer at 127.0.0.9 did not answer"));
+}
+
+/// Adds `count` messages for everyone straight into the service's inbox file (WAL lets a
+/// second connection write beside the service's); each text is `long` characters that JSON
+/// escapes to six bytes each, so that a few thousand are more than one reply line may hold.
+fn fill_inbox(service: &Service, count: usize, long: usize) -> Vec<i64> {
+    let path = service.dir.path().join("data").join(messengerd::INBOX_FILE);
+    let mut store = messenger_store::Store::open(path).unwrap();
+    let batch: Vec<messenger_store::NewMessage> = (0..count)
+        .map(|i| messenger_store::NewMessage {
+            received_at: jiff_now_micros(),
+            from: "FILLER".into(),
+            to: "SVCPC".into(),
+            recipients: Vec::new(),
+            source: None,
+            transport: messenger_store::Transport::Local,
+            text: format!("#{i} {}", "\u{1}".repeat(long)),
+            raw: Vec::new(),
+        })
+        .collect();
+    store.insert_batch(&batch).unwrap()
+}
+
+fn jiff_now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+}
+
+fn json_ids(out: &[u8]) -> Vec<i64> {
+    String::from_utf8(out.to_vec())
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// An inbox far larger than one reply line (2,000 messages of about 9.6 KB of JSON each) is
+/// listed whole with --json, page by page, without a gap or a repeat; the listing for people
+/// shows the newest 100 and says how to see the rest; --limit and --after select pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_large_inbox_is_listed_in_pages() {
+    let s = start_service().await;
+    let ids = fill_inbox(&s, 2000, 1600);
+
+    let mut cmd = messenger(&s);
+    cmd.args(["inbox", "--json", "--keep-unread"]);
+    let out = run(cmd).await.success().get_output().stdout.clone();
+    assert_eq!(json_ids(&out), ids);
+
+    let mut cmd = messenger(&s);
+    cmd.args(["inbox", "--keep-unread"]);
+    let out = run(cmd).await.success().get_output().stdout.clone();
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(text.matches("Message from").count(), 100);
+    assert!(
+        text.contains(&format!("[#{}, new", ids[1900])),
+        "newest 100"
+    );
+    assert!(!text.contains(&format!("[#{}, new", ids[1899])));
+    assert!(
+        text.contains("(1900 older messages not shown: `--limit all`"),
+        "{}",
+        &text[text.len().saturating_sub(300)..]
+    );
+
+    // The newest 1500: across page boundaries, starting at the right message.
+    let mut cmd = messenger(&s);
+    cmd.args(["inbox", "--json", "--keep-unread", "--limit", "1500"]);
+    let out = run(cmd)
+        .await
+        .success()
+        .stderr(contains("500 older messages not shown"))
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(json_ids(&out), ids[500..]);
+
+    let mut cmd = messenger(&s);
+    let after = ids[10].to_string();
+    cmd.args([
+        "inbox",
+        "--json",
+        "--keep-unread",
+        "-n",
+        "3",
+        "--after",
+        &after,
+    ]);
+    let out = run(cmd)
+        .await
+        .success()
+        .stderr(contains(format!("`--after {}`", ids[13])))
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(json_ids(&out), ids[11..14]);
+
+    // Shown for people without --keep-unread: every page shown is marked read, the rest not.
+    let mut cmd = messenger(&s);
+    cmd.args(["inbox", "--limit", "1200"]);
+    run(cmd).await.success();
+    let mut cmd = messenger(&s);
+    cmd.args(["inbox", "--unread", "--json", "--keep-unread"]);
+    let out = run(cmd).await.success().get_output().stdout.clone();
+    assert_eq!(json_ids(&out), ids[..800]);
+
+    for bad in ["0", "1.5", "many"] {
+        let mut cmd = messenger(&s);
+        cmd.args(["inbox", "--limit", bad]);
+        run(cmd)
+            .await
+            .code(2)
+            .stderr(contains("not a number of messages"));
+    }
 }

@@ -11,6 +11,12 @@ use serde::Deserialize;
 
 /// Where the service looks for its configuration when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/messenger/messenger.toml";
+/// The system service's control socket: where every user's command line finds the service
+/// unless `control_socket` or `--socket` says otherwise. `/run` is writable by root only, so
+/// nobody else can put something of their own at this path.
+pub const SYSTEM_CONTROL_SOCKET: &str = "/run/messenger/control.sock";
+/// The system service's data directory (systemd's `StateDirectory=messenger`).
+pub const SYSTEM_DATA_DIR: &str = "/var/lib/messenger";
 /// UDP port of the NetBIOS name service (RFC 1002 s.6 NAME_SERVICE_UDP_PORT).
 pub const DEFAULT_NAME_PORT: u16 = 137;
 /// UDP port of the NetBIOS datagram service (RFC 1002 s.6 DGM_SRVC_UDP_PORT).
@@ -36,8 +42,16 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1000;
 pub const DEFAULT_MAX_CONNECTIONS_PER_SOURCE: usize = 32;
 /// Seconds a new connection has to send its session request (or first SMB).
 pub const DEFAULT_FIRST_REQUEST_TIMEOUT_SECS: u64 = 5;
-/// Seconds allowed between later SMBs of a connection.
+/// Seconds a connection may go without progress on a message (a block taken, a message
+/// stored); other SMBs do not count.
 pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
+/// Seconds a connection may last at all: the protocol crate's cap (see
+/// `netbios::smb::receiver::CONNECTION_LIFETIME` for its reasoning).
+pub const DEFAULT_CONNECTION_LIFETIME_SECS: u64 =
+    netbios::smb::receiver::CONNECTION_LIFETIME.as_secs();
+/// SMB errors a connection may draw before it is closed: the protocol crate's budget (see
+/// `netbios::smb::receiver::ERROR_BUDGET` for its reasoning).
+pub const DEFAULT_MAX_ERRORS_PER_CONNECTION: u32 = netbios::smb::receiver::ERROR_BUDGET;
 /// Messaging names one user may add. Windows keeps at most 256 names per LANA ([MS-MSRP]
 /// note <9>); one user taking a tenth of that is already generous.
 pub const DEFAULT_MAX_NAMES_PER_USER: usize = 16;
@@ -60,6 +74,24 @@ pub const DEFAULT_GLOBAL_DATAGRAM_BURST: u32 = 200;
 /// Blocks one multi-block message may have: the protocol crate's limit (see
 /// `netbios::smb::assembler::DEFAULT_MAX_BLOCKS` for its reasoning).
 pub const DEFAULT_MAX_BLOCKS_PER_MESSAGE: usize = netbios::smb::assembler::DEFAULT_MAX_BLOCKS;
+
+/// Days a message is kept before it is pruned. Three months covers a holiday's worth of
+/// absence with room to spare; an inbox is a pager's history, not an archive.
+pub const DEFAULT_RETENTION_MAX_AGE_DAYS: u64 = 90;
+/// Messages kept per user (addressed to that user; messages for everyone count towards
+/// `max_messages` only). Ten thousand is years of ordinary traffic, and bounds what one
+/// flooded user's inbox costs every listing of it.
+pub const DEFAULT_RETENTION_MAX_MESSAGES_PER_USER: u64 = 10_000;
+/// Messages kept in all. A message takes at most about 4 KiB in the database (1600 bytes of
+/// text, its raw copy and indexes), so this bounds the inbox file to about 2 GiB even with
+/// the longest messages; typical ones take a tenth of that.
+pub const DEFAULT_RETENTION_MAX_MESSAGES: u64 = 500_000;
+/// Free space (MiB) the file system of the data directory must keep for the service to take
+/// a message. Below it senders get ERRnoroom instead of the service filling the disk that
+/// other programs (and the service's own WAL checkpoints) need.
+pub const DEFAULT_MIN_FREE_DISK_MIB: u64 = 100;
+/// Microseconds in a day, for `max_age_days`.
+const MICROS_PER_DAY: i64 = 86_400 * 1_000_000;
 
 /// Why a configuration file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -150,14 +182,17 @@ pub struct Config {
     /// `[limits]`: resource limits.
     #[serde(default)]
     pub limits: Limits,
+    /// `[retention]`: how long and how many messages the inbox keeps.
+    #[serde(default)]
+    pub retention: Retention,
 }
 
 /// `[policy]`: what the service accepts and from whom.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Policy {
-    /// `allow`: source networks (CIDR) allowed to send to us; empty means the subnets of our
-    /// interfaces and loopback.
+    /// `allow`: source networks (CIDR) allowed to send to us; empty means private and local
+    /// address space and the subnets of our interfaces (`policy::LOCAL_NETWORKS`).
     pub allow: Vec<String>,
     /// `deny`: source networks refused even if allowed.
     pub deny: Vec<String>,
@@ -215,8 +250,12 @@ pub struct Limits {
     pub max_connections_per_source: usize,
     /// `first_request_timeout_secs`.
     pub first_request_timeout_secs: u64,
-    /// `request_timeout_secs`.
+    /// `request_timeout_secs`: time allowed without progress on a message.
     pub request_timeout_secs: u64,
+    /// `connection_lifetime_secs`: time a connection may last at all.
+    pub connection_lifetime_secs: u64,
+    /// `max_errors_per_connection`: SMB errors a connection may draw before it is closed.
+    pub max_errors_per_connection: u32,
     /// `max_names_per_user`.
     pub max_names_per_user: usize,
     /// `max_blocks_per_message`: 0xD7 blocks one multi-block message may have.
@@ -230,10 +269,78 @@ impl Default for Limits {
             max_connections_per_source: DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
             first_request_timeout_secs: DEFAULT_FIRST_REQUEST_TIMEOUT_SECS,
             request_timeout_secs: DEFAULT_REQUEST_TIMEOUT_SECS,
+            connection_lifetime_secs: DEFAULT_CONNECTION_LIFETIME_SECS,
+            max_errors_per_connection: DEFAULT_MAX_ERRORS_PER_CONNECTION,
             max_names_per_user: DEFAULT_MAX_NAMES_PER_USER,
             max_blocks_per_message: DEFAULT_MAX_BLOCKS_PER_MESSAGE,
         }
     }
+}
+
+/// `[retention]`: the inbox does not grow without bound. Messages beyond these are pruned in
+/// the background, oldest first; and the service refuses new messages while the disk is
+/// nearly full. The counts and the age are at least 1 (refused with the file's line
+/// otherwise): an inbox that keeps nothing would acknowledge messages and then lose them.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retention {
+    /// `max_age_days`: messages older than this many days are pruned.
+    #[serde(deserialize_with = "at_least_one")]
+    pub max_age_days: u64,
+    /// `max_messages_per_user`: messages addressed to one user that are kept.
+    #[serde(deserialize_with = "at_least_one")]
+    pub max_messages_per_user: u64,
+    /// `max_messages`: messages kept in all.
+    #[serde(deserialize_with = "at_least_one")]
+    pub max_messages: u64,
+    /// `min_free_disk_mib`: below this much free space (MiB) on the data directory's file
+    /// system new messages are refused with ERRnoroom; 0 turns the check off.
+    pub min_free_disk_mib: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            max_age_days: DEFAULT_RETENTION_MAX_AGE_DAYS,
+            max_messages_per_user: DEFAULT_RETENTION_MAX_MESSAGES_PER_USER,
+            max_messages: DEFAULT_RETENTION_MAX_MESSAGES,
+            min_free_disk_mib: DEFAULT_MIN_FREE_DISK_MIB,
+        }
+    }
+}
+
+impl Retention {
+    /// Messages received before this time (unix microseconds) are past `max_age_days` at
+    /// `now_micros`.
+    pub fn age_cutoff_micros(&self, now_micros: i64) -> i64 {
+        let age = i64::try_from(self.max_age_days)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(MICROS_PER_DAY);
+        now_micros.saturating_sub(age)
+    }
+
+    /// `min_free_disk_mib` in bytes.
+    pub fn min_free_disk_bytes(&self) -> u64 {
+        self.min_free_disk_mib.saturating_mul(1024 * 1024)
+    }
+
+    /// Whether `available_bytes` free on the data directory's file system is too little to
+    /// take another message.
+    pub fn disk_too_full(&self, available_bytes: u64) -> bool {
+        available_bytes < self.min_free_disk_bytes()
+    }
+}
+
+/// Deserializes a count that must be at least 1. Checked while parsing, not afterwards, so
+/// that the error names the line of the value.
+fn at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let value = u64::deserialize(d)?;
+    if value == 0 {
+        return Err(serde::de::Error::custom(
+            "must be at least 1 (an inbox that keeps nothing would lose acknowledged messages)",
+        ));
+    }
+    Ok(value)
 }
 
 /// Who is running the program, for defaults that differ between root and other users.
@@ -241,10 +348,8 @@ impl Default for Limits {
 pub struct Invoker {
     /// Effective uid is 0.
     pub is_root: bool,
-    /// `$XDG_DATA_HOME`, or `$HOME/.local/share`.
+    /// `$XDG_DATA_HOME`, or `$HOME/.local/share` (absolute paths only).
     pub data_home: Option<PathBuf>,
-    /// `$XDG_RUNTIME_DIR`.
-    pub runtime_dir: Option<PathBuf>,
     /// The machine's host name.
     pub host_name: String,
 }
@@ -351,6 +456,25 @@ impl Config {
         if self.limits.max_connections == 0 || self.limits.max_connections_per_source == 0 {
             return Err(invalid("connection limits must be at least 1".into()));
         }
+        for (key, value) in [
+            (
+                "first_request_timeout_secs",
+                self.limits.first_request_timeout_secs,
+            ),
+            ("request_timeout_secs", self.limits.request_timeout_secs),
+            (
+                "connection_lifetime_secs",
+                self.limits.connection_lifetime_secs,
+            ),
+            (
+                "max_errors_per_connection",
+                u64::from(self.limits.max_errors_per_connection),
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(format!("limits.{key} must be at least 1")));
+            }
+        }
         Ok(())
     }
 
@@ -400,37 +524,29 @@ impl Config {
         crate::samba::SambaGlobals::read(&self.samba_config())
     }
 
-    /// Where the inbox lives: `data_dir`, else `/var/lib/messenger` for root, else
-    /// `$XDG_DATA_HOME/messenger`.
-    pub fn data_dir(&self, invoker: &Invoker) -> PathBuf {
+    /// Where the inbox lives: `data_dir`, else [`SYSTEM_DATA_DIR`] for root, else
+    /// `$XDG_DATA_HOME/messenger` (or `$HOME/.local/share/messenger`). `None` for a user with
+    /// neither variable: there is no private place to default to, and a shared one (the
+    /// current or the temporary directory) would let other users plant files in the inbox's
+    /// way.
+    pub fn data_dir(&self, invoker: &Invoker) -> Option<PathBuf> {
         if let Some(d) = &self.data_dir {
-            return d.clone();
+            return Some(d.clone());
         }
         if invoker.is_root {
-            return PathBuf::from("/var/lib/messenger");
+            return Some(PathBuf::from(SYSTEM_DATA_DIR));
         }
-        invoker
-            .data_home
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("."))
-            .join("messenger")
+        invoker.data_home.as_ref().map(|h| h.join("messenger"))
     }
 
-    /// The control socket: `control_socket`, else `/run/messenger/control.sock` for root, else
-    /// `$XDG_RUNTIME_DIR/messenger/control.sock`.
-    pub fn control_socket(&self, invoker: &Invoker) -> PathBuf {
-        if let Some(s) = &self.control_socket {
-            return s.clone();
-        }
-        if invoker.is_root {
-            return PathBuf::from("/run/messenger/control.sock");
-        }
-        invoker
-            .runtime_dir
+    /// The control socket: `control_socket`, else [`SYSTEM_CONTROL_SOCKET`], for every user.
+    /// The system service serves all users on one socket; a service of one's own (started
+    /// without root) must be given its own `control_socket`, and the command line pointed at
+    /// it with the same configuration or `--socket`.
+    pub fn control_socket(&self) -> PathBuf {
+        self.control_socket
             .clone()
-            .unwrap_or_else(std::env::temp_dir)
-            .join("messenger")
-            .join("control.sock")
+            .unwrap_or_else(|| PathBuf::from(SYSTEM_CONTROL_SOCKET))
     }
 
     /// The OEM code page's name.
@@ -469,18 +585,16 @@ impl Config {
 impl Invoker {
     /// The running process's view: effective uid, XDG variables, host name.
     pub fn from_environment(is_root: bool, host_name: String) -> Self {
-        let home = std::env::var_os("HOME").map(PathBuf::from);
-        let data_home = std::env::var_os("XDG_DATA_HOME")
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-            .or_else(|| home.map(|h| h.join(".local/share")));
-        let runtime_dir = std::env::var_os("XDG_RUNTIME_DIR")
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute());
+        let absolute = |var| {
+            std::env::var_os(var)
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+        };
+        let data_home =
+            absolute("XDG_DATA_HOME").or_else(|| absolute("HOME").map(|h| h.join(".local/share")));
         Self {
             is_root,
             data_home,
-            runtime_dir,
             host_name,
         }
     }
@@ -504,7 +618,6 @@ mod tests {
         Invoker {
             is_root: false,
             data_home: Some("/home/u/.local/share".into()),
-            runtime_dir: Some("/run/user/1000".into()),
             host_name: "build-box.example.org".into(),
         }
     }
@@ -521,19 +634,15 @@ mod tests {
         assert_eq!(c.session_port(), 139);
         assert_eq!(
             c.data_dir(&user()),
-            PathBuf::from("/home/u/.local/share/messenger")
-        );
-        assert_eq!(
-            c.control_socket(&user()),
-            PathBuf::from("/run/user/1000/messenger/control.sock")
+            Some(PathBuf::from("/home/u/.local/share/messenger"))
         );
         let root = Invoker {
             is_root: true,
             ..user()
         };
-        assert_eq!(c.data_dir(&root), PathBuf::from("/var/lib/messenger"));
+        assert_eq!(c.data_dir(&root), Some(PathBuf::from("/var/lib/messenger")));
         assert_eq!(
-            c.control_socket(&root),
+            c.control_socket(),
             PathBuf::from("/run/messenger/control.sock")
         );
         assert!(c.policy.rate_limit);
@@ -574,6 +683,7 @@ mod tests {
         let shown = Config::parse(&uncommented, path).expect("the shown defaults parse");
         assert_eq!(shown.policy, Policy::default());
         assert_eq!(shown.limits, Limits::default());
+        assert_eq!(shown.retention, Retention::default());
         for key in [
             "allow",
             "deny",
@@ -591,8 +701,14 @@ mod tests {
             "max_connections_per_source",
             "first_request_timeout_secs",
             "request_timeout_secs",
+            "connection_lifetime_secs",
+            "max_errors_per_connection",
             "max_names_per_user",
             "max_blocks_per_message",
+            "max_age_days",
+            "max_messages_per_user",
+            "max_messages",
+            "min_free_disk_mib",
             "computer_name",
             "workgroup",
             "data_dir",
@@ -617,6 +733,34 @@ mod tests {
                 "{key} is not documented in {path}"
             );
         }
+    }
+
+    /// Every user's command line reaches the system service by default, and no default lies
+    /// in a directory where other users may create entries (the current or temporary
+    /// directory): a user with no home has no default inbox at all.
+    #[test]
+    fn defaults_never_lie_in_shared_directories() {
+        let c = Config::default();
+        let homeless = Invoker {
+            data_home: None,
+            ..user()
+        };
+        assert_eq!(c.data_dir(&homeless), None);
+        assert_eq!(c.control_socket(), Path::new(SYSTEM_CONTROL_SOCKET));
+        let temp = std::env::temp_dir();
+        for invoker in [user(), homeless] {
+            for path in c.data_dir(&invoker).into_iter().chain([c.control_socket()]) {
+                assert!(path.is_absolute(), "{path:?}");
+                assert!(!path.starts_with(&temp), "{path:?}");
+            }
+        }
+        let own = Config::parse(
+            "control_socket = \"/home/u/m.sock\"\ndata_dir = \"/home/u/m\"\n",
+            "m",
+        )
+        .unwrap();
+        assert_eq!(own.control_socket(), Path::new("/home/u/m.sock"));
+        assert_eq!(own.data_dir(&user()), Some(PathBuf::from("/home/u/m")));
     }
 
     #[test]
@@ -659,6 +803,55 @@ mod tests {
     }
 
     #[test]
+    fn retention_keys_parse_and_zero_counts_are_refused_with_their_line() {
+        let c = Config::parse(
+            "[retention]\nmax_age_days = 7\nmax_messages_per_user = 50\nmax_messages = 900\nmin_free_disk_mib = 0\n",
+            "m.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            c.retention,
+            Retention {
+                max_age_days: 7,
+                max_messages_per_user: 50,
+                max_messages: 900,
+                min_free_disk_mib: 0,
+            }
+        );
+        assert!(!c.retention.disk_too_full(0));
+        for key in ["max_age_days", "max_messages_per_user", "max_messages"] {
+            let text = format!("workgroup = \"LAB\"\n[retention]\n{key} = 0\n");
+            let err = Config::parse(&text, "m.toml").unwrap_err().to_string();
+            assert!(err.starts_with("m.toml:3:"), "{key}: {err}");
+            assert!(err.contains("at least 1"), "{key}: {err}");
+        }
+        let err = Config::parse("[retention]\nmax_age_days = -1\n", "m.toml").unwrap_err();
+        assert!(err.to_string().starts_with("m.toml:2:"), "{err}");
+        let err = Config::parse("[retention]\nkeep_days = 1\n", "m.toml").unwrap_err();
+        assert!(err.to_string().starts_with("m.toml:2:"), "{err}");
+    }
+
+    #[test]
+    fn retention_age_and_disk_thresholds() {
+        let r = Retention {
+            max_age_days: 2,
+            min_free_disk_mib: 3,
+            ..Retention::default()
+        };
+        assert_eq!(r.age_cutoff_micros(10 * MICROS_PER_DAY), 8 * MICROS_PER_DAY);
+        assert_eq!(
+            Retention {
+                max_age_days: u64::MAX,
+                ..r.clone()
+            }
+            .age_cutoff_micros(0),
+            -i64::MAX
+        );
+        assert!(r.disk_too_full(3 * 1024 * 1024 - 1));
+        assert!(!r.disk_too_full(3 * 1024 * 1024));
+    }
+
+    #[test]
     fn invalid_values_are_refused() {
         assert!(Config::parse("computer_name = \"WAY-TOO-LONG-A-NAME\"", "m").is_err());
         assert!(Config::parse("session_port = 0", "m").is_err());
@@ -668,6 +861,9 @@ mod tests {
         assert!(Config::parse("[policy]\ndeny = [\"10.0.0.0/33\"]", "m").is_err());
         assert!(Config::parse("[policy]\nbroadcast_sources = [\"lan\"]", "m").is_err());
         assert!(Config::parse("[limits]\nmax_blocks_per_message = 0", "m").is_err());
+        assert!(Config::parse("[limits]\nconnection_lifetime_secs = 0", "m").is_err());
+        assert!(Config::parse("[limits]\nmax_errors_per_connection = 0", "m").is_err());
+        assert!(Config::parse("[limits]\nrequest_timeout_secs = 0", "m").is_err());
         let ok = Config::parse(
             "computer_name = \"hosta\"\nsession_port = 13139\nlisten_addresses = [\"127.0.0.1\"]\n[policy]\nrate_limit = false\n",
             "m",

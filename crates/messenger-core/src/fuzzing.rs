@@ -1,16 +1,17 @@
 //! The check behind the `sanitize` fuzz target, callable from ordinary tests too (see
-//! `netbios::fuzzing` for the pattern). Not part of the stable API.
+//! `netbios::fuzzing` for the pattern). Built only with the `fuzzing` feature, which the fuzz
+//! crate and this crate's own tests enable; not part of the stable API.
 
-use crate::sanitize::{is_bidi_control, sanitize, sanitize_line};
+use crate::sanitize::{is_bidi_control, is_invisible_format, sanitize, sanitize_line};
 use netbios::oem::CodePage;
 
 /// Whether `c` could act on a terminal: C0 (except `\n` and `\t` when `allow_layout`), DEL,
-/// C1, and the bidi controls.
+/// C1, the bidi controls and the invisible format characters.
 fn is_active(c: char, allow_layout: bool) -> bool {
     if allow_layout && (c == '\n' || c == '\t') {
         return false;
     }
-    c < ' ' || ('\u{7F}'..='\u{9F}').contains(&c) || is_bidi_control(c)
+    c < ' ' || ('\u{7F}'..='\u{9F}').contains(&c) || is_bidi_control(c) || is_invisible_format(c)
 }
 
 /// Treats `data` as text from the network, both as UTF-8 and as each OEM code page would

@@ -12,6 +12,9 @@ pub const ERROR_ACCESS_DENIED: u32 = 5;
 pub const ERROR_INVALID_PARAMETER: u32 = 87;
 /// `ERROR_INVALID_NAME`: a name with characters NetBIOS names may not contain.
 pub const ERROR_INVALID_NAME: u32 = 123;
+/// `ERROR_NOT_ENOUGH_QUOTA`: a local user sent more messages than the service's rate limit
+/// lets through; sending again after a moment works.
+pub const ERROR_NOT_ENOUGH_QUOTA: u32 = 1816;
 /// `NERR_BufTooSmall`.
 pub const NERR_BUF_TOO_SMALL: u32 = 2123;
 /// `NERR_NetworkError`.
@@ -89,6 +92,11 @@ pub const CATALOGUE: &[NetError] = &[
         ERROR_INVALID_NAME,
         "ERROR_INVALID_NAME",
         "The filename, directory name, or volume label syntax is incorrect.",
+    ),
+    e(
+        ERROR_NOT_ENOUGH_QUOTA,
+        "ERROR_NOT_ENOUGH_QUOTA",
+        "Not enough quota is available to process this command.",
     ),
     e(NERR_BUF_TOO_SMALL, "NERR_BufTooSmall", "The API return buffer is too small."),
     e(NERR_NETWORK_ERROR, "NERR_NetworkError", "A general network error occurred."),

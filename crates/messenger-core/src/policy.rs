@@ -4,9 +4,14 @@
 //! happened (KB 330904). What we can do is refuse sources outside the networks the
 //! administrator allows and slow down any one source. Time is always passed in, so the limits
 //! are tested with a virtual clock.
+//!
+//! By default we take messages from private and local address space and our own subnets
+//! ([`LOCAL_NETWORKS`]): the spam of KB 330904 came from the internet, while the senders a
+//! WINS server exists for are on other routed subnets of the same private network.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 use std::time::Instant;
@@ -130,8 +135,50 @@ impl From<Cidr> for String {
     }
 }
 
+const fn v4(a: u8, b: u8, c: u8, d: u8, prefix: u8) -> Cidr {
+    Cidr {
+        network: IpAddr::V4(Ipv4Addr::new(a, b, c, d)),
+        prefix,
+    }
+}
+
+const fn v6(first: u16, prefix: u8) -> Cidr {
+    Cidr {
+        network: IpAddr::V6(Ipv6Addr::new(first, 0, 0, 0, 0, 0, 0, 0)),
+        prefix,
+    }
+}
+
+/// Address space that is never routed on the internet, admitted when `[policy] allow` is
+/// empty (with our own subnets; see [`SourcePolicy::or_local_networks`]). Messenger spam came
+/// from the internet (KB 330904); NetBIOS messaging is for a site's own network, which may
+/// span routed subnets (that is what a WINS server is for) but lives in this space. A public
+/// source is taken only when `allow` lists it.
+pub const LOCAL_NETWORKS: [Cidr; 9] = [
+    // RFC 1918 private networks.
+    v4(10, 0, 0, 0, 8),
+    v4(172, 16, 0, 0, 12),
+    v4(192, 168, 0, 0, 16),
+    // RFC 6598 shared address space (carrier-grade NAT, also used inside sites).
+    v4(100, 64, 0, 0, 10),
+    // RFC 3927 link-local.
+    v4(169, 254, 0, 0, 16),
+    // RFC 1122 loopback.
+    v4(127, 0, 0, 0, 8),
+    // RFC 4291 loopback ::1.
+    Cidr {
+        network: IpAddr::V6(Ipv6Addr::LOCALHOST),
+        prefix: 128,
+    },
+    // RFC 4193 unique local addresses.
+    v6(0xfc00, 7),
+    // RFC 4291 link-local.
+    v6(0xfe80, 10),
+];
+
 /// Which source addresses may send to us. `deny` wins over `allow`; an empty `allow` admits
-/// every source not denied (the daemon fills `allow` with its own subnets by default).
+/// every source not denied (the daemon fills an empty `allow` with
+/// [`SourcePolicy::or_local_networks`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourcePolicy {
     /// Networks admitted.
@@ -153,6 +200,21 @@ impl SourcePolicy {
                 .map(|s| s.as_ref().parse())
                 .collect::<Result<_, _>>()?,
         })
+    }
+
+    /// This policy, with an empty `allow` replaced by the default: [`LOCAL_NETWORKS`] and
+    /// `own_subnets` (the subnets of our interfaces, which may be public). A configured `allow`
+    /// is kept as it is: it replaces the default, it does not add to it.
+    pub fn or_local_networks(mut self, own_subnets: impl IntoIterator<Item = Cidr>) -> Self {
+        if self.allow.is_empty() {
+            self.allow.extend(LOCAL_NETWORKS);
+            for subnet in own_subnets {
+                if !self.allow.contains(&subnet) {
+                    self.allow.push(subnet);
+                }
+            }
+        }
+        self
     }
 
     /// Whether `ip` may send to us.
@@ -235,6 +297,23 @@ const EVICT_FRACTION: usize = 8;
 /// host use 2^64 buckets.
 const IPV6_KEY_PREFIX: u8 = 64;
 
+/// Prefix length that groups IPv4 sources into one network for the fair share of the global
+/// datagram budget: a /24 is the usual LAN subnet, and the smallest block routed between
+/// networks on the internet, so one flood, forged or not, usually stays within one.
+const IPV4_NETWORK_PREFIX: u8 = 24;
+/// Prefix length of one IPv6 network for the fair share: a /48 is one site's assignment
+/// (RFC 6177), so one attacker may own all of it.
+const IPV6_NETWORK_PREFIX: u8 = 48;
+/// Parts the global datagram budget is shared in: one network may use at most this fraction
+/// of it (a quarter), so a flood from one network, however many addresses it forges within it,
+/// leaves three quarters to everyone else; it takes floods from four networks at once to
+/// starve the rest. With the default global budget, one network still gets 25 messages a
+/// second, five times what one person can send (the per-source rate).
+pub const NETWORK_SHARES: u32 = 4;
+/// Networks tracked by the fair share at once: as many as sources per limiter, each about 64
+/// bytes. A flood spreading forged sources over more networks evicts the least recently seen.
+pub const MAX_TRACKED_NETWORKS: usize = DEFAULT_MAX_TRACKED_SOURCES;
+
 #[derive(Debug, Clone)]
 struct Tracked {
     bucket: TokenBucket,
@@ -248,29 +327,51 @@ struct Tracked {
 /// treat the same) are forgotten first, then the least recently seen. A forged-source flood
 /// can therefore push real sources out and give them a fresh burst; per-source limits cannot
 /// stop such a flood anyway, which is why the daemon also has a global limit.
+///
+/// Sources are network addresses by default; the service also limits its local users with one
+/// keyed by uid ([`RateLimiter::check_key`]).
 #[derive(Debug, Clone)]
-pub struct RateLimiter {
+pub struct RateLimiter<K = IpAddr> {
     rate: f64,
     burst: u32,
     max_sources: usize,
-    sources: HashMap<IpAddr, Tracked>,
+    /// Prefix lengths that key an address source: (IPv4, IPv6); unused for other keys.
+    key_prefixes: (u8, u8),
+    sources: HashMap<K, Tracked>,
 }
 
-impl RateLimiter {
-    /// `rate` messages per second per source after a `burst`, tracking at most `max_sources`
-    /// sources (at least 1).
-    pub fn new(rate_per_second: f64, burst: u32, max_sources: usize) -> Self {
+impl RateLimiter<IpAddr> {
+    /// Like [`RateLimiter::new`], but one bucket for each network (IPv4 /24, IPv6 /48)
+    /// instead of each source.
+    pub fn per_network(rate_per_second: f64, burst: u32, max_networks: usize) -> Self {
         Self {
-            rate: rate_per_second,
-            burst,
-            max_sources: max_sources.max(1),
-            sources: HashMap::new(),
+            key_prefixes: (IPV4_NETWORK_PREFIX, IPV6_NETWORK_PREFIX),
+            ..Self::new(rate_per_second, burst, max_networks)
         }
     }
 
     /// Whether a message from `ip` at `now` is admitted.
     pub fn check(&mut self, ip: IpAddr, now: Instant) -> bool {
-        let key = source_key(ip);
+        let key = masked(ip, self.key_prefixes);
+        self.check_key(key, now)
+    }
+}
+
+impl<K: Hash + Eq> RateLimiter<K> {
+    /// `rate` messages per second per source after a `burst`, tracking at most `max_sources`
+    /// sources (at least 1). An IPv4 source is one address, an IPv6 source one /64.
+    pub fn new(rate_per_second: f64, burst: u32, max_sources: usize) -> Self {
+        Self {
+            rate: rate_per_second,
+            burst,
+            max_sources: max_sources.max(1),
+            key_prefixes: (32, IPV6_KEY_PREFIX),
+            sources: HashMap::new(),
+        }
+    }
+
+    /// Whether an event of the source `key` at `now` is admitted.
+    pub fn check_key(&mut self, key: K, now: Instant) -> bool {
         if let Some(t) = self.sources.get_mut(&key) {
             t.last_seen = now;
             return t.bucket.try_take(now);
@@ -325,11 +426,93 @@ impl RateLimiter {
     }
 }
 
-/// The key a source is limited by: IPv4 (also when mapped into IPv6) by address, IPv6 by /64.
-fn source_key(ip: IpAddr) -> IpAddr {
+/// The key `ip` is limited by: its network of `(ipv4, ipv6)` prefix length, IPv4 also when
+/// mapped into IPv6.
+fn masked(ip: IpAddr, (v4_prefix, v6_prefix): (u8, u8)) -> IpAddr {
     match ip.to_canonical() {
-        IpAddr::V4(a) => IpAddr::V4(a),
-        IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask128(IPV6_KEY_PREFIX))),
+        IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask32(v4_prefix))),
+        IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask128(v6_prefix))),
+    }
+}
+
+/// Why a mailslot message was dropped by a [`DatagramBudget`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatagramLimit {
+    /// Its source is over its own rate.
+    Source,
+    /// Its network (IPv4 /24, IPv6 /48) is over its share of the global rate.
+    Network,
+    /// All sources together are over the global rate.
+    Global,
+}
+
+/// The rate limits on mailslot messages: per source, a global budget for all sources together,
+/// and each network's fair share of that budget.
+///
+/// A datagram's source address is not verified, so a flood forging a new address per packet
+/// passes every per-source limit; the global budget bounds what it can write to the inbox.
+/// Alone, that budget would let one such flood starve every other sender, so it is shared:
+/// one network (IPv4 /24, IPv6 /48) may use at most 1/[`NETWORK_SHARES`] of it. A message
+/// refused by a narrower limit takes nothing from the wider ones, so one flooding source or
+/// network cannot use up anyone else's share.
+///
+/// What this cannot stop: a forger who spreads spoofed sources over many networks (four or
+/// more at full rate) uses the whole global budget, and other senders' mailslot messages are
+/// then dropped until the flood stops. Directed messages over TCP are not affected (a
+/// connection's source is verified by its handshake); with `broadcast_sources` set,
+/// broadcasts from other sources are dropped before they reach this budget.
+#[derive(Debug, Clone)]
+pub struct DatagramBudget {
+    sources: Option<RateLimiter>,
+    networks: Option<RateLimiter>,
+    global: Option<TokenBucket>,
+}
+
+impl DatagramBudget {
+    /// `per_source` and `global` as (messages per second, burst); `None` is no limit. Each
+    /// network's share is the global rate and burst divided by [`NETWORK_SHARES`] (a burst of
+    /// at least 1). At most `max_sources` sources and [`MAX_TRACKED_NETWORKS`] networks are
+    /// tracked.
+    pub fn new(
+        per_source: Option<(f64, u32)>,
+        global: Option<(f64, u32)>,
+        max_sources: usize,
+        now: Instant,
+    ) -> Self {
+        Self {
+            sources: per_source.map(|(rate, burst)| RateLimiter::new(rate, burst, max_sources)),
+            networks: global.map(|(rate, burst)| {
+                RateLimiter::per_network(
+                    rate / f64::from(NETWORK_SHARES),
+                    burst.div_ceil(NETWORK_SHARES),
+                    MAX_TRACKED_NETWORKS,
+                )
+            }),
+            global: global.map(|(rate, burst)| TokenBucket::new(rate, burst, now)),
+        }
+    }
+
+    /// Whether a mailslot message from `ip` at `now` is admitted, or which limit drops it.
+    pub fn check(&mut self, ip: IpAddr, now: Instant) -> Result<(), DatagramLimit> {
+        if let Some(sources) = &mut self.sources {
+            if !sources.check(ip, now) {
+                return Err(DatagramLimit::Source);
+            }
+        }
+        // The network's token is taken before we know whether the global budget has one: when
+        // everything is congested a network loses a token for a message that is then dropped,
+        // which costs it only its own share.
+        if let Some(networks) = &mut self.networks {
+            if !networks.check(ip, now) {
+                return Err(DatagramLimit::Network);
+            }
+        }
+        if let Some(global) = &mut self.global {
+            if !global.try_take(now) {
+                return Err(DatagramLimit::Global);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -424,6 +607,87 @@ mod tests {
     }
 
     #[test]
+    fn local_networks_are_what_their_comments_say() {
+        let expected = [
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "100.64.0.0/10",
+            "169.254.0.0/16",
+            "127.0.0.0/8",
+            "::1/128",
+            "fc00::/7",
+            "fe80::/10",
+        ];
+        for (c, s) in LOCAL_NETWORKS.iter().zip(expected) {
+            // Built by hand as constants: each must be what parsing gives.
+            assert_eq!(*c, s.parse::<Cidr>().unwrap(), "{s}");
+        }
+        assert_eq!(LOCAL_NETWORKS.len(), expected.len());
+    }
+
+    #[test]
+    fn default_allow_is_private_and_local_space_and_our_subnets() {
+        let public_lan: Cidr = "198.51.100.0/24".parse().unwrap();
+        let p = SourcePolicy::default().or_local_networks([public_lan]);
+        for ok in [
+            "10.1.2.3",
+            "10.255.255.254",
+            "172.16.0.1",
+            "172.31.255.1",
+            "192.168.44.5",
+            "100.64.0.1",
+            "100.127.255.254",
+            "169.254.10.20",
+            "127.0.0.1",
+            "::ffff:10.9.8.7",
+            "::1",
+            "fd12:3456::1",
+            "fc00::1",
+            "fe80::1:2",
+            // Our own subnet, though public.
+            "198.51.100.77",
+        ] {
+            assert!(p.admits(ip(ok)), "{ok} must be admitted by default");
+        }
+        for refused in [
+            "8.8.8.8",
+            "203.0.113.9",
+            "172.32.0.1",
+            "172.15.255.255",
+            "100.128.0.1",
+            "100.63.255.255",
+            "192.169.0.1",
+            "11.0.0.1",
+            "198.51.101.1",
+            "::ffff:203.0.113.9",
+            "2001:db8::1",
+            "fec0::1",
+        ] {
+            assert!(
+                !p.admits(ip(refused)),
+                "{refused} must be refused by default"
+            );
+        }
+    }
+
+    #[test]
+    fn a_configured_allow_replaces_the_default() {
+        let p = SourcePolicy::parse(&["203.0.113.0/24"], &[] as &[&str])
+            .unwrap()
+            .or_local_networks(["192.168.7.0/24".parse().unwrap()]);
+        assert!(p.admits(ip("203.0.113.9")));
+        assert!(!p.admits(ip("10.1.2.3")));
+        assert!(!p.admits(ip("192.168.7.5")));
+        // Deny wins over the default too.
+        let p = SourcePolicy::parse(&[] as &[&str], &["10.66.0.0/16"])
+            .unwrap()
+            .or_local_networks([]);
+        assert!(p.admits(ip("10.1.1.1")));
+        assert!(!p.admits(ip("10.66.1.1")));
+    }
+
+    #[test]
     fn bucket_allows_burst_then_rate() {
         let t0 = Instant::now();
         let mut b = TokenBucket::new(2.0, 3, t0);
@@ -496,6 +760,123 @@ mod tests {
             l.check(IpAddr::V4(Ipv4Addr::from(0xC633_6400 + i)), t);
             assert!(!l.check(busy, t), "busy source must stay limited");
         }
+    }
+
+    #[test]
+    fn any_key_can_be_limited_in_a_bounded_table() {
+        let t0 = Instant::now();
+        let mut uids: RateLimiter<u32> = RateLimiter::new(1.0, 2, 10);
+        assert!(uids.check_key(1000, t0));
+        assert!(uids.check_key(1000, t0));
+        assert!(!uids.check_key(1000, t0));
+        assert!(uids.check_key(1001, t0));
+        assert!(uids.check_key(1000, t0 + Duration::from_secs(1)));
+        for uid in 0..1000 {
+            uids.check_key(uid, t0 + Duration::from_millis(u64::from(uid)));
+            assert!(uids.tracked() <= 10);
+        }
+    }
+
+    #[test]
+    fn a_flood_from_one_network_does_not_starve_the_others() {
+        let t0 = Instant::now();
+        // Per source 5/s burst 20, global 100/s burst 200: the defaults.
+        let mut budget = DatagramBudget::new(Some((5.0, 20)), Some((100.0, 200)), 1000, t0);
+        // A flood forging every address of 10.0.0.0/24, each within its own per-source rate
+        // for a while, for ten seconds of virtual time at 10 000 datagrams a second; its
+        // per-source bursts alone (254 x 20) would empty the global budget many times over.
+        // Meanwhile a host of another /24 broadcasts every second, and one of a third network
+        // sends a burst of 10 at once every two seconds (what its own rate refills).
+        let mut flood_taken = 0;
+        let mut by_network = 0;
+        for i in 0u32..100_000 {
+            let now = t0 + Duration::from_micros(u64::from(i) * 100);
+            let forged = IpAddr::V4(Ipv4Addr::from(0x0A00_0000 | (i % 254 + 1)));
+            match budget.check(forged, now) {
+                Ok(()) => flood_taken += 1,
+                Err(DatagramLimit::Network) => by_network += 1,
+                Err(_) => {}
+            }
+            if i % 10_000 == 5_000 {
+                assert_eq!(budget.check(ip("10.0.1.5"), now), Ok(()), "at {i}");
+            }
+            if i % 20_000 == 7_000 {
+                for n in 0..10 {
+                    assert_eq!(budget.check(ip("192.168.9.9"), now), Ok(()), "{n} at {i}");
+                }
+            }
+        }
+        assert!(by_network > 0);
+        // The flood got its network's share of the burst and of the rate, no more.
+        let burst_share = 200_u32.div_ceil(NETWORK_SHARES) as usize;
+        let rate_share = (10.0 * 100.0 / f64::from(NETWORK_SHARES)) as usize;
+        assert!(flood_taken <= burst_share + rate_share + 1, "{flood_taken}");
+    }
+
+    #[test]
+    fn forged_sources_over_many_networks_hit_the_global_budget() {
+        // What the fair share cannot stop: one source per network, each within every narrower
+        // limit, until the global budget is spent.
+        let t0 = Instant::now();
+        let mut budget = DatagramBudget::new(Some((0.001, 2)), Some((0.001, 8)), 1000, t0);
+        for i in 0u32..8 {
+            let forged = IpAddr::V4(Ipv4Addr::from(0x0A00_0001 + (i << 8)));
+            assert_eq!(budget.check(forged, t0), Ok(()));
+        }
+        assert_eq!(
+            budget.check(ip("192.168.1.1"), t0),
+            Err(DatagramLimit::Global)
+        );
+    }
+
+    #[test]
+    fn narrower_limits_take_nothing_from_wider_ones() {
+        let t0 = Instant::now();
+        let mut budget = DatagramBudget::new(Some((0.001, 2)), Some((0.001, 8)), 1000, t0);
+        // One source over its own rate: only its two messages count, for its network too.
+        for _ in 0..100 {
+            let _ = budget.check(ip("10.0.0.1"), t0);
+        }
+        assert_eq!(
+            budget.check(ip("10.0.0.2"), t0),
+            Err(DatagramLimit::Network)
+        );
+        // Its network over its share: the global budget keeps the other six.
+        for i in 0u32..6 {
+            let other = IpAddr::V4(Ipv4Addr::from(0x0A00_0101 + (i << 8)));
+            assert_eq!(budget.check(other, t0), Ok(()), "{other}");
+        }
+        assert_eq!(budget.check(ip("10.9.0.1"), t0), Err(DatagramLimit::Global));
+        // IPv6: one /48 is one network, whatever its /64s.
+        let mut budget = DatagramBudget::new(None, Some((0.001, 8)), 1000, t0);
+        assert_eq!(budget.check(ip("2001:db8:1:1::1"), t0), Ok(()));
+        assert_eq!(budget.check(ip("2001:db8:1:2::1"), t0), Ok(()));
+        assert_eq!(
+            budget.check(ip("2001:db8:1:3::1"), t0),
+            Err(DatagramLimit::Network)
+        );
+        assert_eq!(budget.check(ip("2001:db8:2::1"), t0), Ok(()));
+        // No limits at all.
+        let mut open = DatagramBudget::new(None, None, 1000, t0);
+        for _ in 0..1000 {
+            assert_eq!(open.check(ip("10.0.0.1"), t0), Ok(()));
+        }
+    }
+
+    #[test]
+    fn network_table_is_bounded() {
+        let t0 = Instant::now();
+        let mut l = RateLimiter::per_network(1.0, 5, 100);
+        for i in 0u32..10_000 {
+            l.check(IpAddr::V4(Ipv4Addr::from(i << 8)), t0);
+            assert!(l.tracked() <= 100);
+        }
+        // Addresses of one /24 share one entry.
+        let mut l = RateLimiter::per_network(1.0, 5, 100);
+        for i in 0u32..256 {
+            l.check(IpAddr::V4(Ipv4Addr::from(0x0A00_0000 + i)), t0);
+        }
+        assert_eq!(l.tracked(), 1);
     }
 
     #[test]

@@ -15,7 +15,8 @@
 //! | `\n`, `\t` in [`sanitize`] | kept | line structure of the message |
 //! | other C0 (U+0000–U+001F), DEL (U+007F) | caret notation: ESC → `^[`, CR → `^M`, DEL → `^?` | as `cat -v` and `less` show them; readers see that something was there |
 //! | C1 (U+0080–U+009F) | U+FFFD `�` | 8-bit CSI (U+009B), OSC (U+009D), DCS (U+0090) … act like `ESC [` etc. on terminals that honour C1; there is no common visible notation for them |
-//! | bidi embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069) | U+FFFD | they reorder what follows on the line, so a message can make text appear other than it is ("Trojan Source", CVE-2021-42574) |
+//! | bidi embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069), the Arabic letter mark (U+061C) | U+FFFD | they reorder what follows on the line, so a message can make text appear other than it is ("Trojan Source", CVE-2021-42574) |
+//! | invisible format characters: zero width space, non-joiner and joiner (U+200B–U+200D), word joiner (U+2060), zero width no-break space / BOM (U+FEFF) | U+FFFD | they take no room on the screen, so a name can look like another (`ad\u{200B}min` shows as `admin`) and text can hide what it contains |
 //!
 //! Every escape sequence (CSI, OSC, DCS, APC, PM, SOS, and a lone ESC) starts with ESC or with
 //! a C1 character, so replacing those is enough to make all of them inert: what remains of
@@ -28,11 +29,12 @@
 
 use std::borrow::Cow;
 
-/// Shown in place of C1 controls and bidi formatting characters.
+/// Shown in place of C1 controls, bidi formatting characters and invisible format characters.
 pub const REPLACEMENT: char = '\u{FFFD}';
 
 /// Makes a message body safe for a terminal: keeps `\n` and `\t`, neutralises every other
-/// control character and the bidi formatting characters (see the module documentation).
+/// control character, the bidi formatting characters and the invisible format characters (see
+/// the module documentation).
 /// Returns the input unchanged (borrowed) when nothing needed changing, the common case.
 pub fn sanitize(text: &str) -> Cow<'_, str> {
     sanitize_with(text, Mode::Body)
@@ -74,14 +76,27 @@ fn needs_neutralising(c: char, mode: Mode) -> bool {
         '\n' | '\t' => mode == Mode::Line,
         '\u{0}'..='\u{1F}' | '\u{7F}' => true,
         '\u{80}'..='\u{9F}' => true,
-        c => is_bidi_control(c),
+        c => is_bidi_control(c) || is_invisible_format(c),
     }
 }
 
-/// The explicit bidi embeddings, overrides and isolates (Unicode UAX #9, table 1): the ones
-/// that change the display order of *other* characters.
+/// Format characters that are invisible yet change what text is: the zero width space,
+/// non-joiner and joiner, the word joiner, and the zero width no-break space (byte order
+/// mark). The left-to-right and right-to-left marks (U+200E, U+200F) are not among them:
+/// they occur in real Arabic and Hebrew text and reorder nothing but neutral characters next
+/// to them.
+pub fn is_invisible_format(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}')
+}
+
+/// The explicit bidi embeddings, overrides and isolates (Unicode UAX #9, table 1), and the
+/// Arabic letter mark, which UAX #9 treats as a strong right-to-left character that is
+/// invisible: the ones that change the display order of *other* characters.
 pub fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    matches!(
+        c,
+        '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+    )
 }
 
 fn push_neutralised(out: &mut String, c: char) {
@@ -109,6 +124,7 @@ mod tests {
             (!ok_ws && (c < ' ' || c == '\u{7F}'))
                 || ('\u{80}'..='\u{9F}').contains(&c)
                 || is_bidi_control(c)
+                || is_invisible_format(c)
         })
     }
 
@@ -205,6 +221,21 @@ mod tests {
     }
 
     #[test]
+    fn invisible_format_characters_are_replaced() {
+        for cp in [0x200Bu32, 0x200C, 0x200D, 0x2060, 0xFEFF, 0x061C] {
+            let c = char::from_u32(cp).unwrap();
+            assert_eq!(sanitize(&format!("a{c}b")), "a\u{FFFD}b", "U+{cp:04X}");
+            assert_eq!(sanitize_line(&format!("a{c}b")), "a\u{FFFD}b", "U+{cp:04X}");
+        }
+        // A name made to look like another: the disguise shows.
+        assert_eq!(sanitize_line("ad\u{200B}min"), "ad\u{FFFD}min");
+        assert_eq!(sanitize("\u{FEFF}hello"), "\u{FFFD}hello");
+        // Their printable neighbours are untouched.
+        let s = "\u{200A}\u{2010}\u{205F}\u{2061}\u{FEFE}\u{FF01}\u{061B}\u{061D}";
+        assert_eq!(sanitize(s), s);
+    }
+
+    #[test]
     fn line_neutralises_newline_and_tab() {
         assert_eq!(
             sanitize_line("BOB\nMessage from ADMIN"),
@@ -242,6 +273,8 @@ mod tests {
                     (0x7Fu32..0xA0).prop_map(|c| char::from_u32(c).unwrap()),
                     (0x2060u32..0x2070).prop_map(|c| char::from_u32(c).unwrap()),
                     (0x2028u32..0x2030).prop_map(|c| char::from_u32(c).unwrap()),
+                    (0x2008u32..0x2010).prop_map(|c| char::from_u32(c).unwrap()),
+                    Just('\u{FEFF}'), Just('\u{061C}'),
                     Just('['), Just(']'), Just('^'), Just('a'),
                 ],
                 0..64,
@@ -258,7 +291,7 @@ mod tests {
         }
 
         #[test]
-        fn text_without_controls_is_unchanged(s in "[^\\x00-\\x1f\\x7f-\\x9f\u{202A}-\u{202E}\u{2066}-\u{2069}]*") {
+        fn text_without_controls_is_unchanged(s in "[^\\x00-\\x1f\\x7f-\\x9f\u{061C}\u{200B}-\u{200D}\u{2060}\u{FEFF}\u{202A}-\u{202E}\u{2066}-\u{2069}]*") {
             prop_assert_eq!(sanitize(&s), s.as_str());
         }
     }

@@ -20,9 +20,21 @@ use serde::{Deserialize, Serialize};
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Longest line either side accepts. A message is at most a few KiB; an inbox listing of many
-/// messages is the largest reply, and listings are paged by `limit`, so 16 MiB is generous
-/// while still bounding what a misbehaving peer can make the other side buffer.
+/// messages is the largest reply, and listings are paged (see [`MAX_PAGE_MESSAGES`]), so
+/// 16 MiB is generous while still bounding what a misbehaving peer can make the other side
+/// buffer.
 pub const MAX_LINE_LEN: usize = 16 * 1024 * 1024;
+
+/// Most messages one `InboxList` reply holds. A message of the longest text the service takes
+/// by default (1600 bytes) is at most about 10 KB of JSON (a control character escapes to six
+/// bytes), so a full page stays under [`MAX_LINE_LEN`]; the daemon also stops a page early
+/// when the encoded messages would reach [`MAX_PAGE_BYTES`], whatever their length. A
+/// thousand typical messages are a few hundred KB: few round trips for a large inbox.
+pub const MAX_PAGE_MESSAGES: usize = 1000;
+
+/// Most bytes of encoded messages in one `InboxList` reply: the line cap less room for the
+/// reply's other fields.
+pub const MAX_PAGE_BYTES: usize = MAX_LINE_LEN - 64 * 1024;
 
 /// How long the command line waits for a reply before giving up on a stuck daemon. Sends wait
 /// for the network (name resolution and a few round trips), so this is longer than any of the
@@ -47,7 +59,9 @@ pub enum Request {
         /// The name as typed.
         name: String,
     },
-    /// Messages received for the caller (for root with `all_users`, for everyone).
+    /// One page of the messages received for the caller (for root with `all_users`, for
+    /// everyone), oldest first. Page on with `after_id` set to the last id received while the
+    /// reply says `more`.
     InboxList {
         /// Only messages the caller has not read.
         #[serde(default)]
@@ -58,9 +72,14 @@ pub enum Request {
         /// Only messages with an id greater than this.
         #[serde(default)]
         after_id: Option<i64>,
-        /// At most this many messages (the newest of those that match).
+        /// At most this many messages in the reply; the daemon never sends more than
+        /// [`MAX_PAGE_MESSAGES`], nor more than fit in [`MAX_PAGE_BYTES`].
         #[serde(default)]
         limit: Option<usize>,
+        /// Only the newest this many of the messages that match: the page starts at the first
+        /// of them, and the reply's `older` says how many older ones were left out.
+        #[serde(default)]
+        last: Option<u64>,
     },
     /// Mark messages as read for the caller.
     InboxMarkRead {
@@ -143,10 +162,16 @@ pub enum Reply {
         /// The names.
         names: Vec<NameInfo>,
     },
-    /// Answer to `InboxList`.
+    /// Answer to `InboxList`: one page.
     Messages {
         /// Oldest first.
         messages: Vec<MessageView>,
+        /// Whether more messages match after the last one of this page.
+        #[serde(default)]
+        more: bool,
+        /// Matching messages older than this page that `last` left out.
+        #[serde(default)]
+        older: u64,
     },
     /// How many messages were marked read.
     MarkedRead {
@@ -345,6 +370,7 @@ mod tests {
                 all_users: false,
                 after_id: Some(4),
                 limit: None,
+                last: Some(100),
             },
             Request::Send {
                 target: SendTarget::Workgroup {
@@ -376,10 +402,45 @@ mod tests {
                 unread_only: false,
                 all_users: false,
                 after_id: None,
-                limit: None
+                limit: None,
+                last: None,
             }
         );
         assert!(decode_line::<Request>(br#"{"op":"format_disk"}"#).is_err());
+        // A reply from a daemon that does not page yet reads as a last page.
+        let r: Reply = decode_line(br#"{"reply":"messages","messages":[]}"#).unwrap();
+        assert_eq!(
+            r,
+            Reply::Messages {
+                messages: Vec::new(),
+                more: false,
+                older: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_full_page_of_the_longest_messages_fits_in_a_line() {
+        // The longest default text and long names, every character one that JSON escapes to
+        // six bytes. (Longer ones, under a raised max_message_len, make the daemon cut the
+        // page by MAX_PAGE_BYTES instead.)
+        let worst = MessageView {
+            id: i64::MAX,
+            received_at: "2026-11-26T10:18:52.123456Z".into(),
+            from: "\u{1}".repeat(128),
+            to: "\u{1}".repeat(128),
+            text: "\u{1}".repeat(1600),
+            source: Some("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535".into()),
+            transport: "mailslot".into(),
+            read: false,
+        };
+        let page = Reply::Messages {
+            messages: vec![worst; MAX_PAGE_MESSAGES],
+            more: true,
+            older: u64::MAX,
+        };
+        let len = encode_line(&page).len();
+        assert!(len <= MAX_LINE_LEN, "{len}");
     }
 
     #[test]

@@ -26,6 +26,33 @@ pub enum NetError {
         /// The name as the user should see it.
         name: String,
     },
+    /// The recipient is neither a messaging name nor a host name that resolves: what the user
+    /// typed cannot reach anyone.
+    #[error("{name:?} is not a messaging name ({reason}), nor a host name that resolves")]
+    NoSuchRecipient {
+        /// The recipient as given, trimmed.
+        name: String,
+        /// The rule of messaging names it breaks.
+        reason: String,
+        /// Whether the rule is the length (87, as Windows refuses over-long names) rather
+        /// than the characters (123).
+        too_long: bool,
+    },
+    /// A host given by address (or found in DNS) did not answer the node status request that
+    /// asks it for its messaging name.
+    #[error("the computer at {addr} did not answer (no reply to the node status query within {} ms)", .after.as_millis())]
+    NoAnswer {
+        /// The address.
+        addr: std::net::Ipv4Addr,
+        /// How long we waited.
+        after: Duration,
+    },
+    /// A host answered but holds no messaging name: its Messenger service is not running.
+    #[error("the computer at {addr} answered, but holds no messaging name (its Messenger service is not running)")]
+    NoMessengerAt {
+        /// The address.
+        addr: std::net::Ipv4Addr,
+    },
     /// The receiver has paused its Messenger service (SMB ERRSRV/ERRpaused).
     #[error("{recipient} has paused its Messenger service")]
     Paused {
@@ -103,7 +130,11 @@ impl NetError {
     /// The NET error number to show (`NET HELPMSG n`).
     pub fn nerr(&self) -> u32 {
         match self {
-            NetError::NameNotFound { .. } => nerr::NERR_NAME_NOT_FOUND,
+            NetError::NameNotFound { .. }
+            | NetError::NoAnswer { .. }
+            | NetError::NoMessengerAt { .. } => nerr::NERR_NAME_NOT_FOUND,
+            NetError::NoSuchRecipient { too_long: true, .. } => nerr::ERROR_INVALID_PARAMETER,
+            NetError::NoSuchRecipient { .. } => nerr::ERROR_INVALID_NAME,
             NetError::Paused { .. } => nerr::NERR_PAUSED_REMOTE,
             NetError::Refused { .. } | NetError::Protocol { .. } => nerr::NERR_BAD_RECEIVE,
             NetError::Io { .. } | NetError::Timeout { .. } | NetError::Interfaces(_) => {
@@ -125,6 +156,7 @@ impl NetError {
                 | NetError::Empty
                 | NetError::Unmappable(_)
                 | NetError::InvalidName { .. }
+                | NetError::NoSuchRecipient { .. }
         )
     }
 }

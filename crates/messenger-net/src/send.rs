@@ -34,7 +34,33 @@ pub enum Target {
     /// A messaging name (`NAME<03>`, uppercased OEM); falls back to DNS if not found.
     Name(NetbiosName),
     /// Not a NetBIOS name: a DNS host name.
-    Host(String),
+    Host {
+        /// The name as given, trimmed.
+        host: String,
+        /// Which rule of messaging names it breaks, for the error if DNS does not know it
+        /// either.
+        not_a_name: NotAName,
+    },
+}
+
+/// Why a target is not a messaging name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotAName {
+    /// The rule it breaks, in words.
+    pub reason: String,
+    /// Whether the rule is the length.
+    pub too_long: bool,
+}
+
+impl NotAName {
+    /// The error for `name` when no host of that name is found either.
+    pub fn into_error(self, name: &str) -> NetError {
+        NetError::NoSuchRecipient {
+            name: name.to_owned(),
+            reason: self.reason,
+            too_long: self.too_long,
+        }
+    }
 }
 
 impl Target {
@@ -44,14 +70,42 @@ impl Target {
         if let Ok(addr) = trimmed.parse::<Ipv4Addr>() {
             return Target::Address(addr);
         }
-        match text::encode_name(trimmed, settings.code_page)
-            .ok()
-            .and_then(|bytes| NetbiosName::new(&bytes, SUFFIX_MESSENGER).ok())
-        {
-            Some(name) => Target::Name(name),
-            None => Target::Host(trimmed.to_owned()),
+        let name = text::encode_name(trimmed, settings.code_page).and_then(|bytes| {
+            NetbiosName::new(&bytes, SUFFIX_MESSENGER).map_err(|e| NetError::InvalidName {
+                name: trimmed.to_owned(),
+                reason: e.to_string(),
+            })
+        });
+        match name {
+            Ok(name) => Target::Name(name),
+            Err(e) => Target::Host {
+                host: trimmed.to_owned(),
+                not_a_name: not_a_name(trimmed, e),
+            },
         }
     }
+}
+
+/// Why `name` is not a messaging name, from the encoding error `e`. The length rule is
+/// stated in characters, as the user typed them.
+fn not_a_name(name: &str, e: NetError) -> NotAName {
+    let chars = name.chars().count();
+    let (reason, too_long) = if chars > netbios::name::MAX_NAME_CHARS {
+        (
+            format!(
+                "it has {chars} characters; messaging names have at most {}",
+                netbios::name::MAX_NAME_CHARS
+            ),
+            true,
+        )
+    } else {
+        let reason = match e {
+            NetError::InvalidName { reason, .. } => reason,
+            other => other.to_string(),
+        };
+        (reason, false)
+    };
+    NotAName { reason, too_long }
 }
 
 /// A delivered message.
@@ -80,20 +134,22 @@ pub async fn send_to(
     };
     let (name, addrs) = match Target::parse(target, settings) {
         Target::Address(addr) => {
-            let name = name_at(settings, addr, target).await?;
+            let name = name_at(settings, addr).await?;
             (name, vec![addr])
         }
         Target::Name(name) => match resolve_name(settings, name).await {
             Ok(addrs) => (name, addrs),
             Err(NetError::NameNotFound { .. }) => {
                 let addr = dns_lookup(target).await.ok_or_else(not_found)?;
-                (name_at(settings, addr, target).await?, vec![addr])
+                (name_at(settings, addr).await?, vec![addr])
             }
             Err(e) => return Err(e),
         },
-        Target::Host(host) => {
-            let addr = dns_lookup(&host).await.ok_or_else(not_found)?;
-            (name_at(settings, addr, target).await?, vec![addr])
+        Target::Host { host, not_a_name } => {
+            let Some(addr) = dns_lookup(&host).await else {
+                return Err(not_a_name.into_error(&host));
+            };
+            (name_at(settings, addr).await?, vec![addr])
         }
     };
     let message = Directed {
@@ -125,21 +181,15 @@ pub async fn send_to(
 }
 
 /// The `<03>` name to call at `addr`, from its node status. A host that does not answer, or
-/// holds no messaging name, does not have the alias as far as the user is concerned
-/// (2273, as Windows reports an unknown target).
-async fn name_at(
-    settings: &Settings,
-    addr: Ipv4Addr,
-    target: &str,
-) -> Result<NetbiosName, NetError> {
-    let not_found = || NetError::NameNotFound {
-        name: target.trim().to_owned(),
-    };
+/// answers without a messaging name, does not have the alias as far as Windows is concerned
+/// (2273); the error says which of the two it was.
+async fn name_at(settings: &Settings, addr: Ipv4Addr) -> Result<NetbiosName, NetError> {
     match node_status(settings, addr).await {
-        Ok(names) => messenger_name(&names).ok_or_else(not_found),
+        Ok(names) => messenger_name(&names).ok_or(NetError::NoMessengerAt { addr }),
+        Err(NetError::Timeout { after, .. }) => Err(NetError::NoAnswer { addr, after }),
         Err(e) => {
             tracing::debug!(%addr, error = %e, "node status failed");
-            Err(not_found())
+            Err(e)
         }
     }
 }
@@ -155,4 +205,68 @@ async fn dns_lookup(host: &str) -> Option<Ipv4Addr> {
         std::net::SocketAddr::V4(v4) => Some(*v4.ip()),
         std::net::SocketAddr::V6(_) => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings::with_interfaces(&messenger_core::config::Config::default(), "PC", Vec::new())
+            .unwrap()
+    }
+
+    #[test]
+    fn targets_that_are_not_names_carry_the_rule_they_break() {
+        let s = settings();
+        assert_eq!(
+            Target::parse("10.0.0.5", &s),
+            Target::Address(Ipv4Addr::new(10, 0, 0, 5))
+        );
+        assert_eq!(
+            Target::parse(" bob ", &s),
+            Target::Name(NetbiosName::messenger("bob").unwrap())
+        );
+        let Target::Host { host, not_a_name } = Target::parse("abcdefghijklmnopq", &s) else {
+            panic!("a 17-character name is not a NetBIOS name");
+        };
+        assert_eq!(host, "abcdefghijklmnopq");
+        assert!(not_a_name.too_long);
+        let e = not_a_name.into_error(&host);
+        assert_eq!(e.nerr(), messenger_core::nerr::ERROR_INVALID_PARAMETER);
+        assert!(e.is_input_error());
+        let text = e.to_string();
+        assert!(
+            text.contains("it has 17 characters; messaging names have at most 15"),
+            "{text}"
+        );
+        assert!(!text.contains("<03>"), "{text}");
+
+        let Target::Host { not_a_name, .. } = Target::parse("a?b", &s) else {
+            panic!("'?' is not allowed in NetBIOS names");
+        };
+        assert!(!not_a_name.too_long);
+        let e = not_a_name.into_error("a?b");
+        assert_eq!(e.nerr(), messenger_core::nerr::ERROR_INVALID_NAME);
+        assert!(e.to_string().contains("may not contain"), "{e}");
+        // A dotted host name of more than 15 characters is a host, to be looked up.
+        assert!(matches!(
+            Target::parse("mail.example.org", &s),
+            Target::Host { .. }
+        ));
+    }
+
+    #[test]
+    fn a_silent_address_says_so() {
+        let e = NetError::NoAnswer {
+            addr: Ipv4Addr::new(192, 0, 2, 7),
+            after: std::time::Duration::from_millis(4500),
+        };
+        assert_eq!(e.nerr(), messenger_core::nerr::NERR_NAME_NOT_FOUND);
+        assert!(!e.is_input_error());
+        assert_eq!(
+            e.to_string(),
+            "the computer at 192.0.2.7 did not answer (no reply to the node status query within 4500 ms)"
+        );
+    }
 }

@@ -162,7 +162,8 @@ async fn an_address_target_is_called_by_its_messenger_name() {
         .unwrap();
     assert_eq!(delivered.name, "PC1");
     assert_eq!(receiver.next_message().await.to, b"PC1");
-    // A DNS name that is not a NetBIOS name.
+    // A DNS name that is not a NetBIOS name, and that DNS does not know either: the error is
+    // in what was typed, and says which rule of messaging names it breaks.
     let delivered = send_to(
         &s,
         "localhost.localdomain.invalid-but-long",
@@ -171,7 +172,13 @@ async fn an_address_target_is_called_by_its_messenger_name() {
         LengthLimit::Windows,
     )
     .await;
-    assert!(matches!(delivered, Err(NetError::NameNotFound { .. })));
+    match delivered {
+        Err(e @ NetError::NoSuchRecipient { too_long: true, .. }) => {
+            assert!(e.is_input_error());
+            assert!(e.to_string().contains("at most 15"), "{e}");
+        }
+        other => panic!("expected an unknown recipient, got {other:?}"),
+    }
 }
 
 #[tokio::test]

@@ -7,13 +7,13 @@
 //! stores it in one transaction: under light load each message commits alone (lowest latency);
 //! under heavy load the groups grow and one fsync acknowledges hundreds of messages.
 //!
-//! Everything else that touches the database (reads, marking read, the name table) also runs
-//! on the writer thread, in submission order, through [`GroupCommitter::execute`] and
-//! [`GroupCommitter::run`]. One connection and one thread means no lock contention between
-//! our own writers and read-your-writes ordering for free; the price is that a read waits for
-//! at most one commit in progress, which is milliseconds, and reads are rare (a user running
-//! `messenger inbox`). A caller that needs reads concurrent with commits can open a second
-//! connection with [`Store::open_read_only`], which WAL allows.
+//! Every other write (marking read, the name table, pruning) also runs on the writer thread,
+//! in submission order, through [`GroupCommitter::execute`] and [`GroupCommitter::run`]. One
+//! connection and one thread means no lock contention between our own writers and
+//! read-your-writes ordering for free. Anything that may take long must not run here, or
+//! every sender's acknowledgement waits behind it: listings and counting belong on
+//! connections of their own opened with [`Store::open_read_only`] (WAL lets them read while
+//! the writer commits), and pruning is cut into small batches.
 //!
 //! No async runtime here: the daemon bridges `done` callbacks to its own futures.
 

@@ -17,4 +17,4 @@ mod store;
 pub use committer::{CommitStats, Done, GroupCommitter, QUEUE_CAPACITY};
 pub use error::{ErrorKind, StoreError};
 pub use messenger_core::{InboxQuery, NameKind, NameRecord, NewMessage, StoredMessage, Transport};
-pub use store::{Store, BUSY_TIMEOUT};
+pub use store::{PrunePlan, Store, BUSY_TIMEOUT};

@@ -1,25 +1,29 @@
 //! The control socket: what the `messenger` command line asks, and who may ask what.
 //!
-//! Callers are identified by the kernel (SO_PEERCRED), never by anything they send. A user may
-//! add and delete only their own aliases, read only their own inbox, and send only under their
-//! own name; root may do anything. The computer name can never be deleted (2278).
+//! Callers are identified by the kernel (SO_PEERCRED), never by anything they send (see
+//! [`crate::caller`]). A user may add and delete only their own aliases, never another
+//! account's login name or a logged-in user's name, read only their own inbox, and send only
+//! under their own name; root may do anything. The computer name can never be deleted (2278).
 
 use std::sync::Arc;
 
+use messenger_core::access::{self, SystemAccounts};
 use messenger_core::message::{InboxQuery, NewMessage, StoredMessage};
 use messenger_core::names::{parse_messaging_name, NameKind, Owner};
 use messenger_core::nerr::{
-    self, ERROR_ACCESS_DENIED, ERROR_INVALID_PARAMETER, NERR_ALREADY_EXISTS,
-    NERR_DEL_COMPUTER_NAME, NERR_INTERNAL_ERROR, NERR_NOT_LOCAL_NAME, NERR_TOO_MANY_NAMES,
+    self, ERROR_ACCESS_DENIED, ERROR_INVALID_PARAMETER, NERR_DEL_COMPUTER_NAME,
+    NERR_INTERNAL_ERROR, NERR_NOT_LOCAL_NAME,
 };
 use messenger_ipc::{
     decode_line, encode_line, IpcError, MessageView, NameInfo, Reply, Request, StatusInfo,
-    MAX_LINE_LEN, PROTOCOL_VERSION,
+    MAX_LINE_LEN, MAX_PAGE_BYTES, MAX_PAGE_MESSAGES, PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::caller::Caller;
+use crate::inbox::PageRequest;
 use crate::service::{lock, now_micros, rfc3339, Service};
 
 /// Connections to the control socket served at once; the command line opens one per command.
@@ -27,45 +31,6 @@ const MAX_CONTROL_CONNECTIONS: usize = 256;
 /// How long an `/ADD` waits for the network to object before it is settled: the broadcast
 /// registration takes three retries 250 ms apart (RFC 1002 s.6), a WINS registration longer.
 const NAME_ADD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Who is calling.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    /// Numeric user id.
-    pub uid: u32,
-    /// Login name (the uid as a number if it has no account).
-    pub user: String,
-    /// Whether it is root.
-    pub is_root: bool,
-    /// Whether it may send broadcasts.
-    pub may_broadcast: bool,
-}
-
-impl Caller {
-    fn from_uid(uid: u32, gid: u32, broadcast_group: Option<&str>) -> Self {
-        let account = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-            .ok()
-            .flatten();
-        let user = account
-            .as_ref()
-            .map_or_else(|| uid.to_string(), |a| a.name.clone());
-        let is_root = uid == 0;
-        let in_group = broadcast_group.is_some_and(|g| member_of(&user, gid, g));
-        Self {
-            uid,
-            user,
-            is_root,
-            may_broadcast: is_root || in_group,
-        }
-    }
-}
-
-fn member_of(user: &str, primary_gid: u32, group: &str) -> bool {
-    let Ok(Some(g)) = nix::unistd::Group::from_name(group) else {
-        return false;
-    };
-    g.gid.as_raw() == primary_gid || g.mem.iter().any(|m| m == user)
-}
 
 pub(crate) fn error(code: u32, message: impl Into<String>) -> Reply {
     Reply::Error(IpcError {
@@ -98,9 +63,10 @@ pub async fn serve(listener: UnixListener, service: Arc<Service>, shutdown: Canc
             tracing::warn!("too many control connections; refusing one");
             continue;
         };
+        let tasks = service.tasks.clone();
         let service = Arc::clone(&service);
         let shutdown = shutdown.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             if let Err(e) = handle_connection(stream, service, shutdown).await {
                 tracing::debug!(error = %e, "control connection ended");
             }
@@ -115,11 +81,12 @@ async fn handle_connection(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let cred = stream.peer_cred()?;
-    let caller = Caller::from_uid(
+    let caller = Caller::lookup(
         cred.uid(),
         cred.gid(),
-        service.settings.config.policy.broadcast_group.as_deref(),
-    );
+        service.settings.config.policy.broadcast_group.clone(),
+    )
+    .await;
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     let mut line = Vec::new();
@@ -187,6 +154,19 @@ fn visible_to(m: &NewMessage, user: &str) -> bool {
     m.recipients.is_empty() || m.recipients.iter().any(|r| r == user)
 }
 
+/// Bytes a message's view takes in JSON besides its text and names: field names, id, flags,
+/// the time (at most 40 bytes), the transport and the source address (at most 64). Less than
+/// this; checked by a test against the longest of each.
+const VIEW_JSON_OVERHEAD: usize = 256;
+
+/// At least the bytes `m` takes in an `InboxList` reply, so that a page stops before the reply
+/// outgrows the line cap: JSON writes a string's byte as at most six (`\u0001`). A bound
+/// rather than the encoding itself, which would double the work of every listing.
+fn encoded_len_bound(m: &StoredMessage) -> usize {
+    let strings = m.message.text.len() + m.message.from.len() + m.message.to.len();
+    strings.saturating_mul(6).saturating_add(VIEW_JSON_OVERHEAD)
+}
+
 /// The view of a stored message the command line shows.
 pub fn view(m: &StoredMessage) -> MessageView {
     MessageView {
@@ -240,26 +220,28 @@ async fn handle(service: &Arc<Service>, caller: &Caller, request: Request) -> Re
             all_users,
             after_id,
             limit,
+            last,
         } => {
             if all_users && !caller.is_root {
                 return nerr_reply(ERROR_ACCESS_DENIED);
             }
-            let query = InboxQuery {
-                user: (!all_users).then(|| caller.user.clone()),
-                unread_only,
-                after_id,
-                limit: None,
+            let request = PageRequest {
+                query: InboxQuery {
+                    user: (!all_users).then(|| caller.user.clone()),
+                    unread_only,
+                    after_id,
+                    limit: None,
+                },
+                limit: limit.unwrap_or(MAX_PAGE_MESSAGES).min(MAX_PAGE_MESSAGES),
+                last,
+                max_bytes: MAX_PAGE_BYTES,
             };
-            match service.inbox.list(query).await {
-                Ok(mut messages) => {
-                    if let Some(limit) = limit {
-                        let skip = messages.len().saturating_sub(limit);
-                        messages.drain(..skip);
-                    }
-                    Reply::Messages {
-                        messages: messages.iter().map(view).collect(),
-                    }
-                }
+            match service.inbox.page(request, encoded_len_bound).await {
+                Ok(page) => Reply::Messages {
+                    messages: page.messages.iter().map(view).collect(),
+                    more: page.more,
+                    older: page.older,
+                },
                 Err(e) => error(NERR_INTERNAL_ERROR, format!("inbox: {e}")),
             }
         }
@@ -290,30 +272,45 @@ async fn name_add(service: &Arc<Service>, caller: &Caller, typed: &str) -> Reply
         Ok(n) => n,
         Err(e) => return error(e.nerr(), e.to_string()),
     };
-    {
-        let names = lock(&service.names);
-        if names.get(&name).is_some() {
-            return nerr_reply(NERR_ALREADY_EXISTS);
-        }
-        let max = service.settings.config.limits.max_names_per_user;
-        if !caller.is_root && names.aliases_owned_by(caller.uid) >= max {
-            return nerr_reply(NERR_TOO_MANY_NAMES);
-        }
-        if names.iter().count() >= messenger_core::names::MAX_NAMES {
-            return nerr_reply(NERR_TOO_MANY_NAMES);
+    if !caller.is_root {
+        // Names belong to their users: another account's login name, or the name of someone
+        // logged in here, is not anyone else's alias. The account lookups may block.
+        let logged_in: Vec<String> = {
+            let sessions = service.sessions.read().unwrap_or_else(|e| e.into_inner());
+            crate::utmp::users(&sessions).into_iter().collect()
+        };
+        let identity = caller.identity();
+        let typed = typed.to_owned();
+        let verdict = tokio::task::spawn_blocking(move || {
+            access::check_alias(&identity, &typed, &logged_in, &SystemAccounts)
+        })
+        .await;
+        match verdict {
+            Ok(Ok(())) => {}
+            Ok(Err(refused)) => return error(refused.nerr(), refused.to_string()),
+            Err(_) => return error(NERR_INTERNAL_ERROR, "the account lookup failed"),
         }
     }
     let owner = Owner {
         uid: caller.uid,
         name: caller.user.clone(),
     };
-    if !service.add_name(name, NameKind::Alias, Some(owner.clone())) {
-        return nerr_reply(NERR_ALREADY_EXISTS);
+    let per_user_cap =
+        (!caller.is_root).then_some(service.settings.config.limits.max_names_per_user);
+    if let Err(code) = service.add_alias(name, owner.clone(), per_user_cap) {
+        return nerr_reply(code);
     }
     let waiter = lock(&service.names).wait_for(&name);
     let outcome = tokio::time::timeout(NAME_ADD_TIMEOUT, waiter).await;
     match outcome {
         Ok(Ok(Ok(()))) => {
+            // A user whose login name this is may have logged in meanwhile and taken it.
+            if !service.is_alias_of(&name, owner.uid) {
+                return error(
+                    ERROR_ACCESS_DENIED,
+                    "the name is now the name of a user who logged in",
+                );
+            }
             let record = messenger_core::names::MessagingName {
                 name,
                 kind: NameKind::Alias,
@@ -323,7 +320,7 @@ async fn name_add(service: &Arc<Service>, caller: &Caller, typed: &str) -> Reply
             match service.inbox.with_store(move |s| s.add_name(&record)).await {
                 Ok(_) => Reply::Done,
                 Err(e) => {
-                    service.remove_name(&name);
+                    service.remove_alias_of(&name, caller.uid);
                     error(NERR_INTERNAL_ERROR, format!("could not save the name: {e}"))
                 }
             }
@@ -331,11 +328,11 @@ async fn name_add(service: &Arc<Service>, caller: &Caller, typed: &str) -> Reply
         Ok(Ok(Err(code))) => {
             // The conflict is logged by the name service. The name is not kept, neither in our
             // table nor in the name service's (where it would show as CNF in node status).
-            service.remove_name(&name);
+            service.remove_alias_of(&name, caller.uid);
             nerr_reply(code)
         }
         _ => {
-            service.remove_name(&name);
+            service.remove_alias_of(&name, caller.uid);
             error(NERR_INTERNAL_ERROR, "the name registration did not finish")
         }
     }
@@ -373,4 +370,44 @@ async fn name_delete(service: &Arc<Service>, caller: &Caller, typed: &str) -> Re
         tracing::warn!(error = %e, "could not remove a deleted name from the store");
     }
     Reply::Done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use messenger_core::message::Transport;
+
+    #[test]
+    fn the_size_bound_of_a_view_is_never_below_its_json() {
+        let worst = |text: &str| StoredMessage {
+            id: i64::MIN,
+            message: NewMessage {
+                received_at: i64::MIN,
+                from: text.to_owned(),
+                to: text.to_owned(),
+                recipients: Vec::new(),
+                source: Some(
+                    "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%4294967295]:65535"
+                        .parse()
+                        .unwrap(),
+                ),
+                transport: Transport::Mailslot,
+                text: text.to_owned(),
+                raw: Vec::new(),
+            },
+            read: false,
+            read_by: Vec::new(),
+        };
+        for text in [
+            "",
+            "\u{1}",
+            &"\u{1}".repeat(1600),
+            &"ü\"\\".repeat(500),
+            "日本",
+        ] {
+            let m = worst(text);
+            let json = serde_json::to_vec(&view(&m)).unwrap().len() + 1;
+            assert!(encoded_len_bound(&m) >= json, "{text:?}: {json}");
+        }
+    }
 }

@@ -16,7 +16,8 @@ use messenger_core::names::NameKind;
 use messenger_core::nerr::{ERROR_ACCESS_DENIED, ERROR_INVALID_PARAMETER, NERR_BAD_RECEIVE};
 use messenger_ipc::{Delivery, Reply};
 
-use crate::control::{error, Caller};
+use crate::caller::Caller;
+use crate::control::error;
 use crate::service::{lock, now_micros, Service};
 
 /// Longest sender, recipient or machine name taken. NetBIOS names have 15 characters; smbd

@@ -3,20 +3,23 @@
 //! workgroup broadcasts we take.
 //!
 //! Policy, in the order it is applied:
-//! 1. Source networks: `[policy] deny` refuses, then `allow` admits (default: our interfaces'
-//!    subnets and loopback). A refused TCP connection is closed at once, after a NEGATIVE
+//! 1. Source networks: `[policy] deny` refuses, then `allow` admits (default: private and
+//!    local address space and our interfaces' subnets, see `policy::LOCAL_NETWORKS`). A refused TCP connection is closed at once, after a NEGATIVE
 //!    SESSION RESPONSE 0x81 ("not listening for calling name") on port 139; we do not read
 //!    its SMBs just to answer each with an error, since a refused source must cost us nothing.
 //!    A refused datagram is dropped.
 //! 2. Connection caps: at most `max_connections` in all and `max_connections_per_source`
 //!    from one address; beyond them a connection gets 0x83 ("insufficient resources") and is
-//!    closed. Together with the first-request and idle timeouts of the session, hundreds of
-//!    idle connections from one host hold at most its own share of slots, and only briefly.
+//!    closed. Together with the session's first-request and idle timeouts, its lifetime cap
+//!    and its error budget, hundreds of idle or busy connections from one host hold at most
+//!    its own share of slots, and only briefly.
 //! 3. Rate limits (token buckets, on unless `rate_limit = false`): directed messages per
-//!    source, mailslot messages per source, and mailslot messages from all sources together.
-//!    A source's flood empties only its own bucket; the global bucket exists because a UDP
-//!    source address is not verified and a forged-source flood passes every per-source
-//!    limit. A rate-limited directed message gets ERRmsgoff.
+//!    source, mailslot messages per source, and mailslot messages from all sources together,
+//!    shared fairly between networks (`policy::DatagramBudget`). A source's flood empties only
+//!    its own bucket; the global bucket exists because a UDP source address is not verified
+//!    and a forged-source flood passes every per-source limit, and its per-network shares keep
+//!    a flood from one network from starving the others. A rate-limited directed message gets
+//!    ERRmsgoff.
 //! 4. Broadcast sources: workgroup broadcasts are taken only from `broadcast_sources`
 //!    (default: every admitted source).
 //!
@@ -29,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use messenger_core::config::Config;
-use messenger_core::policy::{Cidr, RateLimiter, SourcePolicy, TokenBucket};
+use messenger_core::policy::{Cidr, DatagramBudget, RateLimiter, SourcePolicy};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::service::lock;
@@ -108,24 +111,19 @@ pub enum Refused {
 }
 
 /// Why a mailslot message was dropped by the rate limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RateLimited {
-    /// Its source is over its own rate.
-    Source,
-    /// All sources together are over the global rate.
-    Global,
-}
+pub use messenger_core::policy::DatagramLimit as RateLimited;
 
 /// Admission control shared by every listener.
 pub struct Gate {
     permits: Arc<Semaphore>,
+    /// Open connections per address. Bounded without a cap of its own: an entry exists only
+    /// while one of the `max_connections` permits is held for its address.
     per_source: Mutex<HashMap<IpAddr, usize>>,
     max_per_source: usize,
     sources: SourcePolicy,
     broadcast_sources: Vec<Cidr>,
     messages: Option<Mutex<RateLimiter>>,
-    datagrams: Option<Mutex<RateLimiter>>,
-    global_datagrams: Option<Mutex<TokenBucket>>,
+    datagrams: Mutex<DatagramBudget>,
 }
 
 /// A connection slot; frees itself when dropped.
@@ -164,10 +162,12 @@ impl Gate {
             sources: settings.sources,
             broadcast_sources: settings.broadcast_sources,
             messages: settings.messages.map(limiter),
-            datagrams: settings.datagrams.map(limiter),
-            global_datagrams: settings
-                .global_datagrams
-                .map(|r| Mutex::new(TokenBucket::new(r.per_second, r.burst, Instant::now()))),
+            datagrams: Mutex::new(DatagramBudget::new(
+                settings.datagrams.map(|r| (r.per_second, r.burst)),
+                settings.global_datagrams.map(|r| (r.per_second, r.burst)),
+                MAX_RATE_LIMITED_SOURCES,
+                Instant::now(),
+            )),
         }
     }
 
@@ -206,22 +206,10 @@ impl Gate {
         }
     }
 
-    /// Whether one more mailslot message from `ip` is within its own rate and the global
-    /// one. A source over its own rate takes nothing from the global bucket, so one flooding
-    /// source cannot use up everyone's share.
+    /// Whether one more mailslot message from `ip` is within its own rate, its network's
+    /// share of the global rate, and the global rate (see `policy::DatagramBudget`).
     pub fn datagram_within_rate(&self, ip: IpAddr) -> Result<(), RateLimited> {
-        let now = Instant::now();
-        if let Some(r) = &self.datagrams {
-            if !lock(r).check(ip, now) {
-                return Err(RateLimited::Source);
-            }
-        }
-        if let Some(g) = &self.global_datagrams {
-            if !lock(g).try_take(now) {
-                return Err(RateLimited::Global);
-            }
-        }
-        Ok(())
+        lock(&self.datagrams).check(ip, Instant::now())
     }
 
     /// Whether we take workgroup broadcasts from `ip`.
@@ -282,7 +270,8 @@ mod tests {
     }
 
     #[test]
-    fn datagram_floods_are_limited_per_source_and_globally() {
+    fn datagram_floods_are_limited_per_source_per_network_and_globally() {
+        // Global burst 5: a network's share is 2.
         let gate = Gate::new(settings());
         assert!(gate.datagram_within_rate(ip("127.0.0.2")).is_ok());
         assert!(gate.datagram_within_rate(ip("127.0.0.2")).is_ok());
@@ -292,13 +281,18 @@ mod tests {
                 Err(RateLimited::Source)
             );
         }
-        // The flooding source used two global tokens, not a hundred.
-        assert!(gate.datagram_within_rate(ip("127.0.0.3")).is_ok());
-        assert!(gate.datagram_within_rate(ip("127.0.0.4")).is_ok());
-        assert!(gate.datagram_within_rate(ip("127.0.0.5")).is_ok());
-        // Forged sources, each new: only the global bucket stops them.
+        // Its network has had its share; the flooding source used two global tokens, not a
+        // hundred.
         assert_eq!(
-            gate.datagram_within_rate(ip("127.0.0.6")),
+            gate.datagram_within_rate(ip("127.0.0.3")),
+            Err(RateLimited::Network)
+        );
+        assert!(gate.datagram_within_rate(ip("127.0.1.3")).is_ok());
+        assert!(gate.datagram_within_rate(ip("127.0.2.4")).is_ok());
+        assert!(gate.datagram_within_rate(ip("127.0.3.5")).is_ok());
+        // Forged sources, each in a new network: only the global bucket stops them.
+        assert_eq!(
+            gate.datagram_within_rate(ip("127.0.4.6")),
             Err(RateLimited::Global)
         );
     }

@@ -4,37 +4,107 @@
 //! senders into one transaction; this module turns its completion callbacks into futures, so
 //! a connection task can `await` the commit and only then acknowledge the message, and it
 //! tells followers (`messenger inbox --follow`) about each message once it is on disk.
+//!
+//! Nothing slow runs on the writer, because every sender's acknowledgement waits behind what
+//! runs there: listings are read in pages on a small pool of read-only connections of their
+//! own (WAL lets them read while the writer commits), on blocking threads rather than the
+//! async runtime; pruning to the `[retention]` limits is planned on a reader and carried out
+//! in small batches. New messages are refused (ERRnoroom) while the data directory's file
+//! system is nearly full.
 
-use std::sync::Arc;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use messenger_core::config::Retention;
 use messenger_core::message::{InboxQuery, NewMessage, StoredMessage};
-use messenger_store::{ErrorKind, GroupCommitter, Store, StoreError};
-use tokio::sync::{broadcast, oneshot};
+use messenger_store::{ErrorKind, GroupCommitter, PrunePlan, Store, StoreError};
+use tokio::sync::{broadcast, oneshot, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 /// Messages a slow follower may fall behind by before it misses some (it is told, and can
 /// list the inbox to catch up).
 const FOLLOW_BACKLOG: usize = 1024;
 
+/// Read-only connections for listings, and so the most listings that run at once (others
+/// wait for one; their number is bounded by the control socket's connection cap). Two let one
+/// user's long listing not hold up another's; more would only take cores from the writer and
+/// the network tasks on small machines, and SQLite gains nothing from more readers of one
+/// file.
+pub const READER_CONNECTIONS: usize = 2;
+
+/// Messages removed per pruning transaction. Deleting a few hundred rows (and their
+/// recipients and index entries) takes a few milliseconds, about one commit of arriving
+/// messages; messages that arrive meanwhile wait for at most that, and run between batches.
+pub const PRUNE_BATCH: usize = 256;
+
+/// How often the inbox is checked against the retention limits. Limits are a matter of days
+/// and thousands of messages, so a minute's overshoot is harmless; the free-space check
+/// guards the disk in between.
+pub const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Handle to the inbox, cheap to clone.
 #[derive(Clone)]
 pub struct Inbox {
     committer: Arc<GroupCommitter>,
+    readers: Arc<Readers>,
+    disk: Arc<DiskGuard>,
+    retention: Retention,
     new_messages: broadcast::Sender<StoredMessage>,
 }
 
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// Oldest first.
+    pub messages: Vec<StoredMessage>,
+    /// Whether more messages match after the last one.
+    pub more: bool,
+    /// Matching messages older than the page that `last` left out.
+    pub older: u64,
+}
+
+/// What a page should hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    /// The user, unread only, after which id; its limit is ignored (see `limit`).
+    pub query: InboxQuery,
+    /// Most messages in the page (at least 1).
+    pub limit: usize,
+    /// Only the newest this many of those that match.
+    pub last: Option<u64>,
+    /// Most bytes the page's messages may take, measured by `size_of` (at least one message
+    /// is always sent, so that a listing makes progress).
+    pub max_bytes: usize,
+}
+
 impl Inbox {
-    /// Opens (or creates) the inbox database at `path` and starts its writer.
-    pub fn open(path: &std::path::Path) -> Result<Self, StoreError> {
+    /// Opens (or creates) the inbox database at `path`, starts its writer and opens its
+    /// readers, and keeps to `retention`. Everything is opened here, so that it works
+    /// whatever the permissions once the service gives up root.
+    pub fn open(path: &Path, retention: &Retention) -> Result<Self, StoreError> {
         let store = Store::open(path)?;
+        let readers = Readers::open(path, READER_CONNECTIONS)?;
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let disk = DiskGuard::open(dir, retention.clone())?;
         let (new_messages, _) = broadcast::channel(FOLLOW_BACKLOG);
         Ok(Self {
             committer: Arc::new(GroupCommitter::new(store)?),
+            readers: Arc::new(readers),
+            disk: Arc::new(disk),
+            retention: retention.clone(),
             new_messages,
         })
     }
 
-    /// Stores `message` durably; resolves once it is committed.
+    /// Stores `message` durably; resolves once it is committed. Refused with
+    /// [`ErrorKind::NoRoom`] while free disk space is below `min_free_disk_mib`.
     pub async fn store(&self, message: NewMessage) -> Result<i64, StoreError> {
+        self.disk.check()?;
         let (tx, rx) = oneshot::channel();
         // Copy the message for followers only when there are any: at thousands of messages a
         // second the copy of text and raw bytes is most of the per-message allocation. A
@@ -56,7 +126,8 @@ impl Inbox {
         Ok(id)
     }
 
-    /// Runs `f` on the store's thread and returns its result.
+    /// Runs `f` on the store's writer thread and returns its result. For writes and quick
+    /// reads only: every sender waits behind it.
     pub async fn with_store<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         F: FnOnce(&mut Store) -> Result<R, StoreError> + Send + 'static,
@@ -69,9 +140,67 @@ impl Inbox {
         rx.await.map_err(|_| closed())?
     }
 
-    /// Lists messages.
+    /// Runs `f` on a read-only connection, off the writer and off the async runtime.
+    pub async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&Store) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.readers.run(f).await
+    }
+
+    /// Every message matching `query` (tests and tools; listings for users go by [`page`]).
+    ///
+    /// [`page`]: Inbox::page
     pub async fn list(&self, query: InboxQuery) -> Result<Vec<StoredMessage>, StoreError> {
-        self.with_store(move |s| s.list(&query)).await
+        self.read(move |s| s.list(&query)).await
+    }
+
+    /// One page of a listing, read on a reader in one snapshot. `size_of` measures a message
+    /// as it will be sent, for `max_bytes`.
+    pub async fn page(
+        &self,
+        request: PageRequest,
+        size_of: fn(&StoredMessage) -> usize,
+    ) -> Result<Page, StoreError> {
+        self.read(move |s| s.consistent_read(|s| read_page(s, &request, size_of)))
+            .await
+    }
+
+    /// The retention limits this inbox keeps to.
+    pub fn retention(&self) -> &Retention {
+        &self.retention
+    }
+
+    /// Prunes the inbox to the retention limits as of `now_micros`: planned on a reader, then
+    /// removed in batches of [`PRUNE_BATCH`] on the writer, with arriving messages committed
+    /// between batches. Returns how many were removed.
+    pub async fn prune(&self, now_micros: i64) -> Result<usize, StoreError> {
+        let retention = self.retention.clone();
+        let started = std::time::Instant::now();
+        let plan = self
+            .read(move |s| s.plan_prune(&retention, now_micros))
+            .await?;
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            users = plan.users.len(),
+            "planned the pruning"
+        );
+        if plan.is_empty() {
+            return Ok(0);
+        }
+        let plan: Arc<PrunePlan> = Arc::new(plan);
+        let mut removed = 0;
+        loop {
+            let batch = Arc::clone(&plan);
+            let n = self
+                .with_store(move |s| s.prune_batch(&batch, PRUNE_BATCH))
+                .await?;
+            if n == 0 {
+                return Ok(removed);
+            }
+            removed += n;
+        }
     }
 
     /// New messages as they are committed.
@@ -84,6 +213,157 @@ impl Inbox {
         if let Err(e) = self.committer.shutdown() {
             tracing::debug!(error = %e, "inbox already closed");
         }
+    }
+}
+
+/// Prunes `inbox` now and every [`PRUNE_INTERVAL`] until `shutdown`.
+pub async fn prune_periodically(inbox: Inbox, shutdown: CancellationToken) {
+    loop {
+        match inbox.prune(crate::service::now_micros()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "pruned the inbox to its retention limits"),
+            Err(e) => tracing::warn!(error = %e, "could not prune the inbox; trying again later"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(PRUNE_INTERVAL) => {}
+        }
+    }
+}
+
+fn read_page(
+    store: &Store,
+    request: &PageRequest,
+    size_of: fn(&StoredMessage) -> usize,
+) -> Result<Page, StoreError> {
+    let mut query = request.query.clone();
+    let mut older = 0;
+    if let Some(last) = request.last {
+        let matching = store.count(&query)?;
+        older = matching.saturating_sub(last);
+        if older > 0 {
+            // Start after the newest of the messages left out, found walking back from the
+            // newest: `last` steps rather than the whole inbox.
+            query.after_id = store.nth_newest_id(&query, last)?;
+        }
+    }
+    let limit = request.limit.max(1);
+    // One more than the page, to learn whether more follow without counting them.
+    query.limit = Some(limit.saturating_add(1));
+    let mut messages = store.list(&query)?;
+    let mut more = messages.len() > limit;
+    messages.truncate(limit);
+    let mut bytes = 0usize;
+    let fits = messages
+        .iter()
+        .take_while(|m| {
+            bytes = bytes.saturating_add(size_of(m));
+            bytes <= request.max_bytes
+        })
+        .count()
+        .max(1);
+    if fits < messages.len() {
+        messages.truncate(fits);
+        more = true;
+    }
+    Ok(Page {
+        messages,
+        more,
+        older,
+    })
+}
+
+/// The read-only connections, handed out one per blocking task.
+struct Readers {
+    idle: Mutex<Vec<Store>>,
+    permits: Arc<Semaphore>,
+}
+
+impl Readers {
+    fn open(path: &Path, count: usize) -> Result<Self, StoreError> {
+        let idle = (0..count.max(1))
+            .map(|_| Store::open_read_only(path))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            permits: Arc::new(Semaphore::new(idle.len())),
+            idle: Mutex::new(idle),
+        })
+    }
+
+    async fn run<R, F>(self: &Arc<Self>, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&Store) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| closed())?;
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            // A permit guarantees an idle connection: there are as many permits as
+            // connections, and each is put back before its permit is released.
+            let store = crate::service::lock(&this.idle).pop();
+            let Some(store) = store else {
+                return Err(closed());
+            };
+            let result = f(&store);
+            crate::service::lock(&this.idle).push(store);
+            drop(permit);
+            result
+        })
+        .await
+        .map_err(|_| StoreError::new(ErrorKind::Other, "an inbox read did not complete"))?
+    }
+}
+
+/// Refuses new messages while the data directory's file system has less free space than
+/// `min_free_disk_mib`, so that a flood fills the inbox's limits, not the disk.
+struct DiskGuard {
+    /// The data directory, opened once (before the service gives up root): asking the open
+    /// directory follows no path later.
+    dir: File,
+    path: PathBuf,
+    retention: Retention,
+}
+
+impl DiskGuard {
+    fn open(dir: &Path, retention: Retention) -> Result<Self, StoreError> {
+        let file = File::open(dir).map_err(|e| {
+            StoreError::new(
+                ErrorKind::Other,
+                format!("opening the data directory {}: {e}", dir.display()),
+            )
+        })?;
+        Ok(Self {
+            dir: file,
+            path: dir.to_path_buf(),
+            retention,
+        })
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.retention.min_free_disk_mib == 0 {
+            return Ok(());
+        }
+        // A file system that cannot say is not refused for it: the commit would fail on a
+        // full disk anyway, and the sender would hear ERRnoroom then.
+        let Ok(stat) = nix::sys::statvfs::fstatvfs(&self.dir) else {
+            return Ok(());
+        };
+        let available = stat.blocks_available().saturating_mul(stat.fragment_size());
+        if self.retention.disk_too_full(available) {
+            return Err(StoreError::new(
+                ErrorKind::NoRoom,
+                format!(
+                    "{} has {} MiB free, below min_free_disk_mib ({} MiB)",
+                    self.path.display(),
+                    available / (1024 * 1024),
+                    self.retention.min_free_disk_mib
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -1,13 +1,17 @@
 //! `messengerd`, the Messenger service, as a library: [`run`] serves already-bound sockets
-//! until a shutdown token fires. The binary is a thin `main` around it; tests run it
-//! in-process on loopback with ephemeral ports.
+//! until a shutdown token fires. The binary is a thin `main` around it (arguments, the root
+//! phase, the runtime); tests run the same [`run`], or [`start`] to reach into the running
+//! service, in-process on loopback with ephemeral ports.
 //!
 //! Tasks: a name service per interface (UDP 137) registers and defends our names; the session
 //! server (TCP 139) and the datagram listener (UDP 138) receive messages; the control socket
 //! serves the command line; a watcher keeps users' names in step with who is logged in. They
-//! share one [`service::Service`].
+//! share one [`service::Service`]. Every task, down to each connection, control call, display
+//! and message command, is spawned on the service's task tracker, so that shutdown can wait
+//! for what is in flight.
 #![forbid(unsafe_code)]
 
+pub mod caller;
 pub mod command;
 pub mod control;
 pub mod datagram;
@@ -17,6 +21,7 @@ pub mod gate;
 pub mod inbox;
 pub mod names;
 pub mod nameservice;
+pub mod ownership;
 pub mod privileges;
 pub mod receive;
 pub mod send;
@@ -40,8 +45,11 @@ pub use sockets::Sockets;
 /// How often utmp is read again for logins and logouts. `who` is no faster; a name appears a
 /// couple of seconds after its user logs in.
 const UTMP_POLL_INTERVAL: Duration = Duration::from_secs(2);
-/// Longest wait for tasks to finish (names released, connections answered) at shutdown.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Longest wait at shutdown for tasks to finish: names released, messages being delivered
+/// stored and answered, message commands ended. Release takes one packet per name; a
+/// delivery waits for one inbox commit. systemd's stop timeout in the packaged unit (15 s)
+/// leaves room for this and the inbox's last commit.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// The inbox database's file name inside the data directory.
 pub const INBOX_FILE: &str = "inbox.sqlite3";
@@ -65,12 +73,12 @@ pub async fn start(
     start_with_inbox(settings, sockets, inbox, shutdown).await
 }
 
-/// Opens (creating if needed) the inbox in the data directory. `main` calls this before it
-/// gives up root, so that the database files are open whatever the permissions of the
-/// directories above the data directory.
+/// Opens (creating if needed) the inbox in the data directory. `main` calls this after it
+/// has given up root (see `ownership`), so the data directory must be reachable by the
+/// service account.
 pub fn open_inbox(settings: &Settings) -> anyhow::Result<inbox::Inbox> {
     let path = settings.data_dir.join(INBOX_FILE);
-    inbox::Inbox::open(&path)
+    inbox::Inbox::open(&path, &settings.config.retention)
         .map_err(|e| anyhow::anyhow!("cannot open the inbox {}: {e}", path.display()))
 }
 
@@ -82,6 +90,12 @@ pub async fn start_with_inbox(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Running> {
     let tasks = TaskTracker::new();
+    let commands = settings.config.message_command.as_deref().map(|template| {
+        Arc::new(command::CommandRunner::new(
+            template,
+            settings.data_dir.join("spool"),
+        ))
+    });
 
     let mut name_services = Vec::new();
     let mut receivers = Vec::new();
@@ -104,6 +118,7 @@ pub async fn start_with_inbox(
         &settings.config,
         &interfaces,
     )?));
+    let local_sends = send::LocalSendLimit::from_config(&settings.config);
     let service = Arc::new(service::Service {
         settings,
         inbox,
@@ -115,6 +130,9 @@ pub async fn start_with_inbox(
         interfaces,
         started: Instant::now(),
         gate,
+        tasks: tasks.clone(),
+        commands,
+        local_sends,
     });
 
     for (i, (iface, rx)) in sockets.interfaces.into_iter().zip(receivers).enumerate() {
@@ -150,29 +168,55 @@ pub async fn start_with_inbox(
         shutdown.clone(),
     ));
 
+    tasks.spawn(inbox::prune_periodically(
+        service.inbox.clone(),
+        shutdown.clone(),
+    ));
     register_initial_names(&service).await?;
     tasks.spawn(watch_logins(Arc::clone(&service), shutdown.clone()));
+    // Closed: `wait` ends once no task is left. Tasks spawned later (connections, displays,
+    // commands) are still tracked.
     tasks.close();
     Ok(Running { service, tasks })
 }
 
-/// Runs the service until `shutdown`, then releases its names and closes the inbox.
+/// Runs the service on `sockets` with `inbox` until `shutdown`: calls `on_ready` once every
+/// task is up, and after `shutdown` waits up to [`SHUTDOWN_GRACE`] for the tasks (names
+/// released, deliveries in flight stored and answered, message commands ended), says what it
+/// had to cut off, and closes the inbox.
 pub async fn run(
     settings: Settings,
     sockets: Sockets,
+    inbox: inbox::Inbox,
     shutdown: CancellationToken,
+    on_ready: impl FnOnce(&Running),
 ) -> anyhow::Result<()> {
-    let running = start(settings, sockets, shutdown.clone()).await?;
+    let running = start_with_inbox(settings, sockets, inbox, shutdown.clone()).await?;
+    on_ready(&running);
     shutdown.cancelled().await;
-    tracing::info!("stopping: releasing names");
-    if tokio::time::timeout(SHUTDOWN_GRACE, running.tasks.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("some tasks did not stop in time");
+    tracing::info!("stopping: releasing names, finishing deliveries in flight");
+    stop(&running, SHUTDOWN_GRACE).await;
+    Ok(())
+}
+
+/// Waits up to `grace` for the tasks of a service whose shutdown token fired, logs what is
+/// still running after that, and closes the inbox (its writer commits what it was given).
+/// Returns the number of tasks cut off; they end when their runtime does.
+pub async fn stop(running: &Running, grace: Duration) -> usize {
+    let cut = match tokio::time::timeout(grace, running.tasks.wait()).await {
+        Ok(()) => 0,
+        Err(_) => running.tasks.len(),
+    };
+    if cut > 0 {
+        let commands = running.service.commands.as_ref().map_or(0, |c| c.running());
+        tracing::warn!(
+            tasks = cut,
+            message_commands = commands,
+            "tasks still running after {grace:?} are cut off"
+        );
     }
     running.service.inbox.close();
-    Ok(())
+    cut
 }
 
 async fn register_initial_names(service: &Arc<service::Service>) -> anyhow::Result<()> {
@@ -186,6 +230,7 @@ async fn register_initial_names(service: &Arc<service::Service>) -> anyhow::Resu
     service.register_everywhere(computer.with_suffix(SUFFIX_WORKSTATION), false);
     service.register_everywhere(workgroup, true);
     let stored = service.inbox.with_store(|s| s.list_names()).await?;
+    let stored = service.names_still_allowed(stored).await;
     for record in stored {
         match record.to_messaging_name() {
             Ok(m) => {
@@ -201,10 +246,15 @@ async fn watch_logins(service: Arc<service::Service>, shutdown: CancellationToke
     let path = service.settings.config.utmp_path();
     let mut last: Option<Vec<utmp::LoginSession>> = None;
     loop {
-        match utmp::read_sessions(&path) {
+        // A read of a file can stall (a hung file system); keep it off the runtime's workers.
+        let read_path = path.clone();
+        let read = tokio::task::spawn_blocking(move || utmp::read_sessions(&read_path))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        match read {
             Ok(sessions) => {
                 if last.as_ref() != Some(&sessions) {
-                    service.refresh_sessions(sessions.clone());
+                    service.refresh_sessions(sessions.clone()).await;
                     last = Some(sessions);
                 }
             }

@@ -1,5 +1,5 @@
-//! `messengerd`: the Messenger service. Binds its ports, gives up root, and runs until
-//! SIGTERM or SIGINT, releasing its names on the way out.
+//! `messengerd`: the Messenger service. Parses its arguments, binds its ports, gives up root,
+//! and runs the library's [`messengerd::run`] until SIGTERM or SIGINT.
 //!
 //! Exit status: 0 after a clean stop or a valid `--check-config`; 1 when the configuration is
 //! invalid; 2 when the service cannot start (ports in use, inbox unusable, another instance).
@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use messenger_core::config::{Config, DEFAULT_CONFIG_PATH};
+use messengerd::ownership::{self, Account, RunDir};
 use messengerd::{Settings, Sockets};
 use tokio_util::sync::CancellationToken;
 
@@ -30,8 +31,12 @@ struct Args {
     log: Option<String>,
 }
 
-/// Account the service runs as when the configuration names none and it starts as root.
-const DEFAULT_SERVICE_USERS: [&str; 2] = ["messenger", "nobody"];
+/// Account the service runs as when the configuration names none and it starts as root: its
+/// own account (packaging/sysusers.d), else the shared fallback.
+const DEFAULT_SERVICE_USERS: [&str; 2] = ["messenger", SHARED_FALLBACK_USER];
+/// The fallback account. Other daemons run as it too, so whatever runs as it can reach the
+/// service's files, and the service theirs; a warning says so.
+const SHARED_FALLBACK_USER: &str = "nobody";
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -90,28 +95,40 @@ fn init_logging(filter: Option<&str>) {
         .init();
 }
 
+/// The root phase, then the service until a signal. As root: open the run directory, bind
+/// every socket, write the pid file, give the data directory (and a run directory it
+/// created) to the service account, and give up root; all before the runtime exists and
+/// before a byte is read from the network. Then, as the service account, open the inbox and
+/// [`messengerd::run`].
 fn serve(config: Config) -> anyhow::Result<()> {
     let settings = Settings::resolve(config)?;
-    // A run directory that binding creates is ours: the service account gets it, so that it
-    // can still remove the pid file at shutdown. One that already exists is left alone.
-    let run_dir = settings
-        .control_socket
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
-        .map(PathBuf::from);
+    let account = service_account(&settings)?;
+    let run_dir = RunDir::prepare(&settings.control_socket)
+        .map_err(|e| anyhow::anyhow!("{e}{}", messengerd::sockets::not_root_hint()))?;
     let sockets = Sockets::bind(&settings.config, &settings.control_socket)?;
-    let pid_file = settings.control_socket.with_file_name("messengerd.pid");
-    std::fs::write(&pid_file, format!("{}\n", std::process::id()))?;
-    let inbox = messengerd::open_inbox(&settings)?;
-    if let Some(user) = service_user(&settings) {
-        give_data_dir_to(&settings, &user)?;
-        if let Some(dir) = &run_dir {
-            give_to(std::slice::from_ref(dir), &user)?;
-        }
-        if messengerd::privileges::drop_to(&user)? {
+    run_dir.write_pid_file()?;
+    let result = serve_from_pid_file(settings, sockets, account, &run_dir);
+    run_dir.remove_pid_file();
+    result
+}
+
+/// [`serve`] once the pid file is written: whatever happens, `serve` removes it afterwards.
+fn serve_from_pid_file(
+    settings: Settings,
+    sockets: Sockets,
+    account: Option<(String, Account)>,
+    run_dir: &RunDir,
+) -> anyhow::Result<()> {
+    if let Some((user, account)) = &account {
+        ownership::give_data_dir(&settings.data_dir, *account)?;
+        run_dir.give_to(*account)?;
+        if messengerd::privileges::drop_to(user)? {
             tracing::info!(user, "running without root");
         }
     }
+    // Opened by the service account, not by root: SQLite creates its -wal and -shm files by
+    // name in a directory that account owns, where root would follow whatever it planted.
+    let inbox = messengerd::open_inbox(&settings)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -120,61 +137,60 @@ fn serve(config: Config) -> anyhow::Result<()> {
         let signals = shutdown.clone();
         tokio::spawn(async move {
             wait_for_signal().await;
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
             signals.cancel();
         });
-        let running =
-            messengerd::start_with_inbox(settings, sockets, inbox, shutdown.clone()).await?;
-        tracing::info!(
-            computer = %running.service.settings.computer_name,
-            workgroup = %running.service.settings.workgroup,
-            "Messenger service started"
-        );
-        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-        shutdown.cancelled().await;
-        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-        tracing::info!("stopping: releasing names");
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), running.tasks.wait()).await;
-        running.service.inbox.close();
-        anyhow::Ok(())
+        messengerd::run(settings, sockets, inbox, shutdown, |running| {
+            tracing::info!(
+                computer = %running.service.settings.computer_name,
+                workgroup = %running.service.settings.workgroup,
+                "Messenger service started"
+            );
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+        })
+        .await
     });
-    let _ = std::fs::remove_file(&pid_file);
+    // `run` has waited its grace period; what is left is dropped now, without waiting again
+    // (a message command's process group is killed as its task is dropped).
+    runtime.shutdown_background();
     result
 }
 
-/// The account to switch to, when running as root.
-fn service_user(settings: &Settings) -> Option<String> {
+/// The account to switch to, when running as root: `user` of the configuration, else the
+/// first of [`DEFAULT_SERVICE_USERS`] that exists.
+fn service_account(settings: &Settings) -> anyhow::Result<Option<(String, Account)>> {
     if !nix::unistd::Uid::effective().is_root() {
-        return None;
+        return Ok(None);
     }
-    if let Some(user) = &settings.config.user {
-        return Some(user.clone());
-    }
-    DEFAULT_SERVICE_USERS
-        .iter()
-        .find(|u| nix::unistd::User::from_name(u).ok().flatten().is_some())
-        .map(|u| (*u).to_owned())
-}
-
-/// Makes the data directory and inbox files the service account's, so that it can still
-/// write them after giving up root.
-fn give_data_dir_to(settings: &Settings, user: &str) -> anyhow::Result<()> {
-    let mut paths = vec![settings.data_dir.clone()];
-    if let Ok(entries) = std::fs::read_dir(&settings.data_dir) {
-        paths.extend(entries.flatten().map(|e| e.path()));
-    }
-    give_to(&paths, user)
-}
-
-/// Makes `paths` the service account's.
-fn give_to(paths: &[PathBuf], user: &str) -> anyhow::Result<()> {
-    let Some(account) = nix::unistd::User::from_name(user)? else {
+    let user = match &settings.config.user {
+        Some(user) => user.clone(),
+        None => {
+            let Some(user) = DEFAULT_SERVICE_USERS
+                .iter()
+                .find(|u| nix::unistd::User::from_name(u).ok().flatten().is_some())
+            else {
+                anyhow::bail!(
+                    "none of the accounts {DEFAULT_SERVICE_USERS:?} exists; set `user` in the \
+                     configuration"
+                );
+            };
+            if *user == SHARED_FALLBACK_USER {
+                tracing::warn!(
+                    "running as {SHARED_FALLBACK_USER}, an account other daemons share; create \
+                     the account `messenger` (packaging/sysusers.d) or set `user`"
+                );
+            }
+            (*user).to_owned()
+        }
+    };
+    let Some(entry) = nix::unistd::User::from_name(&user)? else {
         anyhow::bail!("user {user:?} does not exist");
     };
-    for path in paths {
-        nix::unistd::chown(path, Some(account.uid), Some(account.gid))
-            .map_err(|e| anyhow::anyhow!("cannot give {} to {user}: {e}", path.display()))?;
-    }
-    Ok(())
+    let account = Account {
+        uid: entry.uid.as_raw(),
+        gid: entry.gid.as_raw(),
+    };
+    Ok(Some((user, account)))
 }
 
 async fn wait_for_signal() {

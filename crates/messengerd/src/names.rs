@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use messenger_core::names::{NameKind, Owner};
-use messenger_core::nerr::NERR_DUPLICATE_NAME;
+use messenger_core::nerr::{NERR_ALREADY_EXISTS, NERR_DUPLICATE_NAME, NERR_TOO_MANY_NAMES};
 use netbios::NetbiosName;
 use tokio::sync::oneshot;
 
@@ -91,6 +91,55 @@ impl NameTable {
             },
         );
         true
+    }
+
+    /// Adds `name` as an alias of `owner`, registering on `interfaces` interfaces, if it is
+    /// not present, the owner holds fewer than `per_owner_cap` aliases (no cap: `None`), and
+    /// the table has room. The checks and the insertion are one step under the caller's lock
+    /// on the table, so concurrent `/ADD`s cannot get past the cap together. Fails with the
+    /// NET error number.
+    pub fn insert_alias(
+        &mut self,
+        name: NetbiosName,
+        owner: Owner,
+        per_owner_cap: Option<usize>,
+        interfaces: usize,
+    ) -> Result<(), u32> {
+        if self.entries.contains_key(&name) {
+            return Err(NERR_ALREADY_EXISTS);
+        }
+        if per_owner_cap.is_some_and(|max| self.aliases_owned_by(owner.uid) >= max) {
+            return Err(NERR_TOO_MANY_NAMES);
+        }
+        if self.entries.len() >= messenger_core::names::MAX_NAMES {
+            return Err(NERR_TOO_MANY_NAMES);
+        }
+        self.insert(name, NameKind::Alias, Some(owner), interfaces);
+        Ok(())
+    }
+
+    /// Gives the alias `name`, owned by `previous_owner_uid`, to `owner` as a user's name,
+    /// keeping its state on the network (the name stays ours; only who receives changes).
+    /// Returns false, changing nothing, if `name` is no longer that alias.
+    pub fn take_alias_for_user(
+        &mut self,
+        name: &NetbiosName,
+        previous_owner_uid: u32,
+        owner: Owner,
+    ) -> bool {
+        match self.entries.get_mut(name) {
+            Some(e)
+                if e.kind == NameKind::Alias
+                    && e.owner
+                        .as_ref()
+                        .is_some_and(|o| o.uid == previous_owner_uid) =>
+            {
+                e.kind = NameKind::User;
+                e.owner = Some(owner);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Waits for the outcome of `name`'s registration; resolves at once if it is settled.
@@ -206,6 +255,76 @@ mod tests {
         assert_eq!(rx.try_recv().unwrap(), Ok(()));
         assert!(t.find_usable(b"Pager").is_some());
         assert_eq!(t.aliases_owned_by(1000), 1);
+    }
+
+    #[test]
+    fn concurrent_alias_adds_cannot_exceed_the_cap() {
+        use std::sync::{Arc, Barrier, Mutex};
+        const THREADS: usize = 8;
+        const CAP: usize = 3;
+        // Checking the count under one lock and inserting under another lets two threads past
+        // the cap within about a hundred rounds on two cores; a thousand make that near certain.
+        for round in 0..1000 {
+            let table = Arc::new(Mutex::new(NameTable::default()));
+            let barrier = Arc::new(Barrier::new(THREADS));
+            let handles: Vec<_> = (0..THREADS)
+                .map(|i| {
+                    let table = Arc::clone(&table);
+                    let barrier = Arc::clone(&barrier);
+                    std::thread::spawn(move || {
+                        let n = NetbiosName::messenger(&format!("a{round}x{i}")).unwrap();
+                        barrier.wait();
+                        let added =
+                            table
+                                .lock()
+                                .unwrap()
+                                .insert_alias(n, owner().unwrap(), Some(CAP), 1);
+                        added.is_ok()
+                    })
+                })
+                .collect();
+            let added = handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .filter(|ok| *ok)
+                .count();
+            assert_eq!(added, CAP, "round {round}");
+            assert_eq!(table.lock().unwrap().aliases_owned_by(1000), CAP);
+        }
+        let mut t = NameTable::default();
+        let n = NetbiosName::messenger("one").unwrap();
+        assert_eq!(
+            t.insert_alias(n, owner().unwrap(), Some(0), 1),
+            Err(NERR_TOO_MANY_NAMES)
+        );
+        assert_eq!(t.insert_alias(n, owner().unwrap(), None, 1), Ok(()));
+        assert_eq!(
+            t.insert_alias(n, owner().unwrap(), None, 1),
+            Err(NERR_ALREADY_EXISTS)
+        );
+    }
+
+    #[test]
+    fn a_user_takes_an_alias_of_their_login_name() {
+        let mut t = NameTable::default();
+        let n = NetbiosName::messenger("bob").unwrap();
+        t.insert_alias(n, owner().unwrap(), None, 0).unwrap();
+        let bob = Owner {
+            uid: 1001,
+            name: "bob".into(),
+        };
+        assert!(
+            !t.take_alias_for_user(&n, 4242, bob.clone()),
+            "owner changed"
+        );
+        assert!(t.take_alias_for_user(&n, 1000, bob.clone()));
+        let e = t.get(&n).unwrap();
+        assert_eq!(
+            (e.kind, e.owner.clone()),
+            (NameKind::User, Some(bob.clone()))
+        );
+        assert_eq!(e.state, NameState::Registered);
+        assert!(!t.take_alias_for_user(&n, 1000, bob), "no longer an alias");
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! and per-source rate limits, so one host cannot keep others out; connections it refuses are
 //! answered with a NEGATIVE SESSION RESPONSE on port 139 and closed (see `gate` for why).
 //! Every read and write has a deadline: a peer that stops reading our responses is as stuck
-//! as one that stops sending, and must not hold its slot for ever.
+//! as one that stops sending, and must not hold its slot for ever. The session decides how
+//! long a connection may last: only progress on a message extends it, and `[limits]`
+//! `connection_lifetime_secs` and `max_errors_per_connection` end it whatever the peer does.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use messenger_core::message::Transport;
 use netbios::nbss::{NegativeCode, SessionPacket};
-use netbios::smb::receiver::{DeliveryError, ReceiverConfig, ReceiverEvent, ReceiverSession};
+use netbios::smb::receiver::{
+    CloseReason, DeliveryError, ReceiverConfig, ReceiverEvent, ReceiverSession,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -43,6 +47,8 @@ pub async fn serve(service: Arc<Service>, listener: SessionListener, shutdown: C
     let limits = &service.settings.config.limits;
     config.first_request_timeout = Duration::from_secs(limits.first_request_timeout_secs);
     config.idle_timeout = Duration::from_secs(limits.request_timeout_secs);
+    config.lifetime = Duration::from_secs(limits.connection_lifetime_secs);
+    config.error_budget = limits.max_errors_per_connection;
     config.limits.max_message_len = service.settings.config.max_message_len();
     config.limits.max_blocks = limits.max_blocks_per_message;
     let listener_requires_session = listener.session_request_required;
@@ -86,9 +92,10 @@ pub async fn serve(service: Arc<Service>, listener: SessionListener, shutdown: C
                 continue;
             }
         };
+        let tasks = service.tasks.clone();
         let service = Arc::clone(&service);
         let shutdown = shutdown.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             let _admission = admission;
             connection(service, stream, peer, config, shutdown).await;
         });
@@ -178,7 +185,7 @@ async fn connection(
                     session.complete_delivery(Instant::now(), result);
                 }
                 ReceiverEvent::Close(reason) => {
-                    tracing::debug!(?reason, "closing");
+                    log_close(peer, &reason);
                     let _ = stream.shutdown().await;
                     return;
                 }
@@ -199,13 +206,33 @@ async fn connection(
         if session.is_closed() && session.poll_timeout().is_none() {
             // Drain what the close produced on the next pass, then stop.
             while let Some(event) = session.poll_event() {
-                if let ReceiverEvent::Transmit(bytes) = event {
-                    if !write_within(&mut stream, &bytes, config.idle_timeout).await {
+                match event {
+                    ReceiverEvent::Transmit(bytes)
+                        if !write_within(&mut stream, &bytes, config.idle_timeout).await =>
+                    {
                         break;
                     }
+                    ReceiverEvent::Close(reason) => log_close(peer, &reason),
+                    _ => {}
                 }
             }
             return;
         }
+    }
+}
+
+/// Logs why a connection ends: at info level when it was cut for holding its slot without
+/// delivering (a sign of abuse), else at debug level.
+fn log_close(peer: SocketAddr, reason: &CloseReason) {
+    match reason {
+        CloseReason::LifetimeOver => tracing::info!(
+            %peer,
+            "connection closed: it reached [limits] connection_lifetime_secs"
+        ),
+        CloseReason::TooManyErrors => tracing::info!(
+            %peer,
+            "connection closed: it drew more SMB errors than [limits] max_errors_per_connection"
+        ),
+        _ => tracing::debug!(%peer, ?reason, "closing"),
     }
 }

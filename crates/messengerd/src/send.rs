@@ -3,21 +3,69 @@
 //! Names of this computer are delivered locally, straight into the inbox; anything else goes
 //! over the network through the same client code the command line uses when no service runs
 //! (`messenger-net`). Broadcasts (`*`, `/DOMAIN`, `/USERS`) need root or the configured
-//! broadcast group, and a broadcast to our own workgroup reaches our own users too.
+//! broadcast group, and a broadcast to our own workgroup reaches our own users too. Who may
+//! sign with which name and who may broadcast are the rules of `messenger_core::access`, the
+//! same the command line applies when it sends without the service.
+//!
+//! Local users are rate-limited per uid as network sources are per address, with the same
+//! `[policy]` numbers (`messages_per_second`, `message_burst`; off with `rate_limit = false`):
+//! a person sends no faster from a shell here than from another computer, and without a
+//! limit one local user could fill the inbox and everyone's terminals. Root is exempt: it can
+//! stop the service or write the inbox anyway, and administrators' scripts announce to many.
+//! An over-limit send is refused with ERROR_NOT_ENOUGH_QUOTA (1816).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
+use messenger_core::config::Config;
 use messenger_core::message::{NewMessage, Transport};
 use messenger_core::names::NameKind;
 use messenger_core::nerr::{
-    ERROR_ACCESS_DENIED, ERROR_INVALID_NAME, ERROR_INVALID_PARAMETER, NERR_BAD_RECEIVE,
-    NERR_NAME_NOT_FOUND, NERR_NETWORK_ERROR,
+    ERROR_ACCESS_DENIED, ERROR_INVALID_NAME, ERROR_INVALID_PARAMETER, ERROR_NOT_ENOUGH_QUOTA,
+    NERR_BAD_RECEIVE, NERR_NAME_NOT_FOUND, NERR_NETWORK_ERROR,
 };
+use messenger_core::policy::RateLimiter;
 use messenger_ipc::{IpcError, Reply, SendResult, SendTarget};
 use messenger_net::LengthLimit;
 
-use crate::control::{error, Caller};
+use crate::caller::Caller;
+use crate::control::error;
 use crate::service::{lock, now_micros, Service};
+
+/// Local users tracked by the send rate limit at once. The table forgets idle users first
+/// when full (see `RateLimiter`), so this bounds memory (about 64 bytes a user), not who may
+/// send; 4096 is more users than send at once on any shared host.
+const MAX_RATE_LIMITED_USERS: usize = 4096;
+
+/// The per-uid rate limit on local sends (see the module documentation).
+pub struct LocalSendLimit {
+    users: Option<Mutex<RateLimiter<u32>>>,
+}
+
+impl LocalSendLimit {
+    /// The limit `config` asks for: `[policy] messages_per_second` after `message_burst`, or
+    /// none with `rate_limit = false`.
+    pub fn from_config(config: &Config) -> Self {
+        let policy = &config.policy;
+        Self {
+            users: policy.rate_limit.then(|| {
+                Mutex::new(RateLimiter::new(
+                    policy.messages_per_second,
+                    policy.message_burst,
+                    MAX_RATE_LIMITED_USERS,
+                ))
+            }),
+        }
+    }
+
+    /// Whether one more send by `caller` at `now` is within their rate; root always is.
+    pub fn admits(&self, caller: &Caller, now: Instant) -> bool {
+        match &self.users {
+            Some(users) if !caller.is_root => lock(users).check_key(caller.uid, now),
+            _ => true,
+        }
+    }
+}
 
 /// Handles a send request from `caller`.
 pub async fn send(
@@ -29,17 +77,24 @@ pub async fn send(
     allow_long: bool,
 ) -> Reply {
     let from = match from {
-        Some(f) if f != caller.user && !caller.is_root => {
-            return error(
-                ERROR_ACCESS_DENIED,
-                "Only root may send under another name.",
-            )
+        Some(f) if !messenger_core::access::may_send_as(&caller.identity(), &f) => {
+            return error(ERROR_ACCESS_DENIED, messenger_core::access::SEND_AS_REFUSED)
         }
         Some(f) => f,
         None => caller.user.clone(),
     };
     if text.trim().is_empty() {
         return error(ERROR_INVALID_PARAMETER, "The message is empty.");
+    }
+    if !service.local_sends.admits(caller, Instant::now()) {
+        tracing::warn!(
+            uid = caller.uid,
+            "a local user is over the send rate; refused"
+        );
+        return error(
+            ERROR_NOT_ENOUGH_QUOTA,
+            "Too many messages in a short time; wait a moment and send again.",
+        );
     }
     match target {
         SendTarget::Name { name } => {
@@ -66,6 +121,12 @@ pub async fn send(
             let limit = LengthLimit::from_allow_long(allow_long);
             match messenger_net::send_to(&settings, &name, &from, &text, limit).await {
                 Ok(d) => sent(d.name, None),
+                // What the caller typed is wrong (a name that is neither a messaging name nor
+                // a host): the request fails as a whole, as the command line reports it.
+                Err(e) if e.is_input_error() => Reply::Error(IpcError {
+                    code: e.nerr(),
+                    message: e.to_string(),
+                }),
                 Err(e) => sent(
                     name.trim().to_uppercase(),
                     Some(IpcError {
@@ -79,7 +140,7 @@ pub async fn send(
             if !caller.may_broadcast {
                 return error(
                     ERROR_ACCESS_DENIED,
-                    "Only root and members of the broadcast group may send to a whole workgroup.",
+                    messenger_core::access::BROADCAST_REFUSED,
                 );
             }
             let workgroup = name
@@ -185,4 +246,53 @@ async fn deliver_locally(
             code: NERR_BAD_RECEIVE,
             message: "The inbox could not take the message.".into(),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn caller(uid: u32) -> Caller {
+        Caller {
+            uid,
+            gid: uid,
+            user: format!("user{uid}"),
+            is_root: uid == 0,
+            may_broadcast: uid == 0,
+        }
+    }
+
+    fn limited(per_second: f64, burst: u32) -> LocalSendLimit {
+        let mut config = Config::default();
+        config.policy.rate_limit = true;
+        config.policy.messages_per_second = per_second;
+        config.policy.message_burst = burst;
+        LocalSendLimit::from_config(&config)
+    }
+
+    #[test]
+    fn local_users_are_limited_each_on_their_own() {
+        let limit = limited(1.0, 3);
+        let t0 = Instant::now();
+        let alice = caller(1000);
+        let admitted = (0..10).filter(|_| limit.admits(&alice, t0)).count();
+        assert_eq!(admitted, 3, "the burst, then nothing");
+        // Another user's bucket is their own.
+        assert!(limit.admits(&caller(1001), t0));
+        // The rate refills.
+        assert!(!limit.admits(&alice, t0 + Duration::from_millis(500)));
+        assert!(limit.admits(&alice, t0 + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn root_is_not_limited_and_rate_limit_false_limits_nobody() {
+        let limit = limited(0.001, 1);
+        let t0 = Instant::now();
+        assert!((0..100).all(|_| limit.admits(&caller(0), t0)));
+        let mut config = Config::default();
+        config.policy.rate_limit = false;
+        let off = LocalSendLimit::from_config(&config);
+        assert!((0..100).all(|_| off.admits(&caller(1000), t0)));
+    }
 }

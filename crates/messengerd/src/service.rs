@@ -10,14 +10,16 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
+use messenger_core::access::{self, Accounts, Identity, SystemAccounts};
 use messenger_core::config::{Config, Invoker};
 use messenger_core::message::{NewMessage, Transport};
-use messenger_core::names::{NameKind, Owner};
+use messenger_core::names::{NameKind, NameRecord, Owner};
 use netbios::oem::CodePage;
 use netbios::NetbiosName;
 use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
 
-use crate::command::{self, CommandContext};
+use crate::command::{CommandContext, CommandRunner};
 use crate::display::{DeliverySink, Popup};
 use crate::inbox::Inbox;
 use crate::names::NameTable;
@@ -68,8 +70,13 @@ impl Settings {
             samba_guest_account,
             computer_name: config.computer_name(&invoker),
             workgroup: config.workgroup(),
-            data_dir: config.data_dir(&invoker),
-            control_socket: config.control_socket(&invoker),
+            data_dir: config.data_dir(&invoker).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "data_dir is not set and there is no home directory ($XDG_DATA_HOME or \
+                     $HOME) for a per-user inbox; set data_dir in the configuration"
+                )
+            })?,
+            control_socket: config.control_socket(),
             code_page,
             config,
         })
@@ -124,6 +131,13 @@ pub struct Service {
     pub started: Instant,
     /// Admission control: source policy, connection caps, rate limits.
     pub gate: Arc<crate::receive::Gate>,
+    /// Every task of the service (connections, control calls, displays, message commands):
+    /// shutdown waits for them.
+    pub tasks: TaskTracker,
+    /// Runs `message_command`, when there is one.
+    pub commands: Option<Arc<CommandRunner>>,
+    /// The rate limit on messages local users send through the control socket.
+    pub local_sends: crate::send::LocalSendLimit,
 }
 
 impl Service {
@@ -161,6 +175,28 @@ impl Service {
     /// The account that may deliver messages smbd received, besides root.
     pub fn samba_guest_account(&self) -> &str {
         &self.settings.samba_guest_account
+    }
+
+    /// Whether `name` is an alias owned by `uid`.
+    pub fn is_alias_of(&self, name: &NetbiosName, uid: u32) -> bool {
+        lock(&self.names).get(name).is_some_and(|e| {
+            e.kind == NameKind::Alias && e.owner.as_ref().is_some_and(|o| o.uid == uid)
+        })
+    }
+
+    /// Removes `name` and releases it on the network if it is an alias owned by `uid`, and
+    /// only then: a user who logged in may have taken it meanwhile.
+    pub fn remove_alias_of(&self, name: &NetbiosName, uid: u32) {
+        let removed = {
+            let mut names = lock(&self.names);
+            let ours = names.get(name).is_some_and(|e| {
+                e.kind == NameKind::Alias && e.owner.as_ref().is_some_and(|o| o.uid == uid)
+            });
+            ours && names.remove(name).is_some()
+        };
+        if removed {
+            self.release_everywhere(*name);
+        }
     }
 
     /// Decodes the OEM bytes of a received text or name.
@@ -240,7 +276,8 @@ impl Service {
         }
         if let Some(message) = to_show {
             let this = Arc::clone(self);
-            tokio::spawn(async move { this.show(id, message, machine).await });
+            self.tasks
+                .spawn(async move { this.show(id, message, machine).await });
         }
         Ok(id)
     }
@@ -248,7 +285,7 @@ impl Service {
     /// Whether anything happens after `message` is stored: a login session of one of its
     /// recipients (of anyone, for a message to everyone) to show it on, or a message command.
     fn has_audience(&self, message: &NewMessage) -> bool {
-        if self.settings.config.message_command.is_some() {
+        if self.commands.is_some() {
             return true;
         }
         let sessions = self.sessions.read().unwrap_or_else(|e| e.into_inner());
@@ -286,9 +323,9 @@ impl Service {
                 tracing::warn!(error = %e, "could not mark a shown message read");
             }
         }
-        if let Some(template) = &self.settings.config.message_command {
-            command::run_for_message(
-                template,
+        if let Some(commands) = &self.commands {
+            commands.spawn(
+                &self.tasks,
                 CommandContext {
                     from: message.from.clone(),
                     to: message.to.clone(),
@@ -299,21 +336,43 @@ impl Service {
                         .unwrap_or_default(),
                     text: message.text.clone(),
                 },
-                self.settings.data_dir.join("spool"),
             );
         }
     }
 
-    /// Rereads utmp; registers names of users who logged in and releases those of users who
-    /// left.
-    pub fn refresh_sessions(&self, sessions: Vec<LoginSession>) {
+    /// Adds `name` as an alias of `owner` and starts registering it, unless it is present,
+    /// the owner already holds `per_user_cap` aliases (`None`: no cap, for root), or the table
+    /// is full; fails with the NET error number. Checked and taken under one lock, so
+    /// concurrent `/ADD`s cannot exceed the cap.
+    pub fn add_alias(
+        &self,
+        name: NetbiosName,
+        owner: Owner,
+        per_user_cap: Option<usize>,
+    ) -> Result<(), u32> {
+        lock(&self.names).insert_alias(name, owner, per_user_cap, self.name_services.len())?;
+        self.register_everywhere(name, false);
+        Ok(())
+    }
+
+    /// Takes the login sessions just read from utmp: registers the names of users who logged
+    /// in and releases those of users who left.
+    ///
+    /// A user who logs in takes their login name even when it is another owner's alias (one
+    /// added before the account existed, or kept from before aliases were checked): names
+    /// belong to their users, so messages to it must reach the user, not the alias's owner.
+    /// The alias is turned into the user's name in place (the name stays registered) and
+    /// deleted from the store, and a warning says whose it was. The account lookups run on
+    /// the blocking pool.
+    pub async fn refresh_sessions(&self, sessions: Vec<LoginSession>) {
         let users = crate::utmp::users(&sessions);
         {
             let mut current = self.sessions.write().unwrap_or_else(|e| e.into_inner());
             *current = sessions;
         }
-        let mut to_add = Vec::new();
         let mut to_remove = Vec::new();
+        // Names of users who logged in: absent, or another's alias (with its owner's uid).
+        let mut arrived: Vec<(NetbiosName, String, Option<u32>)> = Vec::new();
         {
             let names = lock(&self.names);
             for e in names.iter().filter(|e| e.kind == NameKind::User) {
@@ -326,8 +385,14 @@ impl Service {
                 let Ok(name) = NetbiosName::messenger(user) else {
                     continue;
                 };
-                if names.get(&name).is_none() {
-                    to_add.push((name, user.clone()));
+                match names.get(&name) {
+                    None => arrived.push((name, user.clone(), None)),
+                    Some(e) if e.kind == NameKind::Alias => {
+                        if let Some(o) = &e.owner {
+                            arrived.push((name, user.clone(), Some(o.uid)));
+                        }
+                    }
+                    Some(_) => {}
                 }
             }
         }
@@ -335,14 +400,99 @@ impl Service {
             tracing::info!(%name, "user logged out; releasing name");
             self.remove_name(&name);
         }
-        for (name, user) in to_add {
-            let uid = nix::unistd::User::from_name(&user)
-                .ok()
-                .flatten()
-                .map_or(u32::MAX, |u| u.uid.as_raw());
-            tracing::info!(%name, "user logged in; registering name");
-            self.add_name(name, NameKind::User, Some(Owner { uid, name: user }));
+        if arrived.is_empty() {
+            return;
         }
+        let logins: Vec<String> = arrived.iter().map(|(_, user, _)| user.clone()).collect();
+        let count = logins.len();
+        let uids = tokio::task::spawn_blocking(move || {
+            logins
+                .iter()
+                .map(|l| SystemAccounts.user(l).map(|a| a.uid))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_else(|_| vec![None; count]);
+        for ((name, user, alias_owner), uid) in arrived.into_iter().zip(uids) {
+            let owner = Owner {
+                uid: uid.unwrap_or(u32::MAX),
+                name: user,
+            };
+            match alias_owner {
+                None => {
+                    tracing::info!(%name, "user logged in; registering name");
+                    self.add_name(name, NameKind::User, Some(owner));
+                }
+                Some(previous) if access::login_takes_name_from(previous, uid) => {
+                    let taken = lock(&self.names).take_alias_for_user(&name, previous, owner);
+                    if taken {
+                        tracing::warn!(
+                            %name,
+                            previous_owner_uid = previous,
+                            "a user logged in whose login name was another user's alias; \
+                             the name is the user's now and the alias is deleted"
+                        );
+                        let stored = messenger_core::names::display_name(&name);
+                        if let Err(e) = self
+                            .inbox
+                            .with_store(move |s| s.delete_name(&stored).map(|_| ()))
+                            .await
+                        {
+                            tracing::warn!(error = %e, "could not remove the alias from the store");
+                        }
+                    }
+                }
+                // The user's own alias: messages to it reach them already.
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// The stored names that may still be held: an alias whose owner (other than root) may
+    /// no longer add it, because it has become another account's login name, is left out,
+    /// deleted from the store and logged. The account lookups run on the blocking pool.
+    pub async fn names_still_allowed(&self, stored: Vec<NameRecord>) -> Vec<NameRecord> {
+        let checked = tokio::task::spawn_blocking(move || {
+            stored
+                .into_iter()
+                .map(|r| {
+                    let refused = (r.kind == NameKind::Alias).then(|| {
+                        let owner = Identity {
+                            uid: r.owner_uid,
+                            gid: u32::MAX,
+                            login: r.owner_name.clone(),
+                        };
+                        access::check_alias(&owner, &r.name, &[], &SystemAccounts).err()
+                    });
+                    (r, refused.flatten())
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        let mut kept = Vec::with_capacity(checked.len());
+        for (record, refused) in checked {
+            match refused {
+                None => kept.push(record),
+                Some(why) => {
+                    tracing::warn!(
+                        name = %record.name,
+                        owner = %record.owner_name,
+                        reason = %why,
+                        "dropping a stored alias"
+                    );
+                    let name = record.name.clone();
+                    if let Err(e) = self
+                        .inbox
+                        .with_store(move |s| s.delete_name(&name).map(|_| ()))
+                        .await
+                    {
+                        tracing::warn!(error = %e, "could not remove the alias from the store");
+                    }
+                }
+            }
+        }
+        kept
     }
 }
 
@@ -399,26 +549,21 @@ pub fn rfc3339(micros: i64) -> String {
     }
 }
 
-/// The source policy: the configured lists, or, when `allow` is empty, the subnets of our
-/// interfaces and loopback.
+/// The source policy: the configured lists, or, when `allow` is empty, private and local
+/// address space and the subnets of our interfaces (see
+/// [`messenger_core::policy::LOCAL_NETWORKS`] for why).
 pub fn source_policy(
     config: &Config,
     interfaces: &[messenger_net::iface::Interface],
 ) -> anyhow::Result<messenger_core::policy::SourcePolicy> {
     use messenger_core::policy::{Cidr, SourcePolicy};
-    let mut policy = SourcePolicy::parse(&config.policy.allow, &config.policy.deny)
-        .map_err(|e| anyhow::anyhow!("[policy]: {e}"))?;
-    if policy.allow.is_empty() {
-        for i in interfaces {
-            let prefix = u32::from(i.netmask).count_ones() as u8;
-            policy.allow.push(Cidr::new(IpAddr::V4(i.addr), prefix)?);
-        }
-        policy
-            .allow
-            .push(Cidr::new(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8)?);
-        policy
-            .allow
-            .push(Cidr::new(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST), 128)?);
-    }
-    Ok(policy)
+    let own_subnets = interfaces
+        .iter()
+        .map(|i| Cidr::new(IpAddr::V4(i.addr), u32::from(i.netmask).count_ones() as u8))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(
+        SourcePolicy::parse(&config.policy.allow, &config.policy.deny)
+            .map_err(|e| anyhow::anyhow!("[policy]: {e}"))?
+            .or_local_networks(own_subnets),
+    )
 }

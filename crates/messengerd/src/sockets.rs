@@ -15,6 +15,7 @@ use std::path::Path;
 
 use messenger_core::config::Config;
 use messenger_net::iface::Interface;
+use nix::sys::stat::{umask, Mode};
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Pending connections the kernel queues for the session port before we accept them.
@@ -164,14 +165,41 @@ fn bind_tcp(addr: Ipv4Addr, port: u16) -> anyhow::Result<TcpListener> {
     Ok(socket.into())
 }
 
-fn bind_control(path: &Path) -> anyhow::Result<UnixListener> {
-    use std::os::unix::fs::PermissionsExt;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+/// What to add to an error about the control socket's directory when the service runs
+/// without root: the default is the system service's, which only root can create.
+pub fn not_root_hint() -> &'static str {
+    if nix::unistd::Uid::effective().is_root() {
+        ""
+    } else {
+        " (a service started without root needs a control_socket of its own in the \
+         configuration; the command line then needs the same configuration or --socket)"
     }
-    // A socket left by a service that died is stale; a live one answers a connection.
-    if path.exists() {
+}
+
+/// Runs `f` with the process's umask set to `mask`, restoring it afterwards. The umask is the
+/// whole process's: every change of it goes through here, one at a time.
+pub fn with_umask<R>(mask: u32, f: impl FnOnce() -> R) -> R {
+    static UMASK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _serialised = UMASK.lock().unwrap_or_else(|e| e.into_inner());
+    let old = umask(Mode::from_bits_truncate(mask));
+    let result = f();
+    umask(old);
+    result
+}
+
+/// Mode of the control socket: every user may connect, and the service checks each caller's
+/// credentials itself (SO_PEERCRED). `bind` gives a socket `0777 & !umask`, hence this umask.
+const CONTROL_SOCKET_UMASK: u32 = 0o111;
+
+fn bind_control(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            anyhow::anyhow!("cannot create {}: {e}{}", dir.display(), not_root_hint())
+        })?;
+    }
+    // A socket left by a service that died is stale; a live one answers a connection. Whatever
+    // else has the name is removed, never followed (unlink does not follow links).
+    if std::fs::symlink_metadata(path).is_ok() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             anyhow::bail!(
                 "another Messenger service is already running on {} (NET HELPMSG 2271)",
@@ -180,10 +208,36 @@ fn bind_control(path: &Path) -> anyhow::Result<UnixListener> {
         }
         std::fs::remove_file(path)?;
     }
-    let listener = UnixListener::bind(path)
+    // The mode comes from the umask at bind time: a chmod by path afterwards could be sent
+    // through a link planted in the directory meanwhile. `main` binds before any other thread
+    // exists; in tests, files other threads create meanwhile get this umask.
+    let listener = with_umask(CONTROL_SOCKET_UMASK, || UnixListener::bind(path))
         .map_err(|e| anyhow::anyhow!("cannot bind {}: {e}", path.display()))?;
-    // Everyone may connect: the service checks each caller's credentials itself.
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
     listener.set_nonblocking(true)?;
     Ok(listener)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_control_socket_is_open_to_every_user_without_a_chmod() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        // A link to a file of ours where the socket goes: removed, not followed.
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let _listener = bind_control(&path).unwrap();
+        let mode = std::fs::symlink_metadata(&path)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o666);
+        let victim_mode = std::fs::metadata(&victim).unwrap().permissions().mode();
+        assert_eq!(victim_mode & 0o777, 0o600);
+    }
 }

@@ -31,7 +31,7 @@ use messenger_core::config::Config;
 use netbios::mailslot::{build_broadcast, build_directed, MessengerMessage, SendParams};
 use netbios::nbns::Packet;
 use netbios::nbss::{frame_message, Framer, FramerMode, NegativeCode, SessionPacket};
-use netbios::smb::header::{dos, SmbStatus};
+use netbios::smb::header::{dos, SmbHeader, SmbStatus};
 use netbios::smb::messenger::{Request as SmbRequest, Response};
 use netbios::{NetbiosName, QualifiedName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -154,6 +154,18 @@ impl Client {
             "session from {source}"
         );
         c
+    }
+
+    /// Writes one framed SMB and reads the answer; `None` once the service has closed.
+    async fn try_exchange(&mut self, smb: &[u8]) -> Option<Response> {
+        self.stream
+            .write_all(&frame_message(smb).unwrap())
+            .await
+            .ok()?;
+        match self.next_packet().await? {
+            SessionPacket::SessionMessage(smb) => Some(Response::decode(&smb).unwrap()),
+            other => panic!("expected an SMB response, got {other:?}"),
+        }
     }
 
     async fn call(&mut self, request: &SmbRequest) -> Response {
@@ -279,25 +291,35 @@ async fn allow_list_admits_only_its_networks() {
 }
 
 #[test]
-fn default_allow_list_is_our_subnets_and_loopback() {
+fn default_allow_list_is_private_and_local_space_and_our_subnets() {
+    // A host with a public address: its own subnet is admitted along with private space.
     let lan = messenger_net::iface::Interface {
         name: "eth0".into(),
-        addr: Ipv4Addr::new(192, 168, 7, 10),
+        addr: Ipv4Addr::new(198, 51, 100, 10),
         netmask: Ipv4Addr::new(255, 255, 255, 0),
-        broadcast: Ipv4Addr::new(192, 168, 7, 255),
+        broadcast: Ipv4Addr::new(198, 51, 100, 255),
         loopback: false,
     };
     let policy = messengerd::service::source_policy(&Config::default(), &[lan]).unwrap();
+    // Routed subnets of a private network (what a WINS server serves) are admitted.
     for ok in [
-        "192.168.7.1",
-        "192.168.7.254",
+        "198.51.100.1",
+        "198.51.100.254",
+        "10.20.30.40",
+        "100.64.1.2",
+        "172.16.5.6",
+        "192.168.8.1",
+        "169.254.1.1",
         "127.0.0.1",
         "127.5.6.7",
         "::1",
+        "fd00::5",
+        "fe80::5",
     ] {
         assert!(policy.admits(ok.parse().unwrap()), "{ok} must be admitted");
     }
-    for refused in ["192.168.8.1", "10.0.0.1", "8.8.8.8", "2001:db8::1"] {
+    // The internet is not.
+    for refused in ["198.51.101.1", "8.8.8.8", "203.0.113.7", "2001:db8::1"] {
         assert!(
             !policy.admits(refused.parse().unwrap()),
             "{refused} must be refused"
@@ -305,11 +327,13 @@ fn default_allow_list_is_our_subnets_and_loopback() {
     }
     // A configured list replaces the default; deny wins over it.
     let mut config = Config::default();
-    config.policy.allow = vec!["10.0.0.0/8".into()];
+    config.policy.allow = vec!["203.0.113.0/24".into(), "10.0.0.0/8".into()];
     config.policy.deny = vec!["10.9.0.0/16".into()];
     let policy = messengerd::service::source_policy(&config, &[]).unwrap();
+    assert!(policy.admits("203.0.113.7".parse().unwrap()));
     assert!(policy.admits("10.1.2.3".parse().unwrap()));
     assert!(!policy.admits("10.9.2.3".parse().unwrap()));
+    assert!(!policy.admits("192.168.1.1".parse().unwrap()));
     assert!(!policy.admits("127.0.0.1".parse().unwrap()));
 }
 
@@ -391,10 +415,10 @@ async fn forged_source_floods_hit_the_global_limit() {
         c.policy.global_datagram_burst = GLOBAL_BURST;
     })
     .await;
-    // Twenty "hosts", one message each: every per-source bucket is full, so only the global
-    // one can stop them.
+    // Twenty "hosts", one message each, each in a network of its own: every per-source and
+    // per-network bucket is full, so only the global one can stop them.
     for i in 0..20u8 {
-        Peer::new(Ipv4Addr::new(127, 0, 1, 10 + i))
+        Peer::new(Ipv4Addr::new(127, 0, 10 + i, 1))
             .await
             .send(&svc, true, &format!("forged {i}"))
             .await;
@@ -413,6 +437,34 @@ async fn forged_source_floods_hit_the_global_limit() {
         count_with_prefix(&svc, "forged").await,
         GLOBAL_BURST as usize
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_flood_from_one_network_leaves_the_others_their_share() {
+    const GLOBAL_BURST: u32 = 8;
+    let share = GLOBAL_BURST.div_ceil(messenger_core::policy::NETWORK_SHARES) as usize;
+    let svc = service(|c| {
+        c.policy.rate_limit = true;
+        c.policy.global_datagrams_per_second = NO_REFILL;
+        c.policy.global_datagram_burst = GLOBAL_BURST;
+    })
+    .await;
+    // Forty "hosts" of 127.0.5.0/24, one broadcast each, as a forger would send them: the
+    // global budget alone would be gone after eight.
+    for i in 0..40u8 {
+        Peer::new(Ipv4Addr::new(127, 0, 5, 10 + i))
+            .await
+            .send(&svc, true, &format!("forged {i}"))
+            .await;
+    }
+    // One datagram task serves the socket in order: once this is in, the flood was judged.
+    Peer::new(Ipv4Addr::new(127, 0, 6, 1))
+        .await
+        .send(&svc, true, "broadcast from another network")
+        .await;
+    svc.wait_for_message("broadcast from another network").await;
+    assert_eq!(count_with_prefix(&svc, "forged").await, share);
+    wait_for_log(&["mailslot message dropped", "Network", "127.0.5."]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -522,6 +574,88 @@ async fn total_connection_cap_refuses_with_insufficient_resources() {
         ))
     );
     wait_for_log(&["max_connections reached", "127.0.0.5"]).await;
+}
+
+// --- Connections that deliver nothing -----------------------------------------------------
+
+/// A valid SMB header with a command the service does not serve (NEGOTIATE): the cheapest
+/// thing a peer can send that is still answered.
+fn unsupported_smb() -> Vec<u8> {
+    let mut smb = Vec::new();
+    SmbHeader::request(0x72).encode(&mut smb);
+    smb.extend([0, 0, 0]);
+    smb
+}
+
+/// Sends `smb` every `every` until the service closes the connection; the answers it got.
+/// Fails the test if the connection is still open after [`WAIT`].
+async fn keep_sending_until_closed(c: &mut Client, smb: &[u8], every: Duration) -> Vec<Response> {
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut answers = Vec::new();
+    while let Some(r) = c.try_exchange(smb).await {
+        answers.push(r);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the connection is still held after {} answers",
+            answers.len()
+        );
+        tokio::time::sleep(every).await;
+    }
+    answers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsupported_smbs_do_not_hold_a_connection() {
+    let svc = service(|c| {
+        c.limits.request_timeout_secs = 1;
+        c.limits.max_errors_per_connection = 100_000;
+    })
+    .await;
+    // An unsupported SMB well within every idle timeout used to hold the slot for ever.
+    let mut holder = Client::establish(host(2), &svc).await;
+    let answers =
+        keep_sending_until_closed(&mut holder, &unsupported_smb(), Duration::from_millis(200))
+            .await;
+    assert!(answers
+        .iter()
+        .all(|r| r.header.status == errsrv(dos::ERR_SMBCMD)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_is_closed_when_its_error_budget_is_spent() {
+    const BUDGET: u32 = 3;
+    let svc = service(|c| c.limits.max_errors_per_connection = BUDGET).await;
+    let mut junk = Client::establish(host(2), &svc).await;
+    let answers = keep_sending_until_closed(&mut junk, &unsupported_smb(), Duration::ZERO).await;
+    assert_eq!(
+        answers.len(),
+        BUDGET as usize,
+        "every error is still answered"
+    );
+    wait_for_log(&[
+        "connection closed",
+        "max_errors_per_connection",
+        "127.0.0.2",
+    ])
+    .await;
+    // The host is served on a new connection.
+    let mut again = Client::establish(host(2), &svc).await;
+    let r = again.call(&d0("ALICE", COMPUTER, "after the junk")).await;
+    assert!(r.header.status.is_success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_connection_ends_at_its_lifetime() {
+    let svc = service(|c| c.limits.connection_lifetime_secs = 2).await;
+    let mut busy = Client::establish(host(2), &svc).await;
+    let start = d5("ALICE", COMPUTER).to_bytes().unwrap();
+    assert!(busy.try_exchange(&start).await.is_some());
+    // Blocks of a message that never ends: each one is progress, but not for ever.
+    let block = d7(1, "more ").to_bytes().unwrap();
+    let answers = keep_sending_until_closed(&mut busy, &block, Duration::from_millis(100)).await;
+    assert!(answers.iter().all(|r| r.header.status.is_success()));
+    wait_for_log(&["connection closed", "connection_lifetime_secs", "127.0.0.2"]).await;
+    assert_eq!(count_with_prefix(&svc, "more").await, 0);
 }
 
 // --- Broadcasts ----------------------------------------------------------------------------
@@ -761,6 +895,7 @@ async fn hostile_input_on_all_three_ports_leaves_the_service_working() {
 fn is_stray_control(c: char) -> bool {
     (c.is_control() && !matches!(c, '\r' | '\n' | '\x07'))
         || messenger_core::sanitize::is_bidi_control(c)
+        || messenger_core::sanitize::is_invisible_format(c)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -896,28 +1031,10 @@ fn ids(status: &str, key: &str) -> Vec<u32> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_service_runs_without_root_after_binding() {
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!(
-            "SKIPPED the_service_runs_without_root_after_binding: starting the service as root \
-             needs root; giving up root was NOT checked"
-        );
-        return;
-    }
-    let dir = open_tempdir();
-    std::fs::write(dir.path().join("utmp"), b"").unwrap();
-    let config = format!(
-        "computer_name = \"{COMPUTER}\"\nworkgroup = \"{WORKGROUP}\"\nuser = \"nobody\"\n\
-         listen_addresses = [\"127.0.0.1\"]\nname_port = {}\ndatagram_port = {}\n\
-         session_port = {}\ndata_dir = \"{d}/data\"\ncontrol_socket = \"{d}/run/control.sock\"\n\
-         utmp_path = \"{d}/utmp\"\n",
-        free_port(true),
-        free_port(true),
-        free_port(false),
-        d = dir.path().display()
-    );
-    let config_path = dir.path().join("messenger.toml");
+/// Starts the real `messengerd` with `config` (written into `dir`) and waits until it says it
+/// started; returns the child and its pid.
+async fn start_binary(dir: &std::path::Path, config: &str) -> (tokio::process::Child, u32) {
+    let config_path = dir.join("messenger.toml");
     std::fs::write(&config_path, config).unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_messengerd"))
         .arg("--config")
@@ -946,6 +1063,138 @@ async fn the_service_runs_without_root_after_binding() {
     .await
     .unwrap_or(false);
     assert!(started, "messengerd did not start:\n{log}");
+    // Keep reading its log, so that it never blocks on a full pipe.
+    tokio::spawn(async move {
+        use tokio::io::AsyncBufReadExt;
+        let mut line = String::new();
+        while lines.read_line(&mut line).await.unwrap_or(0) > 0 {
+            line.clear();
+        }
+    });
+    (child, pid)
+}
+
+/// Stops a service started by [`start_binary`] with SIGTERM and checks it exits with 0.
+async fn stop_binary(mut child: tokio::process::Child, pid: u32) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let exit = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("stops after SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "{exit}");
+}
+
+/// What the service does as root (giving its data directory to its account, writing its pid
+/// file, binding its control socket) follows no link that its account could have planted in
+/// its own directories: files outside stay root's and unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_follows_no_link_planted_in_the_service_directories() {
+    use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!(
+            "SKIPPED root_follows_no_link_planted_in_the_service_directories: starting the \
+             service as root needs root; NOT checked"
+        );
+        return;
+    }
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let (uid, gid) = (nobody.uid.as_raw(), nobody.gid.as_raw());
+    // Root's files, outside the service's directories.
+    let outside = tempfile::tempdir().unwrap();
+    let victims: Vec<std::path::PathBuf> = ["by-symlink", "by-hard-link", "by-pid-file", "dir"]
+        .iter()
+        .map(|n| outside.path().join(n))
+        .collect();
+    for v in &victims[..3] {
+        std::fs::write(v, b"root's own").unwrap();
+        std::fs::set_permissions(v, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    std::fs::create_dir(&victims[3]).unwrap();
+
+    // The directories as a previous run left them to the service account, with links planted.
+    let dir = open_tempdir();
+    let data = dir.path().join("data");
+    let run = dir.path().join("run");
+    for d in [&data, &run] {
+        std::fs::create_dir(d).unwrap();
+        std::os::unix::fs::chown(d, Some(uid), Some(gid)).unwrap();
+    }
+    symlink(&victims[0], data.join("planted-symlink")).unwrap();
+    std::fs::hard_link(&victims[1], data.join("planted-hard-link")).unwrap();
+    symlink(&victims[3], data.join("planted-dir-link")).unwrap();
+    symlink(&victims[2], run.join("messengerd.pid")).unwrap();
+    std::fs::write(dir.path().join("utmp"), b"").unwrap();
+
+    let config = format!(
+        "computer_name = \"{COMPUTER}\"\nworkgroup = \"{WORKGROUP}\"\nuser = \"nobody\"\n\
+         listen_addresses = [\"127.0.0.1\"]\nname_port = {}\ndatagram_port = {}\n\
+         session_port = {}\ndata_dir = \"{d}/data\"\ncontrol_socket = \"{d}/run/control.sock\"\n\
+         utmp_path = \"{d}/utmp\"\n",
+        free_port(true),
+        free_port(true),
+        free_port(false),
+        d = dir.path().display()
+    );
+    let (child, pid) = start_binary(dir.path(), &config).await;
+
+    for v in &victims {
+        let meta = std::fs::metadata(v).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (0, 0), "{v:?} was given away");
+        if meta.is_file() {
+            assert_eq!(
+                std::fs::read(v).unwrap(),
+                b"root's own",
+                "{v:?} was written"
+            );
+            assert_eq!(meta.mode() & 0o777, 0o600, "{v:?} changed mode");
+        }
+    }
+    let pid_file = run.join("messengerd.pid");
+    assert!(!std::fs::symlink_metadata(&pid_file)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        pid.to_string()
+    );
+    // The service's own files are its account's, and its inbox is private.
+    let inbox = std::fs::metadata(data.join(messengerd::INBOX_FILE)).unwrap();
+    assert_eq!((inbox.uid(), inbox.gid()), (uid, gid));
+    assert_eq!(std::fs::metadata(&data).unwrap().mode() & 0o007, 0);
+    let socket = std::fs::symlink_metadata(run.join("control.sock")).unwrap();
+    assert_eq!(socket.mode() & 0o777, 0o666);
+
+    stop_binary(child, pid).await;
+    assert!(!pid_file.exists(), "pid file left behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_runs_without_root_after_binding() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!(
+            "SKIPPED the_service_runs_without_root_after_binding: starting the service as root \
+             needs root; giving up root was NOT checked"
+        );
+        return;
+    }
+    let dir = open_tempdir();
+    std::fs::write(dir.path().join("utmp"), b"").unwrap();
+    let config = format!(
+        "computer_name = \"{COMPUTER}\"\nworkgroup = \"{WORKGROUP}\"\nuser = \"nobody\"\n\
+         listen_addresses = [\"127.0.0.1\"]\nname_port = {}\ndatagram_port = {}\n\
+         session_port = {}\ndata_dir = \"{d}/data\"\ncontrol_socket = \"{d}/run/control.sock\"\n\
+         utmp_path = \"{d}/utmp\"\n",
+        free_port(true),
+        free_port(true),
+        free_port(false),
+        d = dir.path().display()
+    );
+    let (child, pid) = start_binary(dir.path(), &config).await;
 
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let uids = ids(&status, "Uid:");
@@ -987,14 +1236,5 @@ async fn the_service_runs_without_root_after_binding() {
         );
     }
 
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let exit = tokio::time::timeout(WAIT, child.wait())
-        .await
-        .expect("stops after SIGTERM")
-        .unwrap();
-    assert!(exit.success(), "{exit}");
+    stop_binary(child, pid).await;
 }

@@ -1,12 +1,15 @@
 //! Micro-benchmarks of the packets on the hot paths: name queries and their answers (the
 //! name service answers one per datagram), session framing, the messenger SMBs, and a whole
-//! multi-block message through the receiving state machine.
+//! multi-block message through the receiving state machine; and the name service's timers
+//! with a crowded name table.
 
 use std::hint::black_box;
-use std::time::Instant;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use netbios::nbns::{AddrEntry, NbFlags, NodeType, Packet};
+use netbios::name::SUFFIX_MESSENGER;
+use netbios::nbns::{AddrEntry, NameService, NameServiceConfig, NbFlags, NodeType, Packet};
 use netbios::nbss::{self, Framer, FramerMode, SessionPacket, DEFAULT_MAX_FRAME_LEN};
 use netbios::smb::{
     EndMessage, ReceiverConfig, ReceiverEvent, ReceiverSession, Request, Response, SendMessage,
@@ -18,9 +21,12 @@ use netbios::{NetbiosName, QualifiedName};
 const TEXT: &[u8] = b"The build on server 4 is finished; results are in the usual place.";
 /// A name time-to-live for the answer, as Windows sends it (300 000 s).
 const TTL: u32 = 300_000;
+/// Names in the crowded table: a shared host with many logged-in users, each with a `<03>`
+/// name (well below `MAX_LOCAL_NAMES`).
+const CROWDED_NAMES: usize = 10_000;
 
 fn name() -> QualifiedName {
-    QualifiedName::new(NetbiosName::new(b"BENCHHOST", 0x03).expect("valid name"))
+    QualifiedName::new(NetbiosName::new(b"BENCHHOST", SUFFIX_MESSENGER).expect("valid name"))
 }
 
 fn bench_name_service(c: &mut Criterion) {
@@ -159,5 +165,55 @@ fn drain(session: &mut ReceiverSession, now: Instant, delivered: &mut usize) {
     }
 }
 
-criterion_group!(benches, bench_name_service, bench_session, bench_receiver);
+/// A name service holding [`CROWDED_NAMES`] registered names, each with a refresh timer
+/// running (its WINS server is silent, so every name was claimed by broadcast and waits to be
+/// refreshed), and the time after the registrations.
+fn crowded_name_service() -> (NameService, Instant) {
+    let config = NameServiceConfig::new(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 255))
+        .with_wins(Ipv4Addr::new(10, 0, 0, 2));
+    let mut service = NameService::new(config);
+    let mut now = Instant::now();
+    for i in 0..CROWDED_NAMES {
+        let name = NetbiosName::new(format!("USER{i:05}").as_bytes(), SUFFIX_MESSENGER)
+            .expect("valid name");
+        service
+            .register(name, false, now)
+            .expect("room in the table");
+    }
+    while let Some(deadline) = service.poll_timeout() {
+        if !service
+            .names()
+            .iter()
+            .any(|n| n.state != netbios::nbns::NameState::Registered)
+        {
+            break;
+        }
+        now = deadline;
+        service.handle_timeout(now);
+        while service.poll_transmit().is_some() {}
+        while service.poll_event().is_some() {}
+    }
+    (service, now + Duration::from_secs(1))
+}
+
+fn bench_name_timers(c: &mut Criterion) {
+    let (mut service, now) = crowded_name_service();
+    let mut g = c.benchmark_group("nbns timers, 10000 names");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("poll_timeout", |b| {
+        b.iter(|| black_box(&service).poll_timeout())
+    });
+    g.bench_function("handle_timeout, nothing due", |b| {
+        b.iter(|| service.handle_timeout(black_box(now)))
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_name_service,
+    bench_session,
+    bench_receiver,
+    bench_name_timers
+);
 criterion_main!(benches);

@@ -12,7 +12,8 @@
 //! [`Input`] rather than through the `arbitrary` crate, so that the corpus files replay here
 //! without this crate depending on a fuzzing library.
 //!
-//! Not part of the stable API.
+//! Built only with the `fuzzing` feature, which the fuzz crate and this crate's own tests
+//! enable; not part of the stable API.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
@@ -25,6 +26,7 @@ use crate::name::{NetbiosName, QualifiedName, Scope, ENCODED_NAME_LEN, SUFFIX_ME
 use crate::nbdgm::Datagram;
 use crate::nbns::packet::{AddrEntry, NbFlags, NodeType, Packet};
 use crate::nbns::service::{NameService, NameServiceConfig};
+use crate::nbns::NAME_SERVICE_PORT;
 use crate::nbss::{self, Framer, FramerMode, SessionPacket};
 use crate::smb::assembler::{AssemblerLimits, AssemblyError, MessageAssembler};
 use crate::smb::messenger::{EndMessage, Request, Response, SendMessage, StartMessage, TextBlock};
@@ -131,7 +133,8 @@ pub fn nbns_service(data: &[u8]) {
             0 | 1 => {
                 let last = input.u8();
                 let port = u16::from(input.u8());
-                let from = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, last), 137 + port);
+                let from =
+                    SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, last), NAME_SERVICE_PORT + port);
                 let datagram = input.chunk();
                 let _ = ns.handle(now, from, datagram);
             }

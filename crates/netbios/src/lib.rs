@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod codec;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod mailslot;
@@ -19,6 +20,8 @@ pub mod nbns;
 pub mod nbss;
 pub mod oem;
 pub mod smb;
+#[cfg(test)]
+mod test_vectors;
 
 pub use codec::{DecodeError, DecodeErrorKind};
 pub use name::{NameError, NetbiosName, QualifiedName, Scope};

@@ -10,8 +10,8 @@
 //! [`MailslotWrite`] decodes any mailslot write (browser announcements to
 //! `\MAILSLOT\BROWSE` too, with their payload kept as opaque bytes) and re-encodes it byte for
 //! byte: the SMB header, every parameter word and the padding before the data are kept as
-//! received. The SMB header is read here from its fixed 32-byte layout ([MS-CIFS] 2.2.3.1) so
-//! that this module does not depend on the session-side SMB code.
+//! received. The SMB header is the one of [`crate::smb::header`]; mailslot writes use none of the
+//! session-side SMB code.
 //!
 //! [`build_broadcast`] and [`build_directed`] make the datagrams a sender needs.
 
@@ -25,20 +25,17 @@ use crate::nbdgm::{
     DataMessage, Datagram, DatagramBody, DatagramFlags, DatagramHeader, NodeType, DATAGRAM_PORT,
     MAX_DATAGRAM_LENGTH,
 };
+use crate::smb::header::{command, SmbHeader, HEADER_LEN as SMB_HEADER_LEN};
 
-/// Bytes in the SMB header ([MS-CIFS] 2.2.3.1).
-pub const SMB_HEADER_LEN: usize = 32;
-/// The SMB1 protocol identifier, `\xFFSMB` ([MS-CIFS] 2.2.3.1).
-pub const SMB_PROTOCOL: [u8; 4] = *b"\xFFSMB";
 /// SMB_COM_TRANSACTION, the command of every mailslot write ([MS-CIFS] 2.2.4.33).
-pub const SMB_COM_TRANSACTION: u8 = 0x25;
+pub const SMB_COM_TRANSACTION: u8 = command::TRANSACTION;
 /// WordCount of a mailslot write: 14 transaction words and 3 setup words ([MS-MAIL] 2.2.1).
 pub const MAILSLOT_WORD_COUNT: u8 = 17;
 /// SetupCount of a mailslot write ([MS-MAIL] 2.2.1).
 pub const MAILSLOT_SETUP_COUNT: u8 = 3;
-/// Setup[0], MailSlotOpcode: the only opcode, write ([MS-MAIL] 2.2.1).
+/// Setup\[0\], MailSlotOpcode: the only opcode, write ([MS-MAIL] 2.2.1).
 pub const MAILSLOT_OPCODE_WRITE: u16 = 0x0001;
-/// Setup[2], Class 2: second-class (unreliable, may be broadcast) delivery, the class every
+/// Setup\[2\], Class 2: second-class (unreliable, may be broadcast) delivery, the class every
 /// datagram mailslot write uses ([MS-MAIL] 2.2.1, 3.2.3).
 pub const MAILSLOT_CLASS_UNRELIABLE: u16 = 2;
 /// The prefix every mailslot name starts with, compared without regard to case ([MS-MAIL]
@@ -64,78 +61,14 @@ pub const MAX_MAILSLOT_SMB_LEN: usize = 512;
 /// command reference). With single-byte code pages that is also the byte count.
 pub const MAX_BROADCAST_TEXT_CHARS: usize = 128;
 
-/// The 32-byte SMB header of a mailslot write, kept as received ([MS-CIFS] 2.2.3.1).
-/// Receivers ignore every field but Protocol and Command ([MS-MAIL] 3.2.5.1), so they are
-/// exposed read-only.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub struct RawSmbHeader(pub [u8; SMB_HEADER_LEN]);
-
-impl RawSmbHeader {
-    /// The header Windows clients write on mailslot writes, as in the [MS-MAIL] section 4
-    /// capture: Flags 0x18, Flags2 0x0004, PIDLow 0xFEFF, everything else zero.
-    pub fn windows() -> Self {
-        let mut h = Self::minimal();
-        h.0[9] = 0x18;
-        h.0[10..12].copy_from_slice(&0x0004u16.to_le_bytes());
-        h.0[26..28].copy_from_slice(&0xFEFFu16.to_le_bytes());
-        h
-    }
-
-    /// A header with only Protocol and Command set, which is all receivers look at.
-    pub fn minimal() -> Self {
-        let mut h = [0u8; SMB_HEADER_LEN];
-        h[..4].copy_from_slice(&SMB_PROTOCOL);
-        h[4] = SMB_COM_TRANSACTION;
-        Self(h)
-    }
-
-    fn u16_at(&self, at: usize) -> u16 {
-        u16::from_le_bytes([self.0[at], self.0[at + 1]])
-    }
-
-    /// Protocol: `\xFFSMB`.
-    pub fn protocol(&self) -> [u8; 4] {
-        [self.0[0], self.0[1], self.0[2], self.0[3]]
-    }
-
-    /// Command.
-    pub fn command(&self) -> u8 {
-        self.0[4]
-    }
-
-    /// Status (an NTSTATUS or DOS error class and code).
-    pub fn status(&self) -> u32 {
-        u32::from_le_bytes([self.0[5], self.0[6], self.0[7], self.0[8]])
-    }
-
-    /// Flags.
-    pub fn flags(&self) -> u8 {
-        self.0[9]
-    }
-
-    /// Flags2.
-    pub fn flags2(&self) -> u16 {
-        self.u16_at(10)
-    }
-
-    /// TID.
-    pub fn tid(&self) -> u16 {
-        self.u16_at(24)
-    }
-
-    /// PIDLow.
-    pub fn pid_low(&self) -> u16 {
-        self.u16_at(26)
-    }
-
-    /// UID.
-    pub fn uid(&self) -> u16 {
-        self.u16_at(28)
-    }
-
-    /// MID.
-    pub fn mid(&self) -> u16 {
-        self.u16_at(30)
+/// The SMB header Windows clients write on mailslot writes, as in the [MS-MAIL] section 4
+/// capture: Flags 0x18, Flags2 0x0004, PIDLow 0xFEFF, everything else zero.
+fn windows_header() -> SmbHeader {
+    SmbHeader {
+        flags: 0x18,
+        flags2: 0x0004,
+        pid_low: 0xFEFF,
+        ..SmbHeader::request(SMB_COM_TRANSACTION)
     }
 }
 
@@ -168,9 +101,9 @@ pub struct TransactionWords {
     pub parameter_offset: u16,
     /// Reserved3, the byte after SetupCount: 0.
     pub reserved3: u8,
-    /// Setup[1], Priority: 0–9; senders use 0 ([MS-MAIL] 2.2.1).
+    /// Setup\[1\], Priority: 0–9; senders use 0 ([MS-MAIL] 2.2.1).
     pub priority: u16,
-    /// Setup[2], Class: [`MAILSLOT_CLASS_UNRELIABLE`] on datagrams.
+    /// Setup\[2\], Class: [`MAILSLOT_CLASS_UNRELIABLE`] on datagrams.
     pub class: u16,
 }
 
@@ -188,8 +121,9 @@ pub enum TransactionStyle {
 /// An SMB_COM_TRANSACTION mailslot write ([MS-MAIL] 2.2.1).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct MailslotWrite {
-    /// The SMB header as received.
-    pub header: RawSmbHeader,
+    /// The SMB header as received. Receivers ignore every field but Protocol and Command
+    /// ([MS-MAIL] 3.2.5.1).
+    pub header: SmbHeader,
     /// The parameter words as received.
     pub words: TransactionWords,
     /// ByteCount as received. Receivers ignore it ([MS-MAIL] 3.2.5.1, note <11>) because
@@ -265,8 +199,8 @@ impl MailslotWrite {
         let data_count = u16_field("the mailslot data", data.len())?;
         let byte_count = u16_field("the byte area", name.len() + 1 + padding.len() + data.len())?;
         let (header, max_parameter_count, flags) = match style {
-            TransactionStyle::Windows => (RawSmbHeader::windows(), 2, 0x0002),
-            TransactionStyle::Minimal => (RawSmbHeader::minimal(), 0, 0),
+            TransactionStyle::Windows => (windows_header(), 2, 0x0002),
+            TransactionStyle::Minimal => (SmbHeader::request(SMB_COM_TRANSACTION), 0, 0),
         };
         Ok(Self {
             header,
@@ -313,16 +247,12 @@ impl MailslotWrite {
     /// name; ByteCount is kept but not trusted.
     pub fn decode(smb: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(smb);
-        let header = RawSmbHeader(r.array()?);
-        if header.protocol() != SMB_PROTOCOL {
-            return Err(DecodeError::invalid(
-                0,
-                "Protocol",
-                u32::from_be_bytes(header.protocol()),
-            ));
-        }
-        if header.command() != SMB_COM_TRANSACTION {
-            return Err(DecodeError::invalid(4, "Command", header.command()));
+        // The whole header is taken at once, so a short one is reported as truncated at its
+        // start; within 32 bytes only the protocol id can be wrong.
+        let raw: [u8; SMB_HEADER_LEN] = r.array()?;
+        let header = SmbHeader::decode(&mut Reader::new(&raw))?;
+        if header.command != SMB_COM_TRANSACTION {
+            return Err(DecodeError::invalid(4, "Command", header.command));
         }
         let word_count = r.u8()?;
         if word_count != MAILSLOT_WORD_COUNT {
@@ -412,7 +342,7 @@ impl MailslotWrite {
         let data_count = u16_field("the mailslot data", self.data.len())?;
         let w = &self.words;
         let mut out = Vec::with_capacity(self.encoded_len());
-        out.put_slice(&self.header.0);
+        self.header.encode(&mut out);
         out.put_u8(MAILSLOT_WORD_COUNT);
         out.put_u16_le(w.total_parameter_count);
         out.put_u16_le(w.total_data_count);
@@ -699,266 +629,5 @@ fn build_message(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::name::NetbiosName;
-    use proptest::prelude::*;
-
-    fn name(n: &str, suffix: u8) -> QualifiedName {
-        QualifiedName::new(NetbiosName::new_uppercase(n.as_bytes(), suffix).unwrap())
-    }
-
-    #[test]
-    fn new_write_aligns_data_to_four_bytes() {
-        let w = MailslotWrite::new(
-            MESSENGER_MAILSLOT,
-            b"A\0B\0C\0".to_vec(),
-            Default::default(),
-        )
-        .unwrap();
-        assert_eq!(w.data_offset(), 88);
-        assert_eq!(w.padding, vec![0]);
-        let bytes = w.encode().unwrap();
-        assert_eq!(MailslotWrite::decode(&bytes).unwrap(), w);
-        assert_eq!(bytes[0x09], 0x18);
-        assert_eq!(&bytes[0x1A..0x1C], &[0xFF, 0xFE]);
-        assert!(w.is_messenger());
-        assert!(MailslotWrite::new(b"\\PIPE\\X", vec![], Default::default()).is_err());
-        assert!(MailslotWrite::new(b"\\MAILSLOT\\A\0B", vec![], Default::default()).is_err());
-    }
-
-    #[test]
-    fn samba_style_write_without_padding_decodes() {
-        let mut w = MailslotWrite::new(
-            b"\\mailslot\\messngr",
-            b"x\0y\0z".to_vec(),
-            Default::default(),
-        )
-        .unwrap();
-        w.padding.clear();
-        let bytes = w.encode().unwrap();
-        assert_eq!(usize::from(bytes[57]), 70 + w.name.len());
-        let back = MailslotWrite::decode(&bytes).unwrap();
-        assert!(back.is_messenger());
-        let m = MessengerMessage::decode(&back.data).unwrap();
-        assert_eq!(m, MessengerMessage::new("x", "y", "z").unwrap());
-    }
-
-    #[test]
-    fn data_offset_and_count_are_bounded() {
-        let w = MailslotWrite::new(MESSENGER_MAILSLOT, vec![1; 10], Default::default()).unwrap();
-        let mut bytes = w.encode().unwrap();
-        // DataCount one more than there is.
-        bytes[55] = 11;
-        assert!(matches!(
-            MailslotWrite::decode(&bytes).unwrap_err().kind,
-            DecodeErrorKind::Truncated { needed: 1 }
-        ));
-        // DataOffset into the name.
-        bytes[55] = 10;
-        bytes[57] = 70;
-        let err = MailslotWrite::decode(&bytes).unwrap_err();
-        assert_eq!(err.offset, 57);
-        // ByteCount is ignored.
-        let mut bytes = w.encode().unwrap();
-        bytes[67] = 0xFF;
-        bytes[68] = 0xFF;
-        assert_eq!(MailslotWrite::decode(&bytes).unwrap().data, vec![1; 10]);
-        // Wrong command and word count.
-        let mut bad = w.encode().unwrap();
-        bad[4] = 0x32;
-        assert!(MailslotWrite::decode(&bad).is_err());
-        let mut bad = w.encode().unwrap();
-        bad[32] = 14;
-        assert!(MailslotWrite::decode(&bad).is_err());
-    }
-
-    #[test]
-    fn messenger_payload_tolerates_missing_final_nul() {
-        let m = MessengerMessage::decode(b"ALICE\0BOB\0hi there").unwrap();
-        assert_eq!(m.text, b"hi there");
-        let m = MessengerMessage::decode(b"ALICE\0BOB\0hi\0\0\0").unwrap();
-        assert_eq!(m.text, b"hi");
-        let m = MessengerMessage::decode(b"ALICE\0BOB\0").unwrap();
-        assert_eq!(m.text, b"");
-        assert!(MessengerMessage::decode(b"ALICE\0BOB").is_err());
-        assert!(MessengerMessage::decode(b"").is_err());
-        assert!(MessengerMessage::new("A\0", "B", "C").is_err());
-    }
-
-    #[test]
-    fn broadcast_builder_makes_a_direct_group_datagram() {
-        let params = SendParams::new(name("alice", 0), Ipv4Addr::new(10, 0, 0, 1), 7);
-        let message = MessengerMessage::new("ALICE", "WORKGROUP", "Lunch?").unwrap();
-        let d = build_broadcast(&params, &name("workgroup", 0), &message).unwrap();
-        assert_eq!(d.body.msg_type(), 0x11);
-        assert_eq!(d.header.flags.0, 0x02);
-        let bytes = d.encode().unwrap();
-        let got = MessengerDatagram::decode(&bytes).unwrap().unwrap();
-        assert_eq!(got.message, message);
-        assert_eq!(got.addressing, Addressing::Group);
-        assert_eq!(got.write.data_offset(), 88);
-        assert_eq!(got.destination, name("workgroup", 0));
-
-        let long = MessengerMessage::new("ALICE", "WORKGROUP", vec![b'x'; 129]).unwrap();
-        assert!(matches!(
-            build_broadcast(&params, &name("workgroup", 0), &long),
-            Err(MailslotError::TooLong { limit: 128, .. })
-        ));
-        let ok = MessengerMessage::new("ALICE", "WORKGROUP", vec![b'x'; 128]).unwrap();
-        assert!(build_broadcast(&params, &name("workgroup", 0), &ok).is_ok());
-    }
-
-    #[test]
-    fn directed_builder_enforces_the_size_limits() {
-        let params = SendParams::new(name("alice", 0), Ipv4Addr::new(10, 0, 0, 1), 7);
-        // With two unscoped names the datagram limit binds first: 576 - 14 - 68 - 88 bytes of
-        // payload, of which "A\0B\0" and the final NUL take 5.
-        let room = MAX_DATAGRAM_LENGTH - 14 - 68 - 88 - 5;
-        let fits = MessengerMessage::new("A", "B", vec![b'x'; room]).unwrap();
-        let d = build_directed(&params, &name("b", 3), &fits).unwrap();
-        assert_eq!(d.body.msg_type(), 0x10);
-        assert_eq!(d.encode().unwrap().len(), MAX_DATAGRAM_LENGTH);
-        let over = MessengerMessage::new("A", "B", vec![b'x'; room + 1]).unwrap();
-        assert!(matches!(
-            build_directed(&params, &name("b", 3), &over),
-            Err(MailslotError::TooLong {
-                what: "the datagram",
-                ..
-            })
-        ));
-        let too_big =
-            MessengerMessage::new("A", "B", vec![b'x'; MAX_MESSENGER_PAYLOAD - 4]).unwrap();
-        assert!(matches!(
-            build_directed(&params, &name("b", 3), &too_big),
-            Err(MailslotError::TooLong {
-                limit: MAX_MESSENGER_PAYLOAD,
-                ..
-            })
-        ));
-    }
-
-    #[test]
-    fn other_datagrams_are_not_messenger_messages() {
-        let params = SendParams::new(name("alice", 0), Ipv4Addr::new(10, 0, 0, 1), 7);
-        let mut d = build_directed(&params, &name("b", 3), &MessengerMessage::default()).unwrap();
-        if let DatagramBody::DirectUnique(m) = &mut d.body {
-            let w = MailslotWrite::new(BROWSE_MAILSLOT, vec![1, 2, 3], Default::default()).unwrap();
-            m.user_data = w.encode().unwrap();
-        }
-        assert_eq!(MessengerDatagram::decode(&d.encode().unwrap()), Ok(None));
-        d.header.flags = DatagramFlags(0x03);
-        assert!(MessengerDatagram::decode(&d.encode().unwrap()).is_err());
-    }
-
-    fn arb_write() -> impl Strategy<Value = MailslotWrite> {
-        (
-            (
-                proptest::array::uniform32(any::<u8>()),
-                any::<[u16; 10]>(),
-                any::<[u8; 3]>(),
-                any::<u32>(),
-                any::<u16>(),
-            ),
-            "[A-Za-z0-9_\\\\]{0,40}",
-            proptest::collection::vec(any::<u8>(), 0..4),
-            proptest::collection::vec(any::<u8>(), 0..500),
-            proptest::collection::vec(any::<u8>(), 0..4),
-        )
-            .prop_map(
-                |((mut h, w, b, timeout, byte_count), suffix, padding, data, trailing)| {
-                    h[..4].copy_from_slice(&SMB_PROTOCOL);
-                    h[4] = SMB_COM_TRANSACTION;
-                    let mut name = b"\\MaIlSlOt\\".to_vec();
-                    name.extend_from_slice(suffix.as_bytes());
-                    MailslotWrite {
-                        header: RawSmbHeader(h),
-                        words: TransactionWords {
-                            total_parameter_count: w[0],
-                            total_data_count: w[1],
-                            max_parameter_count: w[2],
-                            max_data_count: w[3],
-                            max_setup_count: b[0],
-                            reserved1: b[1],
-                            flags: w[4],
-                            timeout,
-                            reserved2: w[5],
-                            parameter_count: w[6],
-                            parameter_offset: w[7],
-                            reserved3: b[2],
-                            priority: w[8],
-                            class: w[9],
-                        },
-                        byte_count,
-                        name,
-                        padding,
-                        data,
-                        trailing,
-                    }
-                },
-            )
-    }
-
-    proptest! {
-        #[test]
-        fn mailslot_write_round_trips(w in arb_write()) {
-            let bytes = w.encode().unwrap();
-            prop_assert_eq!(bytes.len(), w.encoded_len());
-            prop_assert_eq!(MailslotWrite::decode(&bytes).unwrap(), w);
-        }
-
-        #[test]
-        fn messenger_message_round_trips(
-            from in proptest::collection::vec(1u8.., 0..20),
-            to in proptest::collection::vec(1u8.., 0..20),
-            text in proptest::collection::vec(1u8.., 0..300),
-        ) {
-            let m = MessengerMessage::new(from, to, text).unwrap();
-            prop_assert_eq!(MessengerMessage::decode(&m.encode()).unwrap(), m);
-        }
-
-        #[test]
-        fn built_datagrams_round_trip(
-            text in proptest::collection::vec(1u8.., 0..=MAX_BROADCAST_TEXT_CHARS),
-            id in any::<u16>(),
-            minimal in any::<bool>(),
-        ) {
-            let mut params = SendParams::new(name("sender", 0), Ipv4Addr::new(10, 1, 2, 3), id);
-            if minimal {
-                params.style = TransactionStyle::Minimal;
-            }
-            let m = MessengerMessage::new("SENDER", "WORKGROUP", text).unwrap();
-            let d = build_broadcast(&params, &name("workgroup", 0), &m).unwrap();
-            let bytes = d.encode().unwrap();
-            prop_assert_eq!(Datagram::decode(&bytes).unwrap(), d);
-            let got = MessengerDatagram::decode(&bytes).unwrap().unwrap();
-            prop_assert_eq!(got.message, m);
-        }
-
-        #[test]
-        fn decoders_never_panic(data in proptest::collection::vec(any::<u8>(), 0..600)) {
-            let _ = MessengerMessage::decode(&data);
-            if let Ok(w) = MailslotWrite::decode(&data) {
-                prop_assert_eq!(w.encode().unwrap(), data.clone());
-            }
-            let _ = MessengerDatagram::decode(&data);
-        }
-
-        #[test]
-        fn decoder_never_panics_on_plausible_writes(
-            w in arb_write(),
-            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
-            cut in any::<prop::sample::Index>(),
-        ) {
-            let mut bytes = w.encode().unwrap();
-            for (at, value) in flips {
-                let i = at.index(bytes.len());
-                bytes[i] = value;
-            }
-            let len = cut.index(bytes.len() + 1);
-            if let Ok(back) = MailslotWrite::decode(&bytes[..len]) {
-                prop_assert_eq!(back.encode().unwrap(), &bytes[..len]);
-            }
-        }
-    }
-}
+#[path = "mailslot_tests.rs"]
+mod tests;

@@ -3,7 +3,7 @@
 //! `NET SEND *` and every other mailslot message travel as NetBIOS datagrams: a 10-byte
 //! header (type, flags, id, source address), then for the three data-carrying types a length,
 //! a fragment offset, the source and destination names and the user data (an SMB mailslot
-//! write, see [`crate::mailslot`]). The other types report errors and answer datagram
+//! write, which the layer above decodes: this module does not look into it). The other types report errors and answer datagram
 //! distribution server queries; they carry a code or a single name.
 //!
 //! Decoding is byte-exact: every field, including reserved flag bits, is kept, so that
@@ -164,7 +164,7 @@ pub struct DataMessage {
     /// DESTINATION_NAME: e.g. `WORKGROUP<00>` for `NET SEND *`, `BOB<03>` for a directed
     /// mailslot message.
     pub destination: QualifiedName,
-    /// USER_DATA: for the Messenger, an SMB mailslot write ([`crate::mailslot`]).
+    /// USER_DATA: for the Messenger, an SMB mailslot write, kept as opaque bytes here.
     pub user_data: Vec<u8>,
 }
 
@@ -423,7 +423,7 @@ fn decode_data_message(r: &mut Reader<'_>) -> Result<DataMessage, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::name::{NetbiosName, Scope};
+    use crate::name::{NetbiosName, Scope, SUFFIX_MESSENGER};
     use proptest::prelude::*;
 
     fn name(n: &str, suffix: u8) -> QualifiedName {
@@ -496,7 +496,7 @@ mod tests {
             body: DatagramBody::DirectUnique(DataMessage {
                 packet_offset: 0,
                 source: name("a", 0),
-                destination: name("b", 3),
+                destination: name("b", SUFFIX_MESSENGER),
                 user_data: vec![1, 2, 3],
             }),
         };
@@ -536,7 +536,7 @@ mod tests {
             body: DatagramBody::DirectUnique(DataMessage {
                 packet_offset: 512,
                 source: name("a", 0),
-                destination: name("b", 3),
+                destination: name("b", SUFFIX_MESSENGER),
                 user_data: vec![0; 4],
             }),
         };
@@ -559,7 +559,7 @@ mod tests {
         assert!(Datagram::decode(&err[..10]).is_err());
         let q = Datagram {
             header: header(),
-            body: DatagramBody::QueryRequest(name("bob", 3)),
+            body: DatagramBody::QueryRequest(name("bob", SUFFIX_MESSENGER)),
         };
         let bytes = q.encode().unwrap();
         assert_eq!(bytes.len(), 10 + 34);

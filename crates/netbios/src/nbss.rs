@@ -363,8 +363,8 @@ impl Framer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::name::{NetbiosName, Scope};
-    use crate::smb::test_vectors::{example_hex_block, example_lines};
+    use crate::name::{NetbiosName, Scope, SUFFIX_MESSENGER};
+    use crate::test_vectors::{example_hex_block, example_lines};
     use proptest::prelude::*;
 
     fn qn(name: &str, suffix: u8) -> QualifiedName {
@@ -379,7 +379,7 @@ mod tests {
         assert_eq!(
             packet,
             SessionPacket::SessionRequest {
-                called: qn("BOB", 0x03),
+                called: qn("BOB", SUFFIX_MESSENGER),
                 calling: qn("ALICE", 0x00),
             }
         );
@@ -414,7 +414,7 @@ mod tests {
                 "RETARGET",
                 SessionPacket::Retarget {
                     addr: Ipv4Addr::new(10, 0, 0, 5),
-                    port: 139,
+                    port: SESSION_PORT,
                 },
             ),
             ("KEEPALIVE", SessionPacket::KeepAlive),
@@ -514,7 +514,7 @@ mod tests {
             Some(SessionPacket::SessionMessage(vec![0xFF]))
         );
         let request = SessionPacket::SessionRequest {
-            called: qn("BOB", 3),
+            called: qn("BOB", SUFFIX_MESSENGER),
             calling: qn("ALICE", 0),
         };
         framer.push(&request.to_bytes().unwrap());

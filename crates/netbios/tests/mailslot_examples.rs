@@ -31,9 +31,9 @@ fn ms_mail_capture_decodes_and_re_encodes() {
     assert_eq!(write.words.flags, 0x0002);
     assert_eq!(write.words.parameter_offset, 104);
     assert_eq!(write.words.class, 2);
-    assert_eq!(write.header.flags(), 0x18);
-    assert_eq!(write.header.flags2(), 0x0004);
-    assert_eq!(write.header.pid_low(), 0xFEFF);
+    assert_eq!(write.header.flags, 0x18);
+    assert_eq!(write.header.flags2, 0x0004);
+    assert_eq!(write.header.pid_low, 0xFEFF);
     assert!(!write.is_messenger());
     assert_eq!(write.encode().expect("encodes"), smb);
 

@@ -9,6 +9,7 @@ use std::path::Path;
 use messenger_ipc::{Client, Reply, Request, SendTarget};
 
 use crate::harness::*;
+use messengerd::service::lock;
 
 /// The user the calls are made as.
 const NOBODY_UID: u32 = 65534;
@@ -43,6 +44,12 @@ fn is_root() -> bool {
 
 /// Makes `requests` as `nobody` over one connection and returns the replies.
 async fn as_nobody(socket: &Path, requests: Vec<Request>) -> Vec<Reply> {
+    as_nobody_in_group(socket, NOBODY_GID, requests).await
+}
+
+/// Makes `requests` as `nobody` running with group `gid` over one connection and returns the
+/// replies.
+async fn as_nobody_in_group(socket: &Path, gid: u32, requests: Vec<Request>) -> Vec<Reply> {
     let mut spec = socket.display().to_string();
     for r in &requests {
         spec.push('\n');
@@ -59,7 +66,7 @@ async fn as_nobody(socket: &Path, requests: Vec<Request>) -> Vec<Reply> {
             ])
             .env(CHILD_ENV, spec)
             .uid(NOBODY_UID)
-            .gid(NOBODY_GID)
+            .gid(gid)
             .output()
             .expect("run the client as nobody")
     })
@@ -133,12 +140,13 @@ fn inbox(all_users: bool) -> Request {
         all_users,
         after_id: None,
         limit: None,
+        last: None,
     }
 }
 
 fn listed(reply: Reply) -> Vec<String> {
     match reply {
-        Reply::Messages { messages } => messages.into_iter().map(|m| m.text).collect(),
+        Reply::Messages { messages, .. } => messages.into_iter().map(|m| m.text).collect(),
         other => panic!("expected messages, got {other:?}"),
     }
 }
@@ -242,6 +250,8 @@ async fn other_users_cannot_send_as_someone_else_or_broadcast() {
             send(SendTarget::Users, None, "to every user"),
             send(to_name(COMPUTER), None, "honest"),
             send(to_name(COMPUTER), Some("nobody"), "honest, named"),
+            // One's own name in capitals is one's own name: the command line agrees.
+            send(to_name(COMPUTER), Some("NOBODY"), "honest, in capitals"),
         ],
     )
     .await;
@@ -250,6 +260,8 @@ async fn other_users_cannot_send_as_someone_else_or_broadcast() {
     }
     assert_eq!(error_code(&replies[4]), None, "{:?}", replies[4]);
     assert_eq!(error_code(&replies[5]), None, "{:?}", replies[5]);
+    assert_eq!(error_code(&replies[6]), None, "{:?}", replies[6]);
+    svc.wait_for_message("honest, in capitals").await;
     let m = svc.wait_for_message("honest").await;
     assert_eq!(m.message.from, "NOBODY");
     svc.wait_for_message("honest, named").await;
@@ -311,6 +323,145 @@ async fn the_broadcast_group_may_broadcast() {
     svc.wait_for_message("users, from the group").await;
     // A broadcast to our own workgroup reaches our own users too.
     svc.wait_for_message("all, from the group").await;
+}
+
+/// The name of group `gid`, if it has one.
+fn group_name(gid: u32) -> Option<String> {
+    nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+        .ok()
+        .flatten()
+        .map(|g| g.name)
+}
+
+/// Membership counts the account's groups, not only the group the process runs with: here
+/// `nobody` runs with group `daemon` (1), and the broadcast group is its account's primary
+/// group, which the kernel's credentials do not show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broadcast_group_counts_the_accounts_groups() {
+    if skip_unless_root("the_broadcast_group_counts_the_accounts_groups") {
+        return;
+    }
+    let (Some(group), Some(nobody)) = (
+        group_name(NOBODY_GID),
+        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(NOBODY_UID))
+            .ok()
+            .flatten(),
+    ) else {
+        eprintln!("SKIPPED the_broadcast_group_counts_the_accounts_groups: no nobody account or group {NOBODY_GID}; NOT checked");
+        return;
+    };
+    assert_eq!(nobody.gid.as_raw(), NOBODY_GID, "nobody's primary group");
+    let svc = TestService::start(Options::configured(move |c| {
+        c.policy.broadcast_group = Some(group);
+    }))
+    .await;
+    write_utmp(&svc.utmp(), &["alice"]);
+    svc.wait_for_name("ALICE").await;
+    let replies = as_nobody_in_group(
+        &svc.control(),
+        1,
+        vec![send(SendTarget::Users, None, "users, from a member")],
+    )
+    .await;
+    assert_eq!(error_code(&replies[0]), None, "{:?}", replies[0]);
+    svc.wait_for_message("users, from a member").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_accounts_login_names_are_not_aliases() {
+    if skip_unless_root("other_accounts_login_names_are_not_aliases") {
+        return;
+    }
+    let svc = TestService::start(Options::default()).await;
+    write_utmp(&svc.utmp(), &["alice"]);
+    svc.wait_for_name("ALICE").await;
+    let socket = svc.control();
+    let replies = as_nobody(
+        &socket,
+        vec![add("root"), add("ROOT"), add("alice"), add("nobody")],
+    )
+    .await;
+    for r in &replies[..2] {
+        let Reply::Error(e) = r else {
+            panic!("root's name was given away: {r:?}")
+        };
+        assert_eq!(e.code, 5, "{e:?}");
+        assert!(e.message.contains("login name of another user"), "{e:?}");
+    }
+    // A logged-in user's name is theirs, account or not.
+    let Reply::Error(e) = &replies[2] else {
+        panic!("alice's name was given away: {:?}", replies[2])
+    };
+    assert_eq!(e.code, 5, "{e:?}");
+    assert!(e.message.contains("logged in"), "{e:?}");
+    // One's own login name is fine.
+    assert_eq!(replies[3], Reply::Done);
+    assert!(!svc.has_name("ROOT"));
+    // Root may add any name.
+    assert_eq!(control_call(&socket, add("daemon")).await, Reply::Done);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_adds_cannot_exceed_the_per_user_cap() {
+    if skip_unless_root("concurrent_adds_cannot_exceed_the_per_user_cap") {
+        return;
+    }
+    const CAP: usize = 2;
+    const CALLERS: usize = 6;
+    let svc = TestService::start(Options::configured(|c| {
+        c.limits.max_names_per_user = CAP;
+    }))
+    .await;
+    let socket = svc.control();
+    let calls: Vec<_> = (0..CALLERS)
+        .map(|i| {
+            let socket = socket.clone();
+            tokio::spawn(async move { nobody_one(&socket, add(&format!("many{i}"))).await })
+        })
+        .collect();
+    let mut done = 0;
+    for call in calls {
+        match call.await.unwrap() {
+            Reply::Done => done += 1,
+            other => assert_eq!(error_code(&other), Some(2277), "{other:?}"),
+        }
+    }
+    assert_eq!(done, CAP);
+    assert_eq!(lock(&svc.service.names).aliases_owned_by(NOBODY_UID), CAP);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_sends_are_rate_limited_per_user_and_root_is_not() {
+    if skip_unless_root("local_sends_are_rate_limited_per_user_and_root_is_not") {
+        return;
+    }
+    let svc = TestService::start(Options::configured(|c| {
+        c.policy.rate_limit = true;
+        c.policy.message_burst = 2;
+        // One message in a thousand seconds: nothing refills while the test runs.
+        c.policy.messages_per_second = 0.001;
+    }))
+    .await;
+    let socket = svc.control();
+    let replies = as_nobody(
+        &socket,
+        (0..4)
+            .map(|i| send(to_name(COMPUTER), None, &format!("flood {i}")))
+            .collect(),
+    )
+    .await;
+    let codes: Vec<Option<u32>> = replies.iter().map(error_code).collect();
+    assert_eq!(
+        codes,
+        vec![None, None, Some(1816), Some(1816)],
+        "{replies:?}"
+    );
+    for i in 0..5 {
+        let r = control_call(&socket, send(to_name(COMPUTER), None, &format!("root {i}"))).await;
+        assert_eq!(error_code(&r), None, "{r:?}");
+    }
+    let texts = texts_of(&svc).await;
+    assert!(!texts.contains(&"flood 2".to_string()), "{texts:?}");
 }
 
 async fn texts_of(svc: &TestService) -> Vec<String> {

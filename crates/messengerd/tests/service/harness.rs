@@ -229,6 +229,23 @@ impl TestService {
         Arc::clone(&self.dir)
     }
 
+    /// Stops the service as `run` does, but allowing its tasks only `grace`; returns how many
+    /// it cut off.
+    pub async fn stop_within(self, grace: Duration) -> usize {
+        self.shutdown.cancel();
+        let running = messengerd::Running {
+            service: Arc::clone(&self.service),
+            tasks: self.tasks.clone(),
+        };
+        messengerd::stop(&running, grace).await
+    }
+
+    /// Tasks of the service running now (listeners, connections, control calls, displays,
+    /// message commands).
+    pub fn task_count(&self) -> usize {
+        self.tasks.len()
+    }
+
     /// The control socket.
     pub fn control(&self) -> PathBuf {
         self.dir.path().join("control.sock")

@@ -8,12 +8,14 @@
 //! - [`datagram`]: mailslot messages to the workgroup and to our names;
 //! - [`names`]: logins from utmp, added names across restarts, conflicts, name queries;
 //! - [`control`]: who may do what over the control socket;
+//! - [`inbox`]: paged listings, retention and the free-space check;
 //! - [`process`]: the binary: `--check-config`, SIGKILL durability, SIGTERM shutdown, and
 //!   the message command.
 
 mod control;
 mod datagram;
 mod harness;
+mod inbox;
 mod names;
 mod process;
 mod session;

@@ -1,11 +1,13 @@
 //! Names: users' names follow utmp, added names survive a restart, the computer name stays,
-//! a name another node holds cannot be added, and the name service answers for our names.
+//! a name another node holds cannot be added, a login name is its user's even when it was an
+//! alias, and the name service answers for our names.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use messenger_core::names::{NameKind, Owner};
 use messenger_ipc::{Reply, Request};
+use messengerd::service::lock;
 use netbios::nbns::{Packet, PacketKind, RData};
 use netbios::{NetbiosName, QualifiedName};
 
@@ -197,4 +199,139 @@ async fn name_queries_and_node_status_are_answered_for_our_names() {
         .find(|n| n.name == NetbiosName::new(WORKGROUP.as_bytes(), 0).unwrap())
         .unwrap();
     assert!(group.flags.is_group(), "the workgroup is a group name");
+}
+
+/// The names stored in the inbox database.
+async fn stored_names(svc: &TestService) -> Vec<String> {
+    svc.service
+        .inbox
+        .with_store(|s| s.list_names())
+        .await
+        .expect("list stored names")
+        .into_iter()
+        .map(|r| r.name)
+        .collect()
+}
+
+/// Polls the store until `name` is gone from it; fails after [`WAIT`].
+async fn wait_until_unstored(svc: &TestService, name: &str) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while stored_names(svc).await.iter().any(|n| n == name) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {name} to leave the store"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_who_logs_in_takes_their_name_from_anothers_alias() {
+    let svc = TestService::start(Options::default()).await;
+    // Nobody called carol has logged in or has an account here, so the name can be an alias
+    // (of whoever runs this test); then carol logs in.
+    let reply = control_call(
+        &svc.control(),
+        Request::NameAdd {
+            name: "carol".into(),
+        },
+    )
+    .await;
+    assert_eq!(reply, Reply::Done);
+    assert!(stored_names(&svc).await.contains(&"CAROL".to_string()));
+    write_utmp(&svc.utmp(), &["carol"]);
+    let carol = NetbiosName::messenger("carol").unwrap();
+    wait_until("CAROL to become carol's name", || {
+        lock(&svc.service.names)
+            .get(&carol)
+            .is_some_and(|e| e.kind == NameKind::User)
+    })
+    .await;
+    let owner = lock(&svc.service.names)
+        .get(&carol)
+        .and_then(|e| e.owner.clone())
+        .map(|o| o.name);
+    assert_eq!(owner.as_deref(), Some("carol"));
+    // Messages to the name are carol's now, not the alias owner's.
+    let mut s = svc.connect().await;
+    let r = s.call(&d0("ALICE", "carol", "for carol")).await;
+    assert!(r.header.status.is_success(), "{r:?}");
+    let m = svc.wait_for_message("for carol").await;
+    assert_eq!(m.message.recipients, vec!["carol".to_string()]);
+    // And the alias does not come back after a restart.
+    wait_until_unstored(&svc, "CAROL").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_alias_that_is_another_accounts_login_name_is_dropped() {
+    // `daemon` (uid 1 on every Debian and Red Hat system) stands for another account.
+    let Some(daemon) = nix::unistd::User::from_name("daemon").ok().flatten() else {
+        eprintln!("SKIPPED a_stored_alias_that_is_another_accounts_login_name_is_dropped: no account daemon; NOT checked");
+        return;
+    };
+    let svc = TestService::start(Options::default()).await;
+    // As a database from before aliases were checked would hold them: nobody's alias DAEMON,
+    // and one that is nobody's to keep.
+    let alias = |name: &str| messenger_core::names::NameRecord {
+        name: name.into(),
+        kind: NameKind::Alias,
+        owner_uid: 65534,
+        owner_name: "nobody".into(),
+        added_at: 1,
+    };
+    let (theft, fine) = (alias("DAEMON"), alias("NOBODYPAGER"));
+    svc.service
+        .inbox
+        .with_store(move |s| {
+            s.add_name(&theft)?;
+            s.add_name(&fine)
+        })
+        .await
+        .expect("store the aliases");
+    assert_ne!(daemon.uid.as_raw(), 65534);
+
+    let dir = svc.stop().await;
+    let svc = TestService::start_in(Arc::clone(&dir), Options::default()).await;
+    svc.wait_for_name("NOBODYPAGER").await;
+    assert!(
+        !svc.has_name("DAEMON"),
+        "another account's name stays theirs"
+    );
+    let stored = stored_names(&svc).await;
+    assert!(!stored.contains(&"DAEMON".to_string()), "{stored:?}");
+    assert!(stored.contains(&"NOBODYPAGER".to_string()), "{stored:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_add_that_fails_after_a_login_took_the_name_leaves_it_to_the_user() {
+    let svc = TestService::start(Options::default()).await;
+    let dave = NetbiosName::messenger("dave").unwrap();
+    let alias_owner = 4242;
+    svc.service
+        .add_alias(
+            dave,
+            Owner {
+                uid: alias_owner,
+                name: "someone".into(),
+            },
+            None,
+        )
+        .expect("add the alias");
+    // dave logs in while the alias is still being settled, and takes the name.
+    svc.service
+        .refresh_sessions(vec![messengerd::utmp::LoginSession {
+            user: "dave".into(),
+            line: String::new(),
+            host: String::new(),
+            pid: 1,
+        }])
+        .await;
+    assert!(!svc.service.is_alias_of(&dave, alias_owner));
+    // What an `/ADD` that then fails (conflict, timeout, store error) does to clean up.
+    svc.service.remove_alias_of(&dave, alias_owner);
+    let owner = lock(&svc.service.names)
+        .get(&dave)
+        .and_then(|e| e.owner.clone())
+        .map(|o| o.name);
+    assert_eq!(owner.as_deref(), Some("dave"), "the user's name stays");
 }

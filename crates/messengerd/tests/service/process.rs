@@ -328,3 +328,41 @@ async fn message_command_gets_every_substitution() {
     let spool = svc.dir.path().join("data/spool");
     assert_eq!(std::fs::read_dir(spool).unwrap().count(), 0);
 }
+
+/// Connections and control calls are tasks of the service, so shutdown waits for them; a
+/// message command that does not end within the grace period is cut off and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_every_task_and_counts_what_it_cuts() {
+    let gate_dir = open_tempdir();
+    let gate = gate_dir.path().join("open");
+    let started = gate_dir.path().join("started");
+    let template = format!(
+        "touch {s}; while [ ! -e {g} ]; do sleep 0.05; done",
+        s = started.display(),
+        g = gate.display()
+    );
+    let svc = TestService::start(Options {
+        session_request_required: true,
+        configure: Box::new(move |c| c.message_command = Some(template)),
+        ..Options::default()
+    })
+    .await;
+    let idle = svc.task_count();
+    let mut s = svc.connect().await;
+    s.establish(COMPUTER).await;
+    wait_until("the connection to be a task", || svc.task_count() > idle).await;
+    let with_connection = svc.task_count();
+    let control = Client::connect(&svc.control()).expect("control socket");
+    wait_until("the control call to be a task", || {
+        svc.task_count() > with_connection
+    })
+    .await;
+    drop(control);
+    let r = s.call(&d0("ALICE", COMPUTER, "held up")).await;
+    assert!(r.header.status.is_success());
+    wait_until("the message command to start", || started.exists()).await;
+    // The command waits for a gate that never opens during the grace period.
+    let cut = svc.stop_within(Duration::from_millis(200)).await;
+    assert!(cut >= 1, "the waiting message command was not counted");
+    std::fs::write(&gate, b"").unwrap();
+}

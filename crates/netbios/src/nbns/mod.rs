@@ -20,8 +20,6 @@ pub mod service;
 mod packet_tests;
 #[cfg(test)]
 mod service_tests;
-#[cfg(test)]
-mod test_vectors;
 
 pub use packet::{
     AddrEntry, Header, NameFlags, NameForm, NbFlags, NodeName, NodeStatus, NodeType, Opcode,

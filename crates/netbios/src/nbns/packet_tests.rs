@@ -6,9 +6,10 @@ use std::net::Ipv4Addr;
 use proptest::prelude::*;
 
 use super::packet::*;
-use super::test_vectors::{capture_udp, example};
+use super::NAME_SERVICE_PORT;
 use crate::codec::DecodeErrorKind;
-use crate::name::{NetbiosName, QualifiedName, Scope};
+use crate::name::{NetbiosName, QualifiedName, Scope, SUFFIX_MESSENGER};
+use crate::test_vectors::{capture_udp, example};
 
 fn q(name: &str, suffix: u8) -> QualifiedName {
     QualifiedName::new(NetbiosName::new(name.as_bytes(), suffix).unwrap())
@@ -41,14 +42,14 @@ fn example_02_broadcast_name_query() {
     assert_eq!(packet.header.flags_word(), 0x0110);
     assert!(packet.header.broadcast && packet.header.recursion_desired);
     let question = packet.question().unwrap();
-    assert_eq!(question.name, q("BOB", 0x03));
+    assert_eq!(question.name, q("BOB", SUFFIX_MESSENGER));
     assert_eq!(question.question_type, RrType::NB);
     assert_eq!(question.question_class, RrClass::IN);
     assert_eq!(
-        Packet::name_query(0x8A31, q("BOB", 0x03), true).encode(),
+        Packet::name_query(0x8A31, q("BOB", SUFFIX_MESSENGER), true).encode(),
         bytes
     );
-    let unicast = Packet::name_query(0x8A31, q("BOB", 0x03), false);
+    let unicast = Packet::name_query(0x8A31, q("BOB", SUFFIX_MESSENGER), false);
     assert_eq!(unicast.header.flags_word(), 0x0100);
     assert_eq!(unicast.kind(), PacketKind::NameQueryRequest);
 }
@@ -59,12 +60,12 @@ fn example_03_positive_query_response() {
     let packet = decode_exact(&bytes, PacketKind::PositiveNameQueryResponse);
     assert_eq!(packet.header.flags_word(), 0x8500);
     let answer = packet.answer().unwrap();
-    assert_eq!(answer.name, q("BOB", 0x03));
+    assert_eq!(answer.name, q("BOB", SUFFIX_MESSENGER));
     assert_eq!(answer.ttl, 300_000);
     assert_eq!(answer.addr_entries(), &[unique_b([192, 168, 1, 20])]);
     let built = Packet::positive_query_response(
         0x8A31,
-        q("BOB", 0x03),
+        q("BOB", SUFFIX_MESSENGER),
         300_000,
         vec![unique_b([192, 168, 1, 20])],
         false,
@@ -81,7 +82,8 @@ fn example_04_negative_query_response() {
     assert_eq!(answer.rr_type, RrType::NULL);
     assert_eq!(answer.rdata, RData::Null);
     assert_eq!(
-        Packet::negative_query_response(0x8A32, q("BOB", 0x03), Rcode::NAM_ERR).encode(),
+        Packet::negative_query_response(0x8A32, q("BOB", SUFFIX_MESSENGER), Rcode::NAM_ERR)
+            .encode(),
         bytes
     );
 }
@@ -93,12 +95,12 @@ fn example_05_broadcast_registration_with_pointer() {
     assert_eq!(packet.header.flags_word(), 0x2910);
     let record = packet.record().unwrap();
     assert_eq!(record.name_form, NameForm::POINTER_TO_QUESTION);
-    assert_eq!(record.name, q("ALICE", 0x03));
+    assert_eq!(record.name, q("ALICE", SUFFIX_MESSENGER));
     assert_eq!(record.ttl, 300_000);
     assert_eq!(packet.addr_entries(), &[unique_b([192, 168, 1, 10])]);
     let built = Packet::registration_request(
         0x1B01,
-        q("ALICE", 0x03),
+        q("ALICE", SUFFIX_MESSENGER),
         300_000,
         unique_b([192, 168, 1, 10]),
         true,
@@ -115,7 +117,7 @@ fn example_06_negative_registration_response() {
     assert_eq!(packet.addr_entries(), &[unique_b([192, 168, 1, 99])]);
     let built = Packet::negative_registration_response(
         0x1B01,
-        q("ALICE", 0x03),
+        q("ALICE", SUFFIX_MESSENGER),
         0,
         unique_b([192, 168, 1, 99]),
         Rcode::ACT_ERR,
@@ -178,7 +180,7 @@ fn example_08_node_status_response() {
             flags: unique,
         },
         NodeName {
-            name: name("BOB", 0x03),
+            name: name("BOB", SUFFIX_MESSENGER),
             flags: unique,
         },
         NodeName {
@@ -186,7 +188,7 @@ fn example_08_node_status_response() {
             flags: group,
         },
         NodeName {
-            name: name("ADMINISTRATOR", 0x03),
+            name: name("ADMINISTRATOR", SUFFIX_MESSENGER),
             flags: unique,
         },
     ];
@@ -204,7 +206,9 @@ fn example_08_node_status_response() {
 fn samba_capture_decodes_and_reencodes_exactly() {
     let datagrams: Vec<_> = capture_udp("samba-4.17-register-query-status-message.pcap")
         .into_iter()
-        .filter(|d| d.source.port() == 137 || d.destination.port() == 137)
+        .filter(|d| {
+            d.source.port() == NAME_SERVICE_PORT || d.destination.port() == NAME_SERVICE_PORT
+        })
         .collect();
     assert!(datagrams.len() > 30, "expected nmbd's traffic");
     let mut kinds = std::collections::BTreeMap::new();
@@ -250,7 +254,7 @@ fn samba_capture_decodes_and_reencodes_exactly() {
 
 #[test]
 fn constructors_have_the_reference_flag_words_and_kinds() {
-    let name = q("ALICE", 0x03);
+    let name = q("ALICE", SUFFIX_MESSENGER);
     let entry = unique_b([10, 0, 0, 1]);
     let cases = [
         (
@@ -339,7 +343,7 @@ fn constructors_have_the_reference_flag_words_and_kinds() {
 
 #[test]
 fn registration_family_uses_the_question_pointer_and_wack_echoes_flags() {
-    let name = q("ALICE", 0x03);
+    let name = q("ALICE", SUFFIX_MESSENGER);
     let entry = unique_b([10, 0, 0, 1]);
     for packet in [
         Packet::registration_request(7, name.clone(), 0, entry, true),
@@ -363,15 +367,20 @@ fn registration_family_uses_the_question_pointer_and_wack_echoes_flags() {
 
 #[test]
 fn refresh_opcode_nine_is_a_refresh_too() {
-    let mut packet = Packet::refresh_request(3, q("ALICE", 0x03), 0, unique_b([10, 0, 0, 1]));
+    let mut packet =
+        Packet::refresh_request(3, q("ALICE", SUFFIX_MESSENGER), 0, unique_b([10, 0, 0, 1]));
     packet.header.opcode = Opcode::REFRESH_ALT;
     assert_eq!(packet.header.flags_word(), 0x4800);
     let decoded = Packet::decode(&packet.encode()).unwrap();
     assert_eq!(decoded.kind(), PacketKind::NameRefreshRequest);
     assert!(decoded.header.opcode.is_refresh());
     // A server answering a refresh with the refresh opcode is answering a registration.
-    let mut answer =
-        Packet::positive_registration_response(3, q("ALICE", 0x03), 60, unique_b([10, 0, 0, 1]));
+    let mut answer = Packet::positive_registration_response(
+        3,
+        q("ALICE", SUFFIX_MESSENGER),
+        60,
+        unique_b([10, 0, 0, 1]),
+    );
     answer.header.opcode = Opcode::REFRESH;
     assert_eq!(answer.kind(), PacketKind::PositiveNameRegistrationResponse);
 }

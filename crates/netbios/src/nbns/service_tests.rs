@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::packet::*;
 use super::service::*;
 use super::NAME_SERVICE_PORT;
-use crate::name::{NetbiosName, QualifiedName};
+use crate::name::{NetbiosName, QualifiedName, SUFFIX_MESSENGER};
 
 const BROADCAST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 255);
 const WINS: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 1);
@@ -607,7 +607,11 @@ fn names_in_conflict_or_starting_with_a_star_are_not_defended() {
     let now = segment.now;
     segment
         .service(a)
-        .handle(now, SocketAddrV4::new(host(7), 137), &demand.encode())
+        .handle(
+            now,
+            SocketAddrV4::new(host(7), NAME_SERVICE_PORT),
+            &demand.encode(),
+        )
         .unwrap();
     segment.collect_events();
     assert_eq!(
@@ -687,7 +691,7 @@ fn a_late_objection_still_makes_a_conflict() {
     service
         .handle(
             start + ms(800),
-            SocketAddrV4::new(b, 137),
+            SocketAddrV4::new(b, NAME_SERVICE_PORT),
             &objection.encode(),
         )
         .unwrap();
@@ -711,7 +715,7 @@ fn unmatched_responses_and_garbage_are_ignored() {
         flags: NbFlags::new(false, NodeType::B),
         address: host(1),
     };
-    let from = SocketAddrV4::new(host(1), 137);
+    let from = SocketAddrV4::new(host(1), NAME_SERVICE_PORT);
     let name = QualifiedName::new(messenger("ALICE"));
     let wrong_id = Packet::positive_query_response(
         request.header.transaction_id.wrapping_add(1),
@@ -813,7 +817,7 @@ fn register_rejects_a_kind_change_and_a_full_table() {
     // Registering again is harmless.
     service.register(workgroup(), true, now).unwrap();
     for i in 1..super::MAX_LOCAL_NAMES {
-        let name = NetbiosName::new(format!("N{i}").as_bytes(), 0x03).unwrap();
+        let name = NetbiosName::new(format!("N{i}").as_bytes(), SUFFIX_MESSENGER).unwrap();
         service.register(name, false, now).unwrap();
     }
     assert_eq!(
@@ -877,7 +881,7 @@ fn wins_registration_with_wack_then_positive_schedules_refreshes() {
     service
         .handle(
             start + ms(6_000),
-            SocketAddrV4::new(host(5), 137),
+            SocketAddrV4::new(host(5), NAME_SERVICE_PORT),
             &positive.encode(),
         )
         .unwrap();
@@ -1012,7 +1016,7 @@ fn wins_end_node_challenge_queries_the_owner() {
         .handle(start, wins_from(), &challenge.encode())
         .unwrap();
     let (to, query) = drain(&mut service).remove(0);
-    assert_eq!(to, SocketAddrV4::new(host(42), 137));
+    assert_eq!(to, SocketAddrV4::new(host(42), NAME_SERVICE_PORT));
     assert_eq!(query.kind(), PacketKind::NameQueryRequest);
     assert!(!query.header.broadcast);
 
@@ -1021,7 +1025,7 @@ fn wins_end_node_challenge_queries_the_owner() {
     service
         .handle(
             start + ms(5),
-            SocketAddrV4::new(host(42), 137),
+            SocketAddrV4::new(host(42), NAME_SERVICE_PORT),
             &confirmed.encode(),
         )
         .unwrap();
@@ -1164,4 +1168,33 @@ fn wins_release_goes_to_the_server_too() {
     );
     assert!(service.is_idle());
     assert_eq!(drain(&mut service).len(), 2);
+}
+
+#[test]
+fn a_name_claimed_again_while_being_released_runs_only_its_new_timer() {
+    let start = Instant::now();
+    let mut service = NameService::new(config(host(1)));
+    service.register(messenger("ALICE"), false, start).unwrap();
+    let mut now = start;
+    while service.poll_event().is_none() {
+        now = service.poll_timeout().expect("a registration timer runs");
+        service.handle_timeout(now);
+    }
+    assert_eq!(
+        service.name_state(&messenger("ALICE")),
+        Some(NameState::Registered)
+    );
+    drain(&mut service);
+
+    // The release's next broadcast would be due at +250 ms; the new claim's first retry at
+    // +350 ms. Only the latter may remain.
+    service.release(&messenger("ALICE"), now);
+    service
+        .register(messenger("ALICE"), false, now + ms(100))
+        .unwrap();
+    drain(&mut service);
+    assert_eq!(service.poll_timeout(), Some(now + ms(350)));
+    service.handle_timeout(now + ms(250));
+    assert!(drain(&mut service).is_empty());
+    assert_eq!(service.poll_timeout(), Some(now + ms(350)));
 }

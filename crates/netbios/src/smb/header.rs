@@ -1,4 +1,6 @@
-//! The 32-byte SMB1 header ([MS-CIFS] 2.2.3.1) and the status it carries.
+//! The 32-byte SMB1 header ([MS-CIFS] 2.2.3.1) and the status it carries, for the messenger
+//! commands of the session service and the mailslot writes of the datagram service alike.
+//! It depends on nothing but the codec, so that both can build on it.
 //!
 //! Messenger SMBs are sent without NEGOTIATE, so the header is mostly zero: senders set only
 //! Protocol and Command ([MS-MSRP] 2.2.3.x). Everything is still decoded and kept so that a
@@ -22,8 +24,11 @@ pub const FLAGS2_NT_STATUS: u16 = 0x4000;
 /// whatever this says (REFERENCE 4.1), so the codec never looks at it.
 pub const FLAGS2_UNICODE: u16 = 0x8000;
 
-/// SMB command codes used or answered by the message server ([MS-CIFS] 2.2.2.1, REFERENCE 0.3).
+/// SMB command codes used or answered by the message server, and the transaction that carries
+/// mailslot writes ([MS-CIFS] 2.2.2.1, REFERENCE 0.3).
 pub mod command {
+    /// SMB_COM_TRANSACTION: every mailslot write ([MS-CIFS] 2.2.4.33, [MS-MAIL] 2.2.1).
+    pub const TRANSACTION: u8 = 0x25;
     /// SMB_COM_SEND_MESSAGE: a whole message in one block ([MS-MSRP] 2.2.3.1).
     pub const SEND_MESSAGE: u8 = 0xD0;
     /// SMBsendb, send broadcast message: obsolete core command, answered with an error.

@@ -12,9 +12,6 @@ pub mod messenger;
 pub mod receiver;
 pub mod sender;
 
-#[cfg(test)]
-pub(crate) mod test_vectors;
-
 pub use assembler::{AssembledMessage, AssemblerLimits, AssemblyError, MessageAssembler};
 pub use header::{SmbHeader, SmbStatus};
 pub use messenger::{

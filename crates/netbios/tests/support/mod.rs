@@ -426,6 +426,8 @@ pub fn example_bytes(file: &str) -> Vec<u8> {
 #[cfg(test)]
 mod self_tests {
     use super::*;
+    use netbios::nbdgm::DATAGRAM_PORT;
+    use netbios::nbss::SESSION_PORT;
 
     fn frame_eth_udp(payload: &[u8]) -> Vec<u8> {
         let mut f = vec![0u8; 12];
@@ -496,7 +498,7 @@ mod self_tests {
             .unwrap();
             assert_eq!(c.udp.len(), 1);
             assert_eq!(c.udp[0].payload, b"hello");
-            assert_eq!(c.udp[0].dst, (Ipv4Addr::new(10, 0, 0, 255), 138));
+            assert_eq!(c.udp[0].dst, (Ipv4Addr::new(10, 0, 0, 255), DATAGRAM_PORT));
         }
         let mut sll = vec![0u8; 14];
         sll.extend_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
@@ -515,7 +517,7 @@ mod self_tests {
     #[test]
     fn tcp_reassembly_drops_duplicates_and_orders_segments() {
         let a = (Ipv4Addr::new(1, 1, 1, 1), 1000);
-        let b = (Ipv4Addr::new(2, 2, 2, 2), 139);
+        let b = (Ipv4Addr::new(2, 2, 2, 2), SESSION_PORT);
         let seg = |frame, seq, flags, payload: &[u8]| TcpSegment {
             frame,
             src: a,
@@ -533,7 +535,7 @@ mod self_tests {
             ],
             ..Capture::default()
         };
-        let streams = capture.tcp_streams(139);
+        let streams = capture.tcp_streams(SESSION_PORT);
         assert_eq!(streams.len(), 1);
         assert_eq!(streams[0].data, b"hellworld");
         assert!(!streams[0].gap);
