@@ -141,6 +141,8 @@ add_host hoste      10.77.0.5   HOSTE         TESTGROUP  || die "cannot create h
 add_host sambahost  10.77.0.10  SAMBAHOST     TESTGROUP  || die "cannot create sambahost"
 # samba2: an nmbd that tries to take a name messengerd holds (check 5).
 add_host samba2     10.77.0.11  SAMBA2        TESTGROUP  || die "cannot create samba2"
+# sambabeside: nmbd and smbd own the NetBIOS ports; messengerd runs beside them (check 7).
+add_host sambabeside 10.77.0.12 FILESRV       TESTGROUP  || die "cannot create sambabeside"
 
 start_capture || die "cannot start the capture"
 for h in "${HOSTS[@]}"; do

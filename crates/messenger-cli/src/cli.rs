@@ -119,7 +119,7 @@ pub enum Command {
             inbox, as the network message it was. Meant as smbd's `message command` on a host \
             where Samba owns the NetBIOS ports and the service runs with `netbios = false`:\n\n  \
             message command = /usr/bin/messenger deliver --file=%s --from=%f --to=%L \
-            --machine=%m --address=%I &\n\n\
+            --machine=%m --address=%I\n\n\
             The file is removed once the service has answered. Only root and smbd's guest \
             account (smb.conf `guest account`, default nobody) may deliver.",
         after_long_help = EXIT_STATUS_HELP

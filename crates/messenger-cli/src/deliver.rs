@@ -3,12 +3,13 @@
 //! ports and the service runs with `netbios = false`:
 //!
 //! ```text
-//! message command = /usr/bin/messenger deliver --file=%s --from=%f --to=%L --machine=%m --address=%I &
+//! message command = /usr/bin/messenger deliver --file=%s --from=%f --to=%L --machine=%m --address=%I
 //! ```
 //!
 //! smbd writes the text to a temporary file (converted from the DOS code page to UTF-8, CR LF
 //! folded to LF) and waits for the command, and the sending PC waits for smbd; so this returns
-//! as soon as the service has the message on disk. The file is removed once the service has
+//! as soon as the service has the message on disk. (No `&` at the end, as Samba's examples
+//! have: smbd passes it to the command as an argument.) The file is removed once the service has
 //! answered (stored or refused); when the service cannot be reached it is left in place, so
 //! that the message can still be recovered, and the exit status says so.
 

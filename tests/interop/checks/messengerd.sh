@@ -433,6 +433,68 @@ md_no_panics() {
 	return "$bad"
 }
 
+# ---------------------------------------------------------------------------------------------
+# 7. Beside Samba: nmbd and smbd own the NetBIOS ports of sambabeside, messengerd runs there
+#    with `netbios = false`, and smbd's `message command` hands messages to `messenger deliver`.
+# ---------------------------------------------------------------------------------------------
+
+# The smb.conf lines the README gives, with this run's binary and control socket.
+beside_samba_conf() {
+	printf '%s\n' \
+		"message command = $MESSENGER_BIN --socket=$(md_socket sambabeside) deliver --file=%s --from=%f --to=%L --machine=%m --address=%I" \
+		"netbios aliases = $(upper "$LOGGED_IN_USER")"
+}
+
+md_start_beside_samba() {
+	need_messengerd
+	set_logged_in sambabeside "$LOGGED_IN_USER:$LOGGED_IN_TTY" || return 1
+	start_samba sambabeside "$(beside_samba_conf)" || return 1
+	start_messengerd sambabeside FILESRV TESTGROUP \
+		"netbios = false
+samba_config = \"$(samba_dir sambabeside)/smb.conf\"" || return 1
+	# nmbd and smbd still hold the ports: messengerd took none of them.
+	if in_host sambabeside ss -Hlnptu | grep -E ':(137|138|139) ' | grep -q messengerd; then
+		echo "messengerd bound a NetBIOS port although netbios = false"
+		return 1
+	fi
+}
+
+md_beside_samba_computer_name() {
+	need_messengerd
+	need_daemon sambabeside || return 1
+	local file
+	file=$(save_text beside-samba "Through smbd to FILESRV, run $RUN_ID")
+	smbclient_message hosta FILESRV "${HOST_IP[sambabeside]}" 139 admin ADMINPC "$file" || return 1
+	wait_inbox sambabeside --text-file "$file" --to FILESRV --from admin --transport session \
+		--source "${HOST_IP[hosta]}:0" || return 1
+	# messenger deliver removed smbd's temporary file.
+	if grep -rlsF "run $RUN_ID" /tmp/msg.* 2>/dev/null | grep -q .; then
+		echo "smbd's temporary message file was left behind"
+		return 1
+	fi
+}
+
+md_beside_samba_user_alias() {
+	need_messengerd
+	need_daemon sambabeside || return 1
+	local u file
+	u=$(upper "$LOGGED_IN_USER")
+	file=$(save_text beside-samba-user "Through smbd to $u, run $RUN_ID")
+	smbclient_message hosta "$u" "${HOST_IP[sambabeside]}" 139 admin ADMINPC "$file" || return 1
+	wait_inbox sambabeside --as "$LOGGED_IN_USER" --text-file "$file" --to "$u" --from admin || return 1
+	# Addressed to the user alone: root, another user, does not see it.
+	inbox_lacks sambabeside --text-file "$file"
+}
+
+md_beside_samba_messenger_send() {
+	need_messengerd
+	need_daemon hosta || return 1
+	local file
+	file=$(save_text beside-samba-send "messenger send to FILESRV through smbd, run $RUN_ID")
+	messenger_cli hosta send "${HOST_IP[sambabeside]}" "$(cat "$file")" || return 1
+	wait_inbox sambabeside --text-file "$file" --transport session
+}
+
 run_messengerd_checks() {
 	check "messengerd starts on hosta (HOSTA, TESTGROUP)" md_start_hosta
 	check "messengerd starts on hostb (HOSTB, TESTGROUP, $LOGGED_IN_USER logged in, raw SMB on $RAW_SESSION_PORT)" md_start_hostb
@@ -466,6 +528,11 @@ run_messengerd_checks() {
 
 	check "6: messenger send '*' from hosta reaches hostb and hostc, not hostd (OTHERGROUP)" md_broadcast_workgroup
 	check "6: messenger send --domain=OTHERGROUP reaches hostd only" md_broadcast_other_domain
+
+	check "7: beside Samba: nmbd and smbd on sambabeside, messengerd there with netbios = false" md_start_beside_samba
+	check "7: smbclient -M FILESRV reaches smbd, whose message command delivers it to the inbox" md_beside_samba_computer_name
+	check "7: smbclient -M to a user's netbios alias lands in that user's inbox only" md_beside_samba_user_alias
+	check "7: messenger send to the Samba host lands in the inbox beside Samba" md_beside_samba_messenger_send
 
 	check "messengerd logs show no panic" md_no_panics
 }
