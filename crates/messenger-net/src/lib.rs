@@ -22,6 +22,7 @@ pub mod session;
 #[cfg(feature = "test-support")]
 pub mod testing;
 pub mod text;
+pub mod transport;
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -40,6 +41,7 @@ pub use resolve::{node_status, resolve_name, NodeStatusName};
 pub use send::{send_to, Delivered, Target};
 pub use session::{send_directed, SessionRequest};
 pub use text::LengthLimit;
+pub use transport::NetBios;
 
 /// Everything a send needs to know about the network and this host.
 #[derive(Debug, Clone)]

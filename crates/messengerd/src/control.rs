@@ -374,7 +374,7 @@ async fn name_delete(service: &Arc<Service>, caller: &Caller, typed: &str) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use messenger_core::message::Transport;
+    use messenger_core::message::TransportKind;
 
     #[test]
     fn the_size_bound_of_a_view_is_never_below_its_json() {
@@ -390,7 +390,7 @@ mod tests {
                         .parse()
                         .unwrap(),
                 ),
-                transport: Transport::Mailslot,
+                transport: TransportKind::Mailslot,
                 text: text.to_owned(),
                 raw: Vec::new(),
             },

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use messenger_core::message::Transport;
+use messenger_core::message::TransportKind;
 use netbios::nbss::{NegativeCode, SessionPacket};
 use netbios::smb::receiver::{
     CloseReason, DeliveryError, ReceiverConfig, ReceiverEvent, ReceiverSession,
@@ -166,7 +166,7 @@ async fn connection(
                             text: message.text,
                             to_workgroup: false,
                             source: Some(peer),
-                            transport: Transport::Session,
+                            transport: TransportKind::Session,
                             calling_machine: message
                                 .calling
                                 .map(|c| messenger_core::names::display_name(&c.name))

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use messenger_core::access::{self, Accounts, Identity, SystemAccounts};
 use messenger_core::config::{Config, Invoker};
-use messenger_core::message::{NewMessage, Transport};
+use messenger_core::message::{NewMessage, TransportKind};
 use messenger_core::names::{NameKind, NameRecord, Owner};
 use netbios::oem::CodePage;
 use netbios::NetbiosName;
@@ -497,7 +497,7 @@ pub struct Incoming {
     /// Sender's address.
     pub source: Option<SocketAddr>,
     /// How it came.
-    pub transport: Transport,
+    pub transport: TransportKind,
     /// Calling NetBIOS name from the session request, if any.
     pub calling_machine: String,
 }

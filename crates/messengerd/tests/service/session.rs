@@ -2,7 +2,7 @@
 //! leave the connection usable, the inbox's verdict reaching the sender, idle timeouts and
 //! the per-source connection cap.
 
-use messenger_core::message::Transport;
+use messenger_core::message::TransportKind;
 use messenger_store::Store;
 use netbios::nbss::{NegativeCode, SessionPacket};
 use netbios::smb::header::dos;
@@ -105,7 +105,7 @@ async fn single_block_message_is_in_the_inbox_before_it_is_acknowledged() {
     assert_eq!(m.text, "Hello\nsecond line");
     assert_eq!(m.from, "alice");
     assert_eq!(m.to, COMPUTER);
-    assert_eq!(m.transport, Transport::Session);
+    assert_eq!(m.transport, TransportKind::Session);
     assert!(m.recipients.is_empty(), "the computer name is everyone's");
     assert_eq!(m.source.map(|a| a.ip()), Some(svc.session.ip()));
 
