@@ -118,12 +118,20 @@ pub async fn start_with_inbox(
         &interfaces,
     )?));
     let local_sends = send::LocalSendLimit::from_config(&settings.config);
+    let mut sinks: Vec<Arc<dyn display::DeliverySink>> =
+        vec![Arc::new(display::TerminalSink::new())];
+    if let Some(runner) = &commands {
+        sinks.push(Arc::new(command::CommandSink::new(
+            Arc::clone(runner),
+            tasks.clone(),
+        )));
+    }
     let service = Arc::new(service::Service {
         settings,
         inbox,
         names: Mutex::new(names::NameTable::default()),
         sessions: RwLock::new(Vec::new()),
-        sink: Arc::new(display::TerminalSink::new()),
+        sinks,
         name_services,
         addresses,
         interfaces,

@@ -12,15 +12,15 @@ use std::time::Instant;
 
 use messenger_core::access::{self, Accounts, Identity, SystemAccounts};
 use messenger_core::config::{Config, Invoker};
-use messenger_core::message::{NewMessage, TransportKind};
+use messenger_core::message::{NewMessage, StoredMessage, TransportKind};
 use messenger_core::names::{NameKind, NameRecord, Owner};
 use netbios::oem::CodePage;
 use netbios::NetbiosName;
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
-use crate::command::{CommandContext, CommandRunner};
-use crate::display::{DeliverySink, Popup};
+use crate::command::CommandRunner;
+use crate::display::{reaches, Arrival, Audience, DeliverySink};
 use crate::inbox::Inbox;
 use crate::names::NameTable;
 use crate::utmp::LoginSession;
@@ -111,8 +111,8 @@ pub struct Service {
     pub names: Mutex<NameTable>,
     /// Login sessions, as last read from utmp.
     pub sessions: RwLock<Vec<LoginSession>>,
-    /// Where messages are shown.
-    pub sink: Arc<dyn DeliverySink>,
+    /// Where every stored message is handed: terminals, the message command, and so on.
+    pub sinks: Vec<Arc<dyn DeliverySink>>,
     /// Name service tasks, one per interface.
     pub name_services: Vec<mpsc::UnboundedSender<NameCommand>>,
     /// IPv4 addresses served.
@@ -126,7 +126,8 @@ pub struct Service {
     /// Every task of the service (connections, control calls, displays, message commands):
     /// shutdown waits for them.
     pub tasks: TaskTracker,
-    /// Runs `message_command`, when there is one.
+    /// Runs `message_command`, when there is one (one of the `sinks`; here to count what
+    /// still runs at shutdown).
     pub commands: Option<Arc<CommandRunner>>,
     /// The rate limit on messages local users send through the control socket.
     pub local_sends: crate::send::LocalSendLimit,
@@ -270,36 +271,44 @@ impl Service {
     }
 
     /// Whether anything happens after `message` is stored: a login session of one of its
-    /// recipients (of anyone, for a message to everyone) to show it on, or a message command.
+    /// recipients (of anyone, for a message to everyone), or a sink that acts anyway.
     fn has_audience(&self, message: &NewMessage) -> bool {
-        if self.commands.is_some() {
+        if self.sinks.iter().any(|s| s.acts_without_sessions()) {
             return true;
         }
         let sessions = self.sessions.read().unwrap_or_else(|e| e.into_inner());
-        sessions
-            .iter()
-            .any(|s| message.recipients.is_empty() || message.recipients.contains(&s.user))
+        sessions.iter().any(|s| reaches(&message.recipients, s))
     }
 
-    /// Shows a stored message to its recipients and runs the message command.
+    /// Hands a stored message to every sink, and marks it read for the users who saw it.
     async fn show(self: Arc<Self>, id: i64, message: NewMessage, machine: String) {
-        let sessions: Vec<LoginSession> = {
+        let audience = {
             let all = self.sessions.read().unwrap_or_else(|e| e.into_inner());
-            all.iter()
-                .filter(|s| message.recipients.is_empty() || message.recipients.contains(&s.user))
-                .cloned()
-                .collect()
+            Audience::of(&message.recipients, &all)
         };
-        let popup = Popup {
-            from: message.from.clone(),
-            to: message.to.clone(),
-            when: local_time_string(message.received_at),
-            text: message.text.clone(),
+        let arrival = Arrival {
+            stored: StoredMessage {
+                id,
+                message,
+                read: false,
+                read_by: Vec::new(),
+            },
+            machine,
         };
-        let sink = Arc::clone(&self.sink);
-        let shown = tokio::task::spawn_blocking(move || sink.show(&popup, &sessions))
-            .await
-            .unwrap_or_default();
+        let sinks = self.sinks.clone();
+        let shown = tokio::task::spawn_blocking(move || {
+            let mut shown: Vec<String> = Vec::new();
+            for sink in &sinks {
+                for user in sink.deliver(&arrival, &audience) {
+                    if !shown.contains(&user) {
+                        shown.push(user);
+                    }
+                }
+            }
+            shown
+        })
+        .await
+        .unwrap_or_default();
         for user in shown {
             let ids = vec![id];
             if let Err(e) = self
@@ -309,21 +318,6 @@ impl Service {
             {
                 tracing::warn!(error = %e, "could not mark a shown message read");
             }
-        }
-        if let Some(commands) = &self.commands {
-            commands.spawn(
-                &self.tasks,
-                CommandContext {
-                    from: message.from.clone(),
-                    to: message.to.clone(),
-                    machine,
-                    address: message
-                        .source
-                        .map(|s| s.ip().to_string())
-                        .unwrap_or_default(),
-                    text: message.text.clone(),
-                },
-            );
         }
     }
 
@@ -517,16 +511,7 @@ pub fn now_micros() -> i64 {
     jiff::Timestamp::now().as_microsecond()
 }
 
-/// `micros` as local date and time, `YYYY-MM-DD HH:MM:SS`.
-pub fn local_time_string(micros: i64) -> String {
-    match jiff::Timestamp::from_microsecond(micros) {
-        Ok(ts) => ts
-            .to_zoned(jiff::tz::TimeZone::system())
-            .strftime("%Y-%m-%d %H:%M:%S")
-            .to_string(),
-        Err(_) => "unknown time".to_owned(),
-    }
-}
+pub use crate::display::local_time_string;
 
 /// `micros` in RFC 3339, UTC.
 pub fn rfc3339(micros: i64) -> String {
