@@ -10,7 +10,6 @@ use messenger_core::nerr;
 use messenger_net::iface::Interface;
 use netbios::name::SUFFIX_MESSENGER;
 use netbios::nbns::service::{NameEvent, NameService, NameServiceConfig, RegisterError};
-use netbios::Scope;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -51,11 +50,7 @@ pub async fn run(
     if let Some(wins) = config.wins_server {
         ns_config = ns_config.with_wins(wins);
     }
-    ns_config.scope = config
-        .scope
-        .as_deref()
-        .and_then(|s| Scope::parse(s).ok())
-        .unwrap_or_default();
+    ns_config.scope = config.scope.clone();
     ns_config.first_transaction_id = transaction_seed(index);
     let mut ns = NameService::new(ns_config);
     let span = tracing::info_span!("names", interface = %interface.name, addr = %interface.addr);

@@ -57,8 +57,7 @@ impl Settings {
     /// Resolves `config` for the current process.
     pub fn resolve(config: Config) -> anyhow::Result<Self> {
         let invoker = current_invoker();
-        let code_page = CodePage::from_name(config.code_page())
-            .map_err(|e| anyhow::anyhow!("code_page: {e}"))?;
+        let code_page = config.code_page();
         Ok(Self {
             computer_name: config.computer_name(&invoker),
             workgroup: config.workgroup(),
@@ -533,9 +532,9 @@ pub fn source_policy(
         .iter()
         .map(|i| Cidr::new(IpAddr::V4(i.addr), u32::from(i.netmask).count_ones() as u8))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(
-        SourcePolicy::parse(&config.policy.allow, &config.policy.deny)
-            .map_err(|e| anyhow::anyhow!("[policy]: {e}"))?
-            .or_local_networks(own_subnets),
-    )
+    Ok(SourcePolicy {
+        allow: config.policy.allow.clone(),
+        deny: config.policy.deny.clone(),
+    }
+    .or_local_networks(own_subnets))
 }
