@@ -50,6 +50,16 @@ const UTMP_POLL_INTERVAL: Duration = Duration::from_secs(2);
 /// leaves room for this and the inbox's last commit.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// How far ahead a task waits when its state machine has no timer running: far enough to
+/// cost nothing, near enough that a wait is never "forever" (tokio's timer wheel handles
+/// instants about two years ahead at most); the task wakes for input before then anyway.
+const NO_DEADLINE: Duration = Duration::from_secs(3600);
+
+/// The instant to wait for when a state machine has no deadline (see [`NO_DEADLINE`]).
+fn no_deadline() -> tokio::time::Instant {
+    tokio::time::Instant::now() + NO_DEADLINE
+}
+
 /// The inbox database's file name inside the data directory.
 pub const INBOX_FILE: &str = "inbox.sqlite3";
 

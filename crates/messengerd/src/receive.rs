@@ -23,6 +23,7 @@ use netbios::smb::receiver::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 pub use crate::gate::{Admission, Gate, Refused};
 use crate::service::{lock, Incoming, Refusal, Service};
@@ -31,6 +32,10 @@ use crate::sockets::SessionListener;
 /// Bytes read from a connection at a time; a whole multi-block message of 1600 bytes in 128
 /// byte blocks fits in a couple of reads.
 const READ_CHUNK: usize = 4096;
+/// Pause after a failed `accept` (out of file descriptors, mostly) before the next: without
+/// it the loop would spin on the same error; short, so that connections resume as soon as
+/// descriptors are free again.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(20);
 /// Bytes of a refused connection read (and discarded) before it is answered and closed: a
 /// session request is at most 4 + 2 × 255 bytes (RFC 1002 4.3.2). Reading what has already
 /// arrived lets the close be an orderly FIN, which the sender reads after our answer, instead
@@ -66,7 +71,7 @@ pub async fn serve(service: Arc<Service>, listener: SessionListener, shutdown: C
                 Ok(a) => a,
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
                     continue;
                 }
             },
@@ -97,7 +102,9 @@ pub async fn serve(service: Arc<Service>, listener: SessionListener, shutdown: C
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
             let _admission = admission;
-            connection(service, stream, peer, config, shutdown).await;
+            connection(service, stream, peer, config, shutdown)
+                .instrument(tracing::debug_span!("connection", %peer))
+                .await;
         });
     }
 }
@@ -134,8 +141,6 @@ async fn connection(
     let _ = stream.set_nodelay(true);
     let mut session = ReceiverSession::new(config, Instant::now());
     let mut buf = vec![0u8; READ_CHUNK];
-    let span = tracing::debug_span!("connection", %peer);
-    let _enter = span.enter();
     loop {
         while let Some(event) = session.poll_event() {
             match event {
@@ -194,7 +199,7 @@ async fn connection(
         let deadline = session
             .poll_timeout()
             .map(tokio::time::Instant::from_std)
-            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            .unwrap_or_else(crate::no_deadline);
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep_until(deadline) => session.handle_timeout(Instant::now()),

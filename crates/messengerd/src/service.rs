@@ -74,12 +74,16 @@ impl Settings {
     }
 }
 
+/// The host name assumed when the system's cannot be read or is not UTF-8: any valid
+/// NetBIOS name would do, and this one says what the computer is.
+const FALLBACK_HOST_NAME: &str = "LINUX";
+
 /// Who runs this process, for the configuration's defaults.
 pub fn current_invoker() -> Invoker {
     let host = nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "LINUX".to_owned());
+        .unwrap_or_else(|| FALLBACK_HOST_NAME.to_owned());
     Invoker::from_environment(nix::unistd::Uid::effective().is_root(), host)
 }
 
