@@ -18,8 +18,10 @@ use tracing::Instrument;
 use crate::service::{lock, NameCommand, Service};
 use crate::udp::UdpPair;
 
-/// Largest name service datagram read; RFC 1002 caps UDP NetBIOS packets at 576 bytes, a node
-/// status response with many names can approach the Ethernet MTU.
+/// Largest name service datagram read. What arrives here (queries, registrations, releases,
+/// their answers and node status requests) fits RFC 1002's 576-byte datagram guideline; the
+/// Ethernet MTU leaves room for peers that pad or add records. A longer packet is cut short
+/// and then refused by the decoder, which is all a datagram we never asked for deserves.
 const MAX_PACKET: usize = 1500;
 /// Longest time spent broadcasting releases at shutdown: three releases 250 ms apart (RFC 1002
 /// s.6 BCAST_REQ_RETRY_COUNT, BCAST_REQ_RETRY_TIMEOUT) fit with room to spare.

@@ -28,7 +28,9 @@ use crate::utmp::LoginSession;
 /// Why a message was not accepted; each maps to the SMB error the sender gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// Not addressed to one of our names: answered like "messaging off for that name".
+    /// Not addressed to one of our names: the session sender gets ERRerror, or
+    /// STATUS_OBJECT_NAME_NOT_FOUND when it speaks NT status (see
+    /// `netbios::smb::receiver::DeliveryError::NotOurName`); a datagram is dropped.
     NotOurName,
     /// The inbox could not take it (disk full, read-only, queue full): ERRnoroom.
     NoRoom,
