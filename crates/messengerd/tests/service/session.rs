@@ -11,6 +11,12 @@ use netbios::NetbiosName;
 
 use crate::harness::*;
 
+/// How long the acknowledgement test listens for a premature answer while the inbox writer is
+/// held. A correct service stays silent however long this is; it only bounds how late a
+/// premature acknowledgement would still be caught (one is sent within microseconds of the
+/// message being read, so half a second catches it on any machine).
+const UNCOMMITTED_PROBE: std::time::Duration = std::time::Duration::from_millis(500);
+
 fn errsrv(code: u16) -> SmbStatus {
     SmbStatus::errsrv(code)
 }
@@ -87,8 +93,17 @@ async fn single_block_message_is_in_the_inbox_before_it_is_acknowledged() {
     .await;
     let mut s = svc.connect().await;
     s.establish(COMPUTER).await;
+    // With the inbox's writer held, nothing can be committed: the sender must get no answer.
+    let hold = svc.hold_inbox_writer().await;
     // 0xD0 as the very first SMB, with no NEGOTIATE, as Windows sends it.
-    let r = s.call(&d0("alice", COMPUTER, "Hello\x14second line")).await;
+    s.send(&d0("alice", COMPUTER, "Hello\x14second line")).await;
+    assert!(
+        s.silent_for(UNCOMMITTED_PROBE).await,
+        "an answer came while the message could not have been committed"
+    );
+    assert!(svc.messages().await.is_empty(), "nothing is committed yet");
+    hold.release().await;
+    let r = s.response().await;
     assert!(r.header.status.is_success(), "{r:?}");
     assert!(r.words.is_empty());
 
