@@ -75,7 +75,7 @@ impl GateSettings {
     pub fn from_config(
         config: &Config,
         interfaces: &[messenger_net::iface::Interface],
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, crate::error::StartError> {
         let policy = &config.policy;
         let broadcast_sources = policy.broadcast_sources.clone();
         let limited = |per_second, burst| policy.rate_limit.then_some(Rate { per_second, burst });

@@ -57,18 +57,15 @@ pub struct Settings {
 
 impl Settings {
     /// Resolves `config` for the current process.
-    pub fn resolve(config: Config) -> anyhow::Result<Self> {
+    pub fn resolve(config: Config) -> Result<Self, crate::error::StartError> {
         let invoker = current_invoker();
         let code_page = config.code_page();
         Ok(Self {
             computer_name: config.computer_name(&invoker),
             workgroup: config.workgroup(),
-            data_dir: config.data_dir(&invoker).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "data_dir is not set and there is no home directory ($XDG_DATA_HOME or \
-                     $HOME) for a per-user inbox; set data_dir in the configuration"
-                )
-            })?,
+            data_dir: config
+                .data_dir(&invoker)
+                .ok_or(crate::error::StartError::NoDataDir)?,
             control_socket: config.control_socket(),
             code_page,
             config,
@@ -532,7 +529,7 @@ pub fn rfc3339(micros: i64) -> String {
 pub fn source_policy(
     config: &Config,
     interfaces: &[messenger_net::iface::Interface],
-) -> anyhow::Result<messenger_core::policy::SourcePolicy> {
+) -> Result<messenger_core::policy::SourcePolicy, crate::error::StartError> {
     use messenger_core::policy::{Cidr, SourcePolicy};
     let own_subnets = interfaces
         .iter()
