@@ -11,23 +11,23 @@
 //! for what is in flight.
 #![forbid(unsafe_code)]
 
-pub mod caller;
-pub mod command;
-pub mod control;
-pub mod datagram;
-pub mod display;
+pub(crate) mod caller;
+pub(crate) mod command;
+pub(crate) mod control;
+pub(crate) mod datagram;
+pub(crate) mod display;
 pub mod error;
 pub mod gate;
 pub mod inbox;
 pub mod names;
-pub mod nameservice;
+pub(crate) mod nameservice;
 pub mod ownership;
 pub mod privileges;
-pub mod receive;
-pub mod send;
+pub(crate) mod receive;
+pub(crate) mod send;
 pub mod service;
 pub mod sockets;
-pub mod udp;
+pub(crate) mod udp;
 pub mod utmp;
 
 use std::sync::{Arc, Mutex, RwLock};

@@ -3,7 +3,7 @@
 //! Each connection drives a [`ReceiverSession`] from the protocol crate. The session request
 //! is accepted only for one of our usable `<03>` names; a complete message goes through
 //! [`Service::accept_message`], and the SMB success response is written only after the inbox
-//! commit. The [`Gate`] bounds connections in all and per source and applies the source policy
+//! commit. The [`Gate`](crate::gate::Gate) bounds connections in all and per source and applies the source policy
 //! and per-source rate limits, so one host cannot keep others out; connections it refuses are
 //! answered with a NEGATIVE SESSION RESPONSE on port 139 and closed (see `gate` for why).
 //! Every read and write has a deadline: a peer that stops reading our responses is as stuck
@@ -25,7 +25,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-pub use crate::gate::{Admission, Gate, Refused};
+use crate::gate::Refused;
 use crate::service::{lock, Incoming, Refusal, Service};
 use crate::sockets::SessionListener;
 

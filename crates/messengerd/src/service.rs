@@ -114,25 +114,25 @@ pub struct Service {
     /// Login sessions, as last read from utmp.
     pub sessions: RwLock<Vec<LoginSession>>,
     /// Where every stored message is handed: terminals, the message command, and so on.
-    pub sinks: Vec<Arc<dyn DeliverySink>>,
+    pub(crate) sinks: Vec<Arc<dyn DeliverySink>>,
     /// Name service tasks, one per interface.
-    pub name_services: Vec<mpsc::UnboundedSender<NameCommand>>,
+    pub(crate) name_services: Vec<mpsc::UnboundedSender<NameCommand>>,
     /// IPv4 addresses served.
-    pub addresses: Vec<std::net::Ipv4Addr>,
+    pub(crate) addresses: Vec<std::net::Ipv4Addr>,
     /// The interfaces served.
-    pub interfaces: Vec<messenger_net::iface::Interface>,
+    pub(crate) interfaces: Vec<messenger_net::iface::Interface>,
     /// When the service started.
-    pub started: Instant,
+    pub(crate) started: Instant,
     /// Admission control: source policy, connection caps, rate limits.
-    pub gate: Arc<crate::receive::Gate>,
+    pub(crate) gate: Arc<crate::gate::Gate>,
     /// Every task of the service (connections, control calls, displays, message commands):
     /// shutdown waits for them.
-    pub tasks: TaskTracker,
+    pub(crate) tasks: TaskTracker,
     /// Runs `message_command`, when there is one (one of the `sinks`; here to count what
     /// still runs at shutdown).
-    pub commands: Option<Arc<CommandRunner>>,
+    pub(crate) commands: Option<Arc<CommandRunner>>,
     /// The rate limit on messages local users send through the control socket.
-    pub local_sends: crate::send::LocalSendLimit,
+    pub(crate) local_sends: crate::send::LocalSendLimit,
 }
 
 impl Service {
