@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use messenger_core::message::{NewMessage, Transport};
+use messenger_core::message::{NewMessage, TransportKind};
 use messenger_ipc::{Client, Reply, Request};
 use messenger_store::Store;
 
@@ -71,7 +71,7 @@ pub fn fill(args: FillArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|| "BENCHHOST".into()),
             recipients,
             source,
-            transport: Transport::Session,
+            transport: TransportKind::Session,
             text: format!("Generated message {i} for the scale benchmark."),
             raw: format!("Generated message {i} for the scale benchmark.").into_bytes(),
         });

@@ -152,13 +152,9 @@ fn read_stdin() -> Result<String, String> {
 fn check_text(
     recipient: &Recipient,
     text: &str,
-    code_page: &str,
+    cp: netbios::oem::CodePage,
     limit: LengthLimit,
 ) -> Result<(), NetError> {
-    let Ok(cp) = netbios::oem::CodePage::from_name(code_page) else {
-        // The service reports a bad code page better than we can; leave the check to it.
-        return Ok(());
-    };
     match recipient {
         Recipient::Workgroup(_) => messenger_net::text::encode_broadcast(text, cp).map(drop),
         _ => messenger_net::text::encode_directed(text, cp, limit).map(drop),
@@ -376,10 +372,40 @@ mod tests {
     fn texts_are_checked_per_recipient_kind() {
         let name = Recipient::Name("bob".into());
         let wg = Recipient::Workgroup(None);
-        assert!(check_text(&name, &"x".repeat(652), "cp850", LengthLimit::Windows).is_ok());
-        assert!(check_text(&name, &"x".repeat(653), "cp850", LengthLimit::Windows).is_err());
-        assert!(check_text(&name, &"x".repeat(653), "cp850", LengthLimit::Long).is_ok());
-        assert!(check_text(&wg, &"x".repeat(128), "cp850", LengthLimit::Windows).is_ok());
-        assert!(check_text(&wg, &"x".repeat(129), "cp850", LengthLimit::Long).is_err());
+        assert!(check_text(
+            &name,
+            &"x".repeat(652),
+            netbios::oem::CodePage::Cp850,
+            LengthLimit::Windows
+        )
+        .is_ok());
+        assert!(check_text(
+            &name,
+            &"x".repeat(653),
+            netbios::oem::CodePage::Cp850,
+            LengthLimit::Windows
+        )
+        .is_err());
+        assert!(check_text(
+            &name,
+            &"x".repeat(653),
+            netbios::oem::CodePage::Cp850,
+            LengthLimit::Long
+        )
+        .is_ok());
+        assert!(check_text(
+            &wg,
+            &"x".repeat(128),
+            netbios::oem::CodePage::Cp850,
+            LengthLimit::Windows
+        )
+        .is_ok());
+        assert!(check_text(
+            &wg,
+            &"x".repeat(129),
+            netbios::oem::CodePage::Cp850,
+            LengthLimit::Long
+        )
+        .is_err());
     }
 }

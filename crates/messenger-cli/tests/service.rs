@@ -524,7 +524,7 @@ fn fill_inbox(service: &Service, count: usize, long: usize) -> Vec<i64> {
             to: "SVCPC".into(),
             recipients: Vec::new(),
             source: None,
-            transport: messenger_store::Transport::Local,
+            transport: messenger_store::TransportKind::Local,
             text: format!("#{i} {}", "\u{1}".repeat(long)),
             raw: Vec::new(),
         })

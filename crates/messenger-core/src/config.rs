@@ -7,7 +7,11 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use netbios::oem::CodePage;
+use netbios::Scope;
 use serde::Deserialize;
+
+use crate::policy::Cidr;
 
 /// Where the service looks for its configuration when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/messenger/messenger.toml";
@@ -27,7 +31,7 @@ pub const DEFAULT_SESSION_PORT: u16 = 139;
 pub const DEFAULT_WORKGROUP: &str = "WORKGROUP";
 /// OEM code page of Western European DOS and Windows installations; the one most Messenger
 /// peers used ([MS-MSRP] 3.2.4.1 says OEM, and CP850 is Windows' OEM page for those locales).
-pub const DEFAULT_CODE_PAGE: &str = "cp850";
+pub const DEFAULT_CODE_PAGE: CodePage = CodePage::Cp850;
 /// Where logged-in users are listed (utmp(5)).
 pub const DEFAULT_UTMP_PATH: &str = "/var/run/utmp";
 /// Longest text a sender may send by default: the Windows limit ([MS-MSRP] 3.2.4.4, "652
@@ -145,10 +149,12 @@ pub struct Config {
     pub message_command: Option<String>,
     /// `wins_server`: a NetBIOS name server to register with and ask first.
     pub wins_server: Option<Ipv4Addr>,
-    /// `code_page`: OEM code page of text on the wire.
-    pub code_page: Option<String>,
+    /// `code_page`: OEM code page of text on the wire (see [`Config::code_page`]).
+    #[serde(default, deserialize_with = "code_page")]
+    pub code_page: Option<CodePage>,
     /// `scope`: NetBIOS scope ID; almost every network leaves it empty.
-    pub scope: Option<String>,
+    #[serde(default, deserialize_with = "scope")]
+    pub scope: Scope,
     /// `listen_addresses`: IPv4 addresses to serve on; default every IPv4 interface.
     #[serde(default)]
     pub listen_addresses: Vec<Ipv4Addr>,
@@ -193,9 +199,11 @@ pub struct Config {
 pub struct Policy {
     /// `allow`: source networks (CIDR) allowed to send to us; empty means private and local
     /// address space and the subnets of our interfaces (`policy::LOCAL_NETWORKS`).
-    pub allow: Vec<String>,
+    #[serde(deserialize_with = "networks")]
+    pub allow: Vec<Cidr>,
     /// `deny`: source networks refused even if allowed.
-    pub deny: Vec<String>,
+    #[serde(deserialize_with = "networks")]
+    pub deny: Vec<Cidr>,
     /// `rate_limit`: per-source rate limits on (benchmarks turn them off).
     pub rate_limit: bool,
     /// `messages_per_second`: sustained rate per source.
@@ -213,7 +221,8 @@ pub struct Policy {
     pub global_datagram_burst: u32,
     /// `broadcast_sources`: source networks (CIDR) whose workgroup broadcasts (`NET SEND *`,
     /// `/DOMAIN`) we take; empty means every source the `allow` list admits.
-    pub broadcast_sources: Vec<String>,
+    #[serde(deserialize_with = "networks")]
+    pub broadcast_sources: Vec<Cidr>,
     /// `broadcast_group`: besides root, members of this group may send to `*`, `/DOMAIN` and
     /// `/USERS`.
     pub broadcast_group: Option<String>,
@@ -343,6 +352,31 @@ fn at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error>
     Ok(value)
 }
 
+// Values with a syntax of their own are parsed as the file is read, so that a mistake is
+// reported with its line like any other, and every caller gets the typed value.
+
+fn code_page<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<CodePage>, D::Error> {
+    let name = String::deserialize(d)?;
+    CodePage::from_name(&name)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+fn scope<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Scope, D::Error> {
+    let text = String::deserialize(d)?;
+    Scope::parse(&text).map_err(|e| serde::de::Error::custom(format!("invalid scope: {e}")))
+}
+
+fn networks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Cidr>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|n| {
+            n.parse::<Cidr>()
+                .map_err(|e| serde::de::Error::custom(format!("{n:?}: {e}")))
+        })
+        .collect()
+}
+
 /// Who is running the program, for defaults that differ between root and other users.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invoker {
@@ -407,9 +441,6 @@ impl Config {
                     .map_err(|e| invalid(format!("{key} = {v:?}: {e}")))?;
             }
         }
-        if let Some(scope) = &self.scope {
-            netbios::Scope::parse(scope).map_err(|e| invalid(format!("scope: {e}")))?;
-        }
         for (key, value) in [
             ("name_port", self.name_port),
             ("datagram_port", self.datagram_port),
@@ -434,18 +465,6 @@ impl Config {
                 return Err(invalid(format!(
                     "policy.{key} must be a number greater than 0"
                 )));
-            }
-        }
-        // Networks are checked here, not only when the service starts, so that
-        // `--check-config` finds a mistyped network.
-        for (key, networks) in [
-            ("allow", &self.policy.allow),
-            ("deny", &self.policy.deny),
-            ("broadcast_sources", &self.policy.broadcast_sources),
-        ] {
-            for n in networks {
-                n.parse::<crate::policy::Cidr>()
-                    .map_err(|e| invalid(format!("policy.{key}: {n:?}: {e}")))?;
             }
         }
         if self.limits.max_blocks_per_message == 0 {
@@ -549,9 +568,9 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from(SYSTEM_CONTROL_SOCKET))
     }
 
-    /// The OEM code page's name.
-    pub fn code_page(&self) -> &str {
-        self.code_page.as_deref().unwrap_or(DEFAULT_CODE_PAGE)
+    /// The OEM code page: `code_page`, else [`DEFAULT_CODE_PAGE`].
+    pub fn code_page(&self) -> CodePage {
+        self.code_page.unwrap_or(DEFAULT_CODE_PAGE)
     }
 
     /// UDP port of the name service.
@@ -800,6 +819,32 @@ mod tests {
         assert!(err.to_string().starts_with("m.toml:3:"), "{err}");
         let err = Config::parse("[policy]\nrate_limt = false\n", "m.toml").unwrap_err();
         assert!(err.to_string().contains("m.toml:2:"), "{err}");
+        // Values with a syntax of their own are checked as the file is read, with their line.
+        for (text, line) in [
+            ("workgroup = \"LAB\"\ncode_page = \"cp9999\"\n", 2),
+            ("\n\n\nscope = \"..\"\n", 4),
+            ("[policy]\n\ndeny = [\"10.0.0.0/33\"]\n", 3),
+            ("[policy]\nbroadcast_sources = [\"lan\"]\n", 2),
+        ] {
+            match Config::parse(text, "m.toml").unwrap_err() {
+                ConfigError::Parse { line: l, .. } => assert_eq!(l, line, "{text:?}"),
+                other => panic!("{text:?}: unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn typed_values_are_parsed_once_at_load() {
+        let c = Config::parse(
+            "code_page = \"cp437\"\nscope = \"corp.example\"\n[policy]\nallow = [\"10.0.0.0/8\"]\n",
+            "m",
+        )
+        .unwrap();
+        assert_eq!(c.code_page(), CodePage::Cp437);
+        assert_eq!(c.scope, Scope::parse("corp.example").unwrap());
+        assert_eq!(c.policy.allow, vec!["10.0.0.0/8".parse::<Cidr>().unwrap()]);
+        assert_eq!(Config::default().code_page(), DEFAULT_CODE_PAGE);
+        assert_eq!(Config::default().scope, Scope::empty());
     }
 
     #[test]

@@ -15,7 +15,8 @@ pub mod nerr;
 pub mod policy;
 pub mod samba;
 pub mod sanitize;
+pub mod transport;
 
-pub use message::{InboxQuery, NewMessage, StoredMessage, Transport};
+pub use message::{InboxQuery, NewMessage, StoredMessage, TransportKind};
 pub use names::{MessagingName, NameKind, NameRecord, Owner};
 pub use sanitize::{sanitize, sanitize_line};

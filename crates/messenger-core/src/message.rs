@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
-pub enum Transport {
+pub enum TransportKind {
     /// NetBIOS session service (TCP 139), SMB commands 0xD0 or 0xD5/0xD7/0xD6.
     Session,
     /// NetBIOS datagram service (UDP 138), `\MAILSLOT\MESSNGR`.
@@ -24,36 +24,36 @@ pub enum Transport {
     Local,
 }
 
-impl Transport {
+impl TransportKind {
     /// The stable lower-case name used in storage and JSON.
     pub const fn as_str(self) -> &'static str {
         match self {
-            Transport::Session => "session",
-            Transport::Mailslot => "mailslot",
-            Transport::Local => "local",
+            TransportKind::Session => "session",
+            TransportKind::Mailslot => "mailslot",
+            TransportKind::Local => "local",
         }
     }
 }
 
-impl fmt::Display for Transport {
+impl fmt::Display for TransportKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-/// A string that names no [`Transport`].
+/// A string that names no [`TransportKind`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown transport {0:?}")]
 pub struct UnknownTransport(pub String);
 
-impl FromStr for Transport {
+impl FromStr for TransportKind {
     type Err = UnknownTransport;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
-            "session" => Ok(Transport::Session),
-            "mailslot" => Ok(Transport::Mailslot),
-            "local" => Ok(Transport::Local),
+            "session" => Ok(TransportKind::Session),
+            "mailslot" => Ok(TransportKind::Mailslot),
+            "local" => Ok(TransportKind::Local),
             other => Err(UnknownTransport(other.to_owned())),
         }
     }
@@ -80,7 +80,7 @@ pub struct NewMessage {
     /// Where it came from, if it came over the network.
     pub source: Option<SocketAddr>,
     /// How it came.
-    pub transport: Transport,
+    pub transport: TransportKind,
     /// The text, UTF-8, line breaks as `\n`.
     pub text: String,
     /// The message bytes as received, before decoding.
@@ -131,10 +131,14 @@ mod tests {
 
     #[test]
     fn transport_names_round_trip() {
-        for t in [Transport::Session, Transport::Mailslot, Transport::Local] {
-            assert_eq!(t.as_str().parse::<Transport>(), Ok(t));
+        for t in [
+            TransportKind::Session,
+            TransportKind::Mailslot,
+            TransportKind::Local,
+        ] {
+            assert_eq!(t.as_str().parse::<TransportKind>(), Ok(t));
         }
-        assert!("smtp".parse::<Transport>().is_err());
+        assert!("smtp".parse::<TransportKind>().is_err());
     }
 
     #[test]
@@ -147,7 +151,7 @@ mod tests {
                 to: "BOB".into(),
                 recipients: vec!["bob".into()],
                 source: Some("[fe80::1]:139".parse().unwrap()),
-                transport: Transport::Session,
+                transport: TransportKind::Session,
                 text: "Grüße\nzweite Zeile".into(),
                 raw: vec![0, 0x14, 0xff],
             },

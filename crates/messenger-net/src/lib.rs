@@ -22,6 +22,7 @@ pub mod session;
 #[cfg(feature = "test-support")]
 pub mod testing;
 pub mod text;
+pub mod transport;
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -40,6 +41,7 @@ pub use resolve::{node_status, resolve_name, NodeStatusName};
 pub use send::{send_to, Delivered, Target};
 pub use session::{send_directed, SessionRequest};
 pub use text::LengthLimit;
+pub use transport::NetBios;
 
 /// Everything a send needs to know about the network and this host.
 #[derive(Debug, Clone)]
@@ -109,12 +111,6 @@ impl Default for Timeouts {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SettingsError {
-    /// The code page is unknown.
-    #[error(transparent)]
-    CodePage(#[from] netbios::oem::UnknownCodePage),
-    /// The scope is invalid.
-    #[error("invalid NetBIOS scope: {0}")]
-    Scope(netbios::NameError),
     /// The computer name is not a NetBIOS name.
     #[error("invalid computer name {name:?}: {source}")]
     ComputerName {
@@ -142,11 +138,8 @@ impl Settings {
         computer_name: &str,
         interfaces: Vec<Interface>,
     ) -> Result<Self, SettingsError> {
-        let code_page = CodePage::from_name(config.code_page())?;
-        let scope = match &config.scope {
-            Some(s) => Scope::parse(s).map_err(SettingsError::Scope)?,
-            None => Scope::empty(),
-        };
+        let code_page = config.code_page();
+        let scope = config.scope.clone();
         let computer_name = NetbiosName::new(
             &code_page.uppercase(&code_page.encode_lossy(computer_name).bytes),
             SUFFIX_WORKSTATION,

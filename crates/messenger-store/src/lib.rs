@@ -16,5 +16,7 @@ mod store;
 
 pub use committer::{CommitStats, Done, GroupCommitter, QUEUE_CAPACITY};
 pub use error::{ErrorKind, StoreError};
-pub use messenger_core::{InboxQuery, NameKind, NameRecord, NewMessage, StoredMessage, Transport};
+pub use messenger_core::{
+    InboxQuery, NameKind, NameRecord, NewMessage, StoredMessage, TransportKind,
+};
 pub use store::{PrunePlan, Store, BUSY_TIMEOUT};

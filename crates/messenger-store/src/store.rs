@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use messenger_core::config::Retention;
-use messenger_core::{InboxQuery, NameKind, NameRecord, NewMessage, StoredMessage, Transport};
+use messenger_core::{InboxQuery, NameKind, NameRecord, NewMessage, StoredMessage, TransportKind};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 
 use crate::error::{ctx, ErrorKind, StoreError};
@@ -941,7 +941,7 @@ fn message_from_row(r: &Row<'_>) -> rusqlite::Result<Result<(i64, NewMessage), S
             )))
         }
     };
-    let Ok(transport) = transport.parse::<Transport>() else {
+    let Ok(transport) = transport.parse::<TransportKind>() else {
         return Ok(Err(StoreError::new(
             ErrorKind::Corrupt,
             format!("message {id}: unknown transport {transport:?}"),

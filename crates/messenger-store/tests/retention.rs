@@ -2,7 +2,7 @@
 //! (with the time passed in, never slept for), per user and in total, in small batches.
 
 use messenger_core::config::Retention;
-use messenger_store::{InboxQuery, NewMessage, PrunePlan, Store, Transport};
+use messenger_store::{InboxQuery, NewMessage, PrunePlan, Store, TransportKind};
 
 const DAY: i64 = 86_400 * 1_000_000;
 
@@ -13,7 +13,7 @@ fn msg_at(received_at: i64, recipients: &[&str]) -> NewMessage {
         to: "BOB".into(),
         recipients: recipients.iter().map(|s| s.to_string()).collect(),
         source: None,
-        transport: Transport::Local,
+        transport: TransportKind::Local,
         text: format!("sent at {received_at}"),
         raw: Vec::new(),
     }

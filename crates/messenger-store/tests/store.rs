@@ -10,7 +10,7 @@ use std::sync::{mpsc, Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use messenger_store::{
-    ErrorKind, GroupCommitter, InboxQuery, NameKind, NameRecord, NewMessage, Store, Transport,
+    ErrorKind, GroupCommitter, InboxQuery, NameKind, NameRecord, NewMessage, Store, TransportKind,
 };
 
 fn msg(text: &str, recipients: &[&str]) -> NewMessage {
@@ -20,7 +20,7 @@ fn msg(text: &str, recipients: &[&str]) -> NewMessage {
         to: "BOB".into(),
         recipients: recipients.iter().map(|s| s.to_string()).collect(),
         source: Some("192.0.2.7:1025".parse().unwrap()),
-        transport: Transport::Session,
+        transport: TransportKind::Session,
         text: text.into(),
         raw: text.as_bytes().to_vec(),
     }
@@ -60,13 +60,13 @@ fn every_field_round_trips() {
         to: "B\u{1b}[2JOB".into(),
         recipients: vec!["bob".into(), "carol".into()],
         source: Some("[2001:db8::1]:139".parse().unwrap()),
-        transport: Transport::Mailslot,
+        transport: TransportKind::Mailslot,
         text: "Grüße 日本\n\tline\u{0}two\u{9b}".into(),
         raw: (0..=255u8).collect(),
     };
     let local = NewMessage {
         source: None,
-        transport: Transport::Local,
+        transport: TransportKind::Local,
         recipients: vec![],
         raw: vec![],
         text: String::new(),

@@ -34,6 +34,8 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
+use crate::display::{Arrival, Audience, DeliverySink};
+
 /// Commands running at once. A notification hook, not a work queue: a handful keeps a flood
 /// of messages from becoming a flood of processes on a two-core host.
 pub const MAX_RUNNING_COMMANDS: usize = 4;
@@ -307,6 +309,44 @@ fn write_text_file(dir: &Path, text: &str) -> std::io::Result<PathBuf> {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// The message command as one of the service's delivery sinks: it runs for every stored
+/// message, whoever is logged in, and shows nothing to anyone itself.
+pub struct CommandSink {
+    runner: Arc<CommandRunner>,
+    tasks: TaskTracker,
+}
+
+impl CommandSink {
+    /// Runs `runner`'s command on `tasks`.
+    pub fn new(runner: Arc<CommandRunner>, tasks: TaskTracker) -> Self {
+        Self { runner, tasks }
+    }
+}
+
+impl DeliverySink for CommandSink {
+    fn acts_without_sessions(&self) -> bool {
+        true
+    }
+
+    fn deliver(&self, arrival: &Arrival, _audience: &Audience) -> Vec<String> {
+        let message = &arrival.stored.message;
+        self.runner.spawn(
+            &self.tasks,
+            CommandContext {
+                from: message.from.clone(),
+                to: message.to.clone(),
+                machine: arrival.machine.clone(),
+                address: message
+                    .source
+                    .map(|s| s.ip().to_string())
+                    .unwrap_or_default(),
+                text: message.text.clone(),
+            },
+        );
+        Vec::new()
     }
 }
 

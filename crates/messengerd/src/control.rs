@@ -28,6 +28,9 @@ use crate::service::{lock, now_micros, rfc3339, Service};
 
 /// Connections to the control socket served at once; the command line opens one per command.
 const MAX_CONTROL_CONNECTIONS: usize = 256;
+/// Pause after a failed `accept` on the control socket before the next, as for the session
+/// listener: no busy loop on a lasting error (out of file descriptors), little delay after it.
+const ACCEPT_ERROR_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
 /// How long an `/ADD` waits for the network to object before it is settled: the broadcast
 /// registration takes three retries 250 ms apart (RFC 1002 s.6), a WINS registration longer.
 const NAME_ADD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -55,7 +58,7 @@ pub async fn serve(listener: UnixListener, service: Arc<Service>, shutdown: Canc
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "control socket accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
                 continue;
             }
         };
@@ -375,7 +378,7 @@ async fn name_delete(service: &Arc<Service>, caller: &Caller, typed: &str) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use messenger_core::message::Transport;
+    use messenger_core::message::TransportKind;
 
     #[test]
     fn the_size_bound_of_a_view_is_never_below_its_json() {
@@ -391,7 +394,7 @@ mod tests {
                         .parse()
                         .unwrap(),
                 ),
-                transport: Transport::Mailslot,
+                transport: TransportKind::Mailslot,
                 text: text.to_owned(),
                 raw: Vec::new(),
             },

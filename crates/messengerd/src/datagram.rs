@@ -9,7 +9,7 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 
-use messenger_core::message::Transport;
+use messenger_core::message::TransportKind;
 use netbios::mailslot::MessengerDatagram;
 use netbios::name::{SUFFIX_MESSENGER, SUFFIX_WORKSTATION};
 use tokio_util::sync::CancellationToken;
@@ -91,7 +91,7 @@ async fn handle(service: &Arc<Service>, data: &[u8], from: SocketAddr) {
         text: datagram.message.text,
         to_workgroup,
         source: Some(from),
-        transport: Transport::Mailslot,
+        transport: TransportKind::Mailslot,
         calling_machine: messenger_core::names::display_name(&datagram.source.name),
     };
     if let Err(refusal) = service.accept_message(incoming).await {

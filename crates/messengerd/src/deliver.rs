@@ -11,7 +11,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use messenger_core::message::{NewMessage, Transport};
+use messenger_core::message::{NewMessage, TransportKind};
 use messenger_core::names::NameKind;
 use messenger_core::nerr::{ERROR_ACCESS_DENIED, ERROR_INVALID_PARAMETER, NERR_BAD_RECEIVE};
 use messenger_ipc::{Delivery, Reply};
@@ -72,7 +72,7 @@ pub async fn deliver(service: &Arc<Service>, caller: &Caller, delivery: Delivery
         to,
         recipients,
         source: Some(SocketAddr::new(delivery.address, 0)),
-        transport: Transport::Session,
+        transport: TransportKind::Session,
         raw: service
             .settings
             .code_page

@@ -1,15 +1,17 @@
-//! Showing a received message to the people it is for.
+//! Handing a stored message to everything that shows or forwards it.
 //!
-//! Terminals today: the message is written to each terminal of each recipient, like
-//! `write(1)`, and a terminal whose owner said `mesg n` is left alone. The [`DeliverySink`]
-//! trait is the seam for other ways of showing messages (a desktop agent subscribing over the
-//! control socket) without touching the receiving code.
+//! Every way a stored message goes on is a [`DeliverySink`], and the service gives each
+//! stored message to all of them: the terminals of its recipients ([`TerminalSink`], written
+//! like `write(1)`, leaving alone a terminal whose owner said `mesg n`), the message command
+//! (`crate::command::CommandSink`), and whatever else follows messages (a desktop agent's
+//! stream, read receipts) as a peer of these, without touching the receiving code.
 
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use messenger_core::message::StoredMessage;
 use messenger_core::sanitize;
 
 use crate::utmp::LoginSession;
@@ -57,10 +59,55 @@ impl Popup {
     }
 }
 
-/// Something that can show messages to users.
+/// A message just stored, as the sinks get it.
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    /// The message with its inbox id (not yet read by anyone).
+    pub stored: StoredMessage,
+    /// The calling NetBIOS name of the sender's machine, when the session request gave one.
+    pub machine: String,
+}
+
+/// Whom a stored message reaches now: the login sessions of its recipients, or of everyone
+/// logged in for a message to everyone.
+#[derive(Debug, Clone, Default)]
+pub struct Audience {
+    /// The sessions, as last read from the login records.
+    pub sessions: Vec<LoginSession>,
+}
+
+impl Audience {
+    /// The sessions among `all` that `recipients` reach (every one, for none: everyone).
+    pub fn of(recipients: &[String], all: &[LoginSession]) -> Self {
+        Self {
+            sessions: all
+                .iter()
+                .filter(|s| reaches(recipients, s))
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+/// Whether a message for `recipients` (none: everyone) is for the user of `session`.
+pub fn reaches(recipients: &[String], session: &LoginSession) -> bool {
+    recipients.is_empty() || recipients.contains(&session.user)
+}
+
+/// Something a stored message is handed to. Sinks are called off the async runtime (they may
+/// block briefly, as a terminal write does) and must not wait for long: a sink with slow
+/// work starts it on the service's task tracker.
 pub trait DeliverySink: Send + Sync {
-    /// Shows `popup` to the `sessions` given; returns the users who were shown it.
-    fn show(&self, popup: &Popup, sessions: &[LoginSession]) -> Vec<String>;
+    /// Whether this sink acts on a message nobody it is for is logged in to see (the message
+    /// command does; terminals do not). When no sink does and no recipient is logged in, the
+    /// service skips the hand-over altogether.
+    fn acts_without_sessions(&self) -> bool {
+        false
+    }
+
+    /// Hands `arrival` over for `audience`; returns the users who have now seen it, whose
+    /// copy the service marks read.
+    fn deliver(&self, arrival: &Arrival, audience: &Audience) -> Vec<String>;
 }
 
 /// Writes messages to login terminals.
@@ -105,8 +152,9 @@ fn accepts_messages(path: &Path) -> std::io::Result<bool> {
     Ok(std::fs::metadata(path)?.mode() & TTY_GROUP_WRITE != 0)
 }
 
-impl DeliverySink for TerminalSink {
-    fn show(&self, popup: &Popup, sessions: &[LoginSession]) -> Vec<String> {
+impl TerminalSink {
+    /// Writes `popup` to the terminals of `sessions`; returns the users who were shown it.
+    pub fn show(&self, popup: &Popup, sessions: &[LoginSession]) -> Vec<String> {
         let rendered = popup.render();
         let mut shown = Vec::new();
         for s in sessions.iter().filter(|s| !s.line.is_empty()) {
@@ -123,6 +171,32 @@ impl DeliverySink for TerminalSink {
             }
         }
         shown
+    }
+}
+
+/// Shown on a terminal means seen: the users written to are returned, and their copy is
+/// marked read.
+impl DeliverySink for TerminalSink {
+    fn deliver(&self, arrival: &Arrival, audience: &Audience) -> Vec<String> {
+        let message = &arrival.stored.message;
+        let popup = Popup {
+            from: message.from.clone(),
+            to: message.to.clone(),
+            when: local_time_string(message.received_at),
+            text: message.text.clone(),
+        };
+        self.show(&popup, &audience.sessions)
+    }
+}
+
+/// `micros` as local date and time, `YYYY-MM-DD HH:MM:SS`.
+pub fn local_time_string(micros: i64) -> String {
+    match jiff::Timestamp::from_microsecond(micros) {
+        Ok(ts) => ts
+            .to_zoned(jiff::tz::TimeZone::system())
+            .strftime("%Y-%m-%d %H:%M:%S")
+            .to_string(),
+        Err(_) => "unknown time".to_owned(),
     }
 }
 
@@ -184,5 +258,27 @@ mod tests {
         assert_eq!(shown, vec!["alice".to_string()]);
         assert!(std::fs::read_to_string(&yes).unwrap().contains("hello"));
         assert!(std::fs::read_to_string(&no).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_audience_is_the_recipients_sessions_or_everyones() {
+        let session = |user: &str, line: &str| LoginSession {
+            user: user.into(),
+            line: line.into(),
+            host: String::new(),
+            pid: 1,
+        };
+        let all = vec![
+            session("alice", "pts/1"),
+            session("bob", "pts/2"),
+            session("alice", "pts/3"),
+        ];
+        let lines = |a: Audience| a.sessions.into_iter().map(|s| s.line).collect::<Vec<_>>();
+        assert_eq!(
+            lines(Audience::of(&["alice".into()], &all)),
+            ["pts/1", "pts/3"]
+        );
+        assert_eq!(lines(Audience::of(&[], &all)), ["pts/1", "pts/2", "pts/3"]);
+        assert!(Audience::of(&["carol".into()], &all).sessions.is_empty());
     }
 }

@@ -75,14 +75,9 @@ impl GateSettings {
     pub fn from_config(
         config: &Config,
         interfaces: &[messenger_net::iface::Interface],
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, crate::error::StartError> {
         let policy = &config.policy;
-        let broadcast_sources = policy
-            .broadcast_sources
-            .iter()
-            .map(|s| s.parse::<Cidr>())
-            .collect::<Result<_, _>>()
-            .map_err(|e| anyhow::anyhow!("[policy] broadcast_sources: {e}"))?;
+        let broadcast_sources = policy.broadcast_sources.clone();
         let limited = |per_second, burst| policy.rate_limit.then_some(Rate { per_second, burst });
         Ok(Self {
             sources: crate::service::source_policy(config, interfaces)?,

@@ -23,8 +23,9 @@ use messenger_store::{ErrorKind, GroupCommitter, PrunePlan, Store, StoreError};
 use tokio::sync::{broadcast, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-/// Messages a slow follower may fall behind by before it misses some (it is told, and can
-/// list the inbox to catch up).
+/// Messages a slow follower may fall behind by before it misses some. The service logs how
+/// many it missed; the follow stream itself does not say so yet, so a follower that must not
+/// miss anything lists the inbox after the last id it saw.
 const FOLLOW_BACKLOG: usize = 1024;
 
 /// Read-only connections for listings, and so the most listings that run at once (others

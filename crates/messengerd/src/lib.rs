@@ -11,23 +11,24 @@
 //! for what is in flight.
 #![forbid(unsafe_code)]
 
-pub mod caller;
-pub mod command;
-pub mod control;
-pub mod datagram;
-pub mod deliver;
-pub mod display;
+pub(crate) mod caller;
+pub(crate) mod command;
+pub(crate) mod control;
+pub(crate) mod datagram;
+pub(crate) mod deliver;
+pub(crate) mod display;
+pub mod error;
 pub mod gate;
 pub mod inbox;
 pub mod names;
-pub mod nameservice;
+pub(crate) mod nameservice;
 pub mod ownership;
 pub mod privileges;
-pub mod receive;
-pub mod send;
+pub(crate) mod receive;
+pub(crate) mod send;
 pub mod service;
 pub mod sockets;
-pub mod udp;
+pub(crate) mod udp;
 pub mod utmp;
 
 use std::sync::{Arc, Mutex, RwLock};
@@ -38,6 +39,8 @@ use netbios::name::{SUFFIX_MESSENGER, SUFFIX_WORKSTATION};
 use netbios::NetbiosName;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+pub use error::StartError;
 
 pub use service::Settings;
 pub use sockets::Sockets;
@@ -50,6 +53,16 @@ const UTMP_POLL_INTERVAL: Duration = Duration::from_secs(2);
 /// delivery waits for one inbox commit. systemd's stop timeout in the packaged unit (15 s)
 /// leaves room for this and the inbox's last commit.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How far ahead a task waits when its state machine has no timer running: far enough to
+/// cost nothing, near enough that a wait is never "forever" (tokio's timer wheel handles
+/// instants about two years ahead at most); the task wakes for input before then anyway.
+const NO_DEADLINE: Duration = Duration::from_secs(3600);
+
+/// The instant to wait for when a state machine has no deadline (see [`NO_DEADLINE`]).
+fn no_deadline() -> tokio::time::Instant {
+    tokio::time::Instant::now() + NO_DEADLINE
+}
 
 /// The inbox database's file name inside the data directory.
 pub const INBOX_FILE: &str = "inbox.sqlite3";
@@ -68,7 +81,7 @@ pub async fn start(
     settings: Settings,
     sockets: Sockets,
     shutdown: CancellationToken,
-) -> anyhow::Result<Running> {
+) -> Result<Running, StartError> {
     let inbox = open_inbox(&settings)?;
     start_with_inbox(settings, sockets, inbox, shutdown).await
 }
@@ -76,10 +89,10 @@ pub async fn start(
 /// Opens (creating if needed) the inbox in the data directory. `main` calls this after it
 /// has given up root (see `ownership`), so the data directory must be reachable by the
 /// service account.
-pub fn open_inbox(settings: &Settings) -> anyhow::Result<inbox::Inbox> {
+pub fn open_inbox(settings: &Settings) -> Result<inbox::Inbox, StartError> {
     let path = settings.data_dir.join(INBOX_FILE);
     inbox::Inbox::open(&path, &settings.config.retention)
-        .map_err(|e| anyhow::anyhow!("cannot open the inbox {}: {e}", path.display()))
+        .map_err(|source| StartError::Inbox { path, source })
 }
 
 /// [`start`] with an inbox opened beforehand by [`open_inbox`].
@@ -88,7 +101,7 @@ pub async fn start_with_inbox(
     sockets: Sockets,
     inbox: inbox::Inbox,
     shutdown: CancellationToken,
-) -> anyhow::Result<Running> {
+) -> Result<Running, StartError> {
     let tasks = TaskTracker::new();
     let commands = settings.config.message_command.as_deref().map(|template| {
         Arc::new(command::CommandRunner::new(
@@ -119,12 +132,20 @@ pub async fn start_with_inbox(
         &interfaces,
     )?));
     let local_sends = send::LocalSendLimit::from_config(&settings.config);
+    let mut sinks: Vec<Arc<dyn display::DeliverySink>> =
+        vec![Arc::new(display::TerminalSink::new())];
+    if let Some(runner) = &commands {
+        sinks.push(Arc::new(command::CommandSink::new(
+            Arc::clone(runner),
+            tasks.clone(),
+        )));
+    }
     let service = Arc::new(service::Service {
         settings,
         inbox,
         names: Mutex::new(names::NameTable::default()),
         sessions: RwLock::new(Vec::new()),
-        sink: Arc::new(display::TerminalSink::new()),
+        sinks,
         name_services,
         addresses,
         interfaces,
@@ -161,7 +182,13 @@ pub async fn start_with_inbox(
             shutdown.clone(),
         ));
     }
-    let control = tokio::net::UnixListener::from_std(sockets.control)?;
+    let control_path = service.settings.control_socket.clone();
+    let control = tokio::net::UnixListener::from_std(sockets.control).map_err(|source| {
+        StartError::Control {
+            path: control_path,
+            source,
+        }
+    })?;
     tasks.spawn(control::serve(
         control,
         Arc::clone(&service),
@@ -190,7 +217,7 @@ pub async fn run(
     inbox: inbox::Inbox,
     shutdown: CancellationToken,
     on_ready: impl FnOnce(&Running),
-) -> anyhow::Result<()> {
+) -> Result<(), StartError> {
     let running = start_with_inbox(settings, sockets, inbox, shutdown.clone()).await?;
     on_ready(&running);
     shutdown.cancelled().await;
@@ -219,17 +246,25 @@ pub async fn stop(running: &Running, grace: Duration) -> usize {
     cut
 }
 
-async fn register_initial_names(service: &Arc<service::Service>) -> anyhow::Result<()> {
-    let computer =
-        NetbiosName::new_uppercase(service.settings.computer_name.as_bytes(), SUFFIX_MESSENGER)?;
-    let workgroup =
-        NetbiosName::new_uppercase(service.settings.workgroup.as_bytes(), SUFFIX_WORKSTATION)?;
+async fn register_initial_names(service: &Arc<service::Service>) -> Result<(), StartError> {
+    let name = |name: &str, suffix| {
+        NetbiosName::new_uppercase(name.as_bytes(), suffix).map_err(|source| StartError::Name {
+            name: name.to_owned(),
+            source,
+        })
+    };
+    let computer = name(&service.settings.computer_name, SUFFIX_MESSENGER)?;
+    let workgroup = name(&service.settings.workgroup, SUFFIX_WORKSTATION)?;
     service.add_name(computer, NameKind::Computer, None);
     // The workstation name and the workgroup group name: `NET SEND *` is addressed to the
     // workgroup's <00> name ([MS-MAIL] 3.2.3), and peers expect a messenger host to hold both.
     service.register_everywhere(computer.with_suffix(SUFFIX_WORKSTATION), false);
     service.register_everywhere(workgroup, true);
-    let stored = service.inbox.with_store(|s| s.list_names()).await?;
+    let stored = service
+        .inbox
+        .with_store(|s| s.list_names())
+        .await
+        .map_err(StartError::StoredNames)?;
     let stored = service.names_still_allowed(stored).await;
     for record in stored {
         match record.to_messaging_name() {

@@ -153,7 +153,7 @@ fn serve_from_pid_file(
     // `run` has waited its grace period; what is left is dropped now, without waiting again
     // (a message command's process group is killed as its task is dropped).
     runtime.shutdown_background();
-    result
+    Ok(result?)
 }
 
 /// The account to switch to, when running as root: `user` of the configuration, else the

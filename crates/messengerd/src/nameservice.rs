@@ -6,27 +6,46 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use messenger_core::config::DEFAULT_NAME_PORT;
 use messenger_core::nerr;
 use messenger_net::iface::Interface;
 use netbios::name::SUFFIX_MESSENGER;
 use netbios::nbns::service::{NameEvent, NameService, NameServiceConfig, RegisterError};
-use netbios::Scope;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::service::{lock, NameCommand, Service};
 use crate::udp::UdpPair;
 
-/// Largest name service datagram read; RFC 1002 caps UDP NetBIOS packets at 576 bytes, a node
-/// status response with many names can approach the Ethernet MTU.
+/// Largest name service datagram read. What arrives here (queries, registrations, releases,
+/// their answers and node status requests) fits RFC 1002's 576-byte datagram guideline; the
+/// Ethernet MTU leaves room for peers that pad or add records. A longer packet is cut short
+/// and then refused by the decoder, which is all a datagram we never asked for deserves.
 const MAX_PACKET: usize = 1500;
 /// Longest time spent broadcasting releases at shutdown: three releases 250 ms apart (RFC 1002
 /// s.6 BCAST_REQ_RETRY_COUNT, BCAST_REQ_RETRY_TIMEOUT) fit with room to spare.
 const RELEASE_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs the name service of `interface` until `shutdown`, then releases every name.
-#[allow(clippy::too_many_arguments)]
 pub async fn run(
+    service: Arc<Service>,
+    index: usize,
+    interface: Interface,
+    unicast: UdpSocket,
+    broadcast: Option<UdpSocket>,
+    commands: mpsc::UnboundedReceiver<NameCommand>,
+    shutdown: CancellationToken,
+) {
+    let span = tracing::info_span!("names", interface = %interface.name, addr = %interface.addr);
+    serve(
+        service, index, interface, unicast, broadcast, commands, shutdown,
+    )
+    .instrument(span)
+    .await
+}
+
+async fn serve(
     service: Arc<Service>,
     index: usize,
     interface: Interface,
@@ -35,7 +54,10 @@ pub async fn run(
     mut commands: mpsc::UnboundedReceiver<NameCommand>,
     shutdown: CancellationToken,
 ) {
-    let local_port = unicast.local_addr().map(|a| a.port()).unwrap_or(137);
+    let local_port = unicast
+        .local_addr()
+        .map(|a| a.port())
+        .unwrap_or(DEFAULT_NAME_PORT);
     let mut sockets = match UdpPair::from_std(unicast, broadcast, MAX_PACKET) {
         Ok(s) => s,
         Err(e) => {
@@ -51,22 +73,16 @@ pub async fn run(
     if let Some(wins) = config.wins_server {
         ns_config = ns_config.with_wins(wins);
     }
-    ns_config.scope = config
-        .scope
-        .as_deref()
-        .and_then(|s| Scope::parse(s).ok())
-        .unwrap_or_default();
+    ns_config.scope = config.scope.clone();
     ns_config.first_transaction_id = transaction_seed(index);
     let mut ns = NameService::new(ns_config);
-    let span = tracing::info_span!("names", interface = %interface.name, addr = %interface.addr);
-    let _enter = span.enter();
 
     loop {
         flush(&service, &mut ns, &sockets.unicast).await;
         let deadline = ns
             .poll_timeout()
             .map(tokio::time::Instant::from_std)
-            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            .unwrap_or_else(crate::no_deadline);
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep_until(deadline) => ns.handle_timeout(Instant::now()),

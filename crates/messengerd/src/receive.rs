@@ -3,7 +3,7 @@
 //! Each connection drives a [`ReceiverSession`] from the protocol crate. The session request
 //! is accepted only for one of our usable `<03>` names; a complete message goes through
 //! [`Service::accept_message`], and the SMB success response is written only after the inbox
-//! commit. The [`Gate`] bounds connections in all and per source and applies the source policy
+//! commit. The [`Gate`](crate::gate::Gate) bounds connections in all and per source and applies the source policy
 //! and per-source rate limits, so one host cannot keep others out; connections it refuses are
 //! answered with a NEGATIVE SESSION RESPONSE on port 139 and closed (see `gate` for why).
 //! Every read and write has a deadline: a peer that stops reading our responses is as stuck
@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use messenger_core::message::Transport;
+use messenger_core::message::TransportKind;
 use netbios::nbss::{NegativeCode, SessionPacket};
 use netbios::smb::receiver::{
     CloseReason, DeliveryError, ReceiverConfig, ReceiverEvent, ReceiverSession,
@@ -23,14 +23,19 @@ use netbios::smb::receiver::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
-pub use crate::gate::{Admission, Gate, Refused};
+use crate::gate::Refused;
 use crate::service::{lock, Incoming, Refusal, Service};
 use crate::sockets::SessionListener;
 
 /// Bytes read from a connection at a time; a whole multi-block message of 1600 bytes in 128
 /// byte blocks fits in a couple of reads.
 const READ_CHUNK: usize = 4096;
+/// Pause after a failed `accept` (out of file descriptors, mostly) before the next: without
+/// it the loop would spin on the same error; short, so that connections resume as soon as
+/// descriptors are free again.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(20);
 /// Bytes of a refused connection read (and discarded) before it is answered and closed: a
 /// session request is at most 4 + 2 × 255 bytes (RFC 1002 4.3.2). Reading what has already
 /// arrived lets the close be an orderly FIN, which the sender reads after our answer, instead
@@ -66,7 +71,7 @@ pub async fn serve(service: Arc<Service>, listener: SessionListener, shutdown: C
                 Ok(a) => a,
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
                     continue;
                 }
             },
@@ -97,7 +102,9 @@ pub async fn serve(service: Arc<Service>, listener: SessionListener, shutdown: C
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
             let _admission = admission;
-            connection(service, stream, peer, config, shutdown).await;
+            connection(service, stream, peer, config, shutdown)
+                .instrument(tracing::debug_span!("connection", %peer))
+                .await;
         });
     }
 }
@@ -134,8 +141,6 @@ async fn connection(
     let _ = stream.set_nodelay(true);
     let mut session = ReceiverSession::new(config, Instant::now());
     let mut buf = vec![0u8; READ_CHUNK];
-    let span = tracing::debug_span!("connection", %peer);
-    let _enter = span.enter();
     loop {
         while let Some(event) = session.poll_event() {
             match event {
@@ -166,7 +171,7 @@ async fn connection(
                             text: message.text,
                             to_workgroup: false,
                             source: Some(peer),
-                            transport: Transport::Session,
+                            transport: TransportKind::Session,
                             calling_machine: message
                                 .calling
                                 .map(|c| messenger_core::names::display_name(&c.name))
@@ -194,7 +199,7 @@ async fn connection(
         let deadline = session
             .poll_timeout()
             .map(tokio::time::Instant::from_std)
-            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            .unwrap_or_else(crate::no_deadline);
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep_until(deadline) => session.handle_timeout(Instant::now()),

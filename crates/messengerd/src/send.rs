@@ -1,8 +1,9 @@
-//! Sending on behalf of the command line (`Request::Send`).
+//! Sending on behalf of the command line (`Request::Send`): the router of outgoing messages.
 //!
-//! Names of this computer are delivered locally, straight into the inbox; anything else goes
-//! over the network through the same client code the command line uses when no service runs
-//! (`messenger-net`). Broadcasts (`*`, `/DOMAIN`, `/USERS`) need root or the configured
+//! Each way out is a `messenger_core::transport::Transport`, asked whether it can reach the
+//! recipient before it is used. Names of this computer are delivered locally, straight into
+//! the inbox; anything else goes over NetBIOS through the same client code the command line
+//! uses when no service runs (`messenger-net`). Broadcasts (`*`, `/DOMAIN`, `/USERS`) need root or the configured
 //! broadcast group, and a broadcast to our own workgroup reaches our own users too. Who may
 //! sign with which name and who may broadcast are the rules of `messenger_core::access`, the
 //! same the command line applies when it sends without the service.
@@ -18,15 +19,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use messenger_core::config::Config;
-use messenger_core::message::{NewMessage, Transport};
+use messenger_core::message::{NewMessage, TransportKind};
 use messenger_core::names::NameKind;
 use messenger_core::nerr::{
-    ERROR_ACCESS_DENIED, ERROR_INVALID_NAME, ERROR_INVALID_PARAMETER, ERROR_NOT_ENOUGH_QUOTA,
-    NERR_BAD_RECEIVE, NERR_NAME_NOT_FOUND, NERR_NETWORK_ERROR,
+    ERROR_ACCESS_DENIED, ERROR_INVALID_PARAMETER, ERROR_NOT_ENOUGH_QUOTA, NERR_BAD_RECEIVE,
+    NERR_NAME_NOT_FOUND, NERR_NETWORK_ERROR,
 };
 use messenger_core::policy::RateLimiter;
+use messenger_core::transport::{Delivery, Outgoing, Reach, Recipient, SendError, Transport};
 use messenger_ipc::{IpcError, Reply, SendResult, SendTarget};
-use messenger_net::LengthLimit;
+use messenger_net::NetBios;
 
 use crate::caller::Caller;
 use crate::control::error;
@@ -98,42 +100,34 @@ pub async fn send(
     }
     match target {
         SendTarget::Name { name } => {
-            let local = messenger_core::names::parse_messaging_name(&name)
-                .ok()
-                .and_then(|n| {
-                    let names = lock(&service.names);
-                    names.find_usable(n.name_bytes()).map(|e| {
-                        let recipients = match (&e.kind, &e.owner) {
-                            (NameKind::Computer, _) | (_, None) => Vec::new(),
-                            (_, Some(o)) => vec![o.name.clone()],
-                        };
-                        (messenger_core::names::display_name(&e.name), recipients)
-                    })
-                });
-            if let Some((shown, recipients)) = local {
-                let result = deliver_locally(service, &from, &shown, recipients, &text).await;
-                return sent(shown, result.err());
-            }
-            let settings = match net_settings(service) {
-                Ok(s) => s,
-                Err(e) => return error(NERR_NETWORK_ERROR, e),
+            let typed = name.trim().to_uppercase();
+            let outgoing = Outgoing {
+                from,
+                to: Recipient::Name(name),
+                text,
+                allow_long,
             };
-            let limit = LengthLimit::from_allow_long(allow_long);
-            match messenger_net::send_to(&settings, &name, &from, &text, limit).await {
-                Ok(d) => sent(d.name, None),
-                // What the caller typed is wrong (a name that is neither a messaging name nor
-                // a host): the request fails as a whole, as the command line reports it.
-                Err(e) if e.is_input_error() => Reply::Error(IpcError {
-                    code: e.nerr(),
-                    message: e.to_string(),
-                }),
-                Err(e) => sent(
-                    name.trim().to_uppercase(),
-                    Some(IpcError {
-                        code: e.nerr(),
-                        message: e.to_string(),
-                    }),
-                ),
+            // A name of ours never leaves the computer; anything else goes to the first
+            // network transport that can try it.
+            let local = LocalDelivery { service };
+            let result = if local.reach(&outgoing.to) == Reach::Local {
+                local.send(&outgoing).await
+            } else {
+                let netbios = match netbios(service) {
+                    Ok(t) => t,
+                    Err(e) => return error(NERR_NETWORK_ERROR, e),
+                };
+                match netbios.send(&outgoing).await {
+                    // What the caller typed is wrong (a name that is neither a messaging
+                    // name nor a host): the request fails as a whole, as the command line
+                    // reports it.
+                    Err(e) if e.input => return Reply::Error(ipc_error(e)),
+                    other => other,
+                }
+            };
+            match result {
+                Ok(d) => sent(d.recipient, None),
+                Err(e) => sent(typed, Some(ipc_error(e))),
             }
         }
         SendTarget::Workgroup { name } => {
@@ -146,33 +140,31 @@ pub async fn send(
             let workgroup = name
                 .unwrap_or_else(|| service.settings.workgroup.clone())
                 .to_uppercase();
-            let settings = match net_settings(service) {
-                Ok(s) => s,
+            let outgoing = Outgoing {
+                from,
+                to: Recipient::Workgroup(workgroup.clone()),
+                text,
+                allow_long,
+            };
+            let netbios = match netbios(service) {
+                Ok(t) => t,
                 Err(e) => return error(NERR_NETWORK_ERROR, e),
             };
-            let network =
-                messenger_net::broadcast::send_broadcast(&settings, &workgroup, &from, &text)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| IpcError {
-                        code: e.nerr(),
-                        message: e.to_string(),
-                    });
-            if let Err(e) = &network {
-                if e.code == ERROR_INVALID_PARAMETER || e.code == ERROR_INVALID_NAME {
-                    return Reply::Error(e.clone());
-                }
-            }
+            let network = match netbios.send(&outgoing).await {
+                Err(e) if e.input => return Reply::Error(ipc_error(e)),
+                other => other.map(|_| ()).map_err(ipc_error),
+            };
             let mut results = vec![SendResult {
-                recipient: workgroup.clone(),
+                recipient: workgroup,
                 error: network.err(),
             }];
-            if workgroup == service.settings.workgroup {
-                let local = deliver_locally(service, &from, &workgroup, Vec::new(), &text).await;
-                if let Err(e) = local {
+            // A broadcast to our own workgroup reaches our own users too.
+            let local = LocalDelivery { service };
+            if local.reach(&outgoing.to) == Reach::Local {
+                if let Err(e) = local.send(&outgoing).await {
                     results.push(SendResult {
                         recipient: service.settings.computer_name.clone(),
-                        error: Some(e),
+                        error: Some(ipc_error(e)),
                     });
                 }
             }
@@ -213,13 +205,85 @@ fn sent(recipient: String, error: Option<IpcError>) -> Reply {
     }
 }
 
-fn net_settings(service: &Service) -> Result<messenger_net::Settings, String> {
+/// The NetBIOS transport with the service's configuration and interfaces.
+fn netbios(service: &Service) -> Result<NetBios, String> {
     messenger_net::Settings::with_interfaces(
         &service.settings.config,
         &service.settings.computer_name,
         service.interfaces.clone(),
     )
+    .map(NetBios::new)
     .map_err(|e| e.to_string())
+}
+
+fn ipc_error(e: SendError) -> IpcError {
+    IpcError {
+        code: e.code,
+        message: e.message,
+    }
+}
+
+/// Delivery to this computer's own names and workgroup, straight into the inbox.
+struct LocalDelivery<'a> {
+    service: &'a Arc<Service>,
+}
+
+impl LocalDelivery<'_> {
+    /// The name of ours that `name` is, as shown, and the users it is for (none: everyone).
+    fn find(&self, name: &str) -> Option<(String, Vec<String>)> {
+        let parsed = messenger_core::names::parse_messaging_name(name).ok()?;
+        let names = lock(&self.service.names);
+        names.find_usable(parsed.name_bytes()).map(|e| {
+            let recipients = match (&e.kind, &e.owner) {
+                (NameKind::Computer, _) | (_, None) => Vec::new(),
+                (_, Some(o)) => vec![o.name.clone()],
+            };
+            (messenger_core::names::display_name(&e.name), recipients)
+        })
+    }
+}
+
+impl Transport for LocalDelivery<'_> {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn reach(&self, to: &Recipient) -> Reach {
+        let ours = match to {
+            Recipient::Name(name) => self.find(name).is_some(),
+            Recipient::Workgroup(workgroup) => *workgroup == self.service.settings.workgroup,
+        };
+        if ours {
+            Reach::Local
+        } else {
+            Reach::Unreachable
+        }
+    }
+
+    async fn send(&self, message: &Outgoing) -> Result<Delivery, SendError> {
+        let (shown, recipients) = match &message.to {
+            Recipient::Name(name) => self.find(name).ok_or_else(|| SendError {
+                code: NERR_NAME_NOT_FOUND,
+                message: format!("{} is no longer a name of this computer", name.trim()),
+                input: false,
+            })?,
+            Recipient::Workgroup(workgroup) => (workgroup.clone(), Vec::new()),
+        };
+        deliver_locally(
+            self.service,
+            &message.from,
+            &shown,
+            recipients,
+            &message.text,
+        )
+        .await
+        .map_err(|e| SendError {
+            code: e.code,
+            message: e.message,
+            input: false,
+        })?;
+        Ok(Delivery { recipient: shown })
+    }
 }
 
 async fn deliver_locally(
@@ -235,7 +299,7 @@ async fn deliver_locally(
         to: to.to_owned(),
         recipients,
         source: None,
-        transport: Transport::Local,
+        transport: TransportKind::Local,
         text: text.to_owned(),
         raw: text.as_bytes().to_vec(),
     };

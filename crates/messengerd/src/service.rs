@@ -12,15 +12,15 @@ use std::time::Instant;
 
 use messenger_core::access::{self, Accounts, Identity, SystemAccounts};
 use messenger_core::config::{Config, Invoker};
-use messenger_core::message::{NewMessage, Transport};
+use messenger_core::message::{NewMessage, StoredMessage, TransportKind};
 use messenger_core::names::{NameKind, NameRecord, Owner};
 use netbios::oem::CodePage;
 use netbios::NetbiosName;
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
-use crate::command::{CommandContext, CommandRunner};
-use crate::display::{DeliverySink, Popup};
+use crate::command::CommandRunner;
+use crate::display::{reaches, Arrival, Audience, DeliverySink};
 use crate::inbox::Inbox;
 use crate::names::NameTable;
 use crate::utmp::LoginSession;
@@ -28,7 +28,9 @@ use crate::utmp::LoginSession;
 /// Why a message was not accepted; each maps to the SMB error the sender gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// Not addressed to one of our names: answered like "messaging off for that name".
+    /// Not addressed to one of our names: the session sender gets ERRerror, or
+    /// STATUS_OBJECT_NAME_NOT_FOUND when it speaks NT status (see
+    /// `netbios::smb::receiver::DeliveryError::NotOurName`); a datagram is dropped.
     NotOurName,
     /// The inbox could not take it (disk full, read-only, queue full): ERRnoroom.
     NoRoom,
@@ -58,10 +60,9 @@ pub struct Settings {
 
 impl Settings {
     /// Resolves `config` for the current process.
-    pub fn resolve(config: Config) -> anyhow::Result<Self> {
+    pub fn resolve(config: Config) -> Result<Self, crate::error::StartError> {
         let invoker = current_invoker();
-        let code_page = CodePage::from_name(config.code_page())
-            .map_err(|e| anyhow::anyhow!("code_page: {e}"))?;
+        let code_page = config.code_page();
         let samba_guest_account = config
             .samba()
             .map(|s| s.guest_account().to_owned())
@@ -70,12 +71,9 @@ impl Settings {
             samba_guest_account,
             computer_name: config.computer_name(&invoker),
             workgroup: config.workgroup(),
-            data_dir: config.data_dir(&invoker).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "data_dir is not set and there is no home directory ($XDG_DATA_HOME or \
-                     $HOME) for a per-user inbox; set data_dir in the configuration"
-                )
-            })?,
+            data_dir: config
+                .data_dir(&invoker)
+                .ok_or(crate::error::StartError::NoDataDir)?,
             control_socket: config.control_socket(),
             code_page,
             config,
@@ -83,12 +81,16 @@ impl Settings {
     }
 }
 
+/// The host name assumed when the system's cannot be read or is not UTF-8: any valid
+/// NetBIOS name would do, and this one says what the computer is.
+const FALLBACK_HOST_NAME: &str = "LINUX";
+
 /// Who runs this process, for the configuration's defaults.
 pub fn current_invoker() -> Invoker {
     let host = nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "LINUX".to_owned());
+        .unwrap_or_else(|| FALLBACK_HOST_NAME.to_owned());
     Invoker::from_environment(nix::unistd::Uid::effective().is_root(), host)
 }
 
@@ -119,25 +121,26 @@ pub struct Service {
     pub names: Mutex<NameTable>,
     /// Login sessions, as last read from utmp.
     pub sessions: RwLock<Vec<LoginSession>>,
-    /// Where messages are shown.
-    pub sink: Arc<dyn DeliverySink>,
+    /// Where every stored message is handed: terminals, the message command, and so on.
+    pub(crate) sinks: Vec<Arc<dyn DeliverySink>>,
     /// Name service tasks, one per interface.
-    pub name_services: Vec<mpsc::UnboundedSender<NameCommand>>,
+    pub(crate) name_services: Vec<mpsc::UnboundedSender<NameCommand>>,
     /// IPv4 addresses served.
-    pub addresses: Vec<std::net::Ipv4Addr>,
+    pub(crate) addresses: Vec<std::net::Ipv4Addr>,
     /// The interfaces served.
-    pub interfaces: Vec<messenger_net::iface::Interface>,
+    pub(crate) interfaces: Vec<messenger_net::iface::Interface>,
     /// When the service started.
-    pub started: Instant,
+    pub(crate) started: Instant,
     /// Admission control: source policy, connection caps, rate limits.
-    pub gate: Arc<crate::receive::Gate>,
+    pub(crate) gate: Arc<crate::gate::Gate>,
     /// Every task of the service (connections, control calls, displays, message commands):
     /// shutdown waits for them.
-    pub tasks: TaskTracker,
-    /// Runs `message_command`, when there is one.
-    pub commands: Option<Arc<CommandRunner>>,
+    pub(crate) tasks: TaskTracker,
+    /// Runs `message_command`, when there is one (one of the `sinks`; here to count what
+    /// still runs at shutdown).
+    pub(crate) commands: Option<Arc<CommandRunner>>,
     /// The rate limit on messages local users send through the control socket.
-    pub local_sends: crate::send::LocalSendLimit,
+    pub(crate) local_sends: crate::send::LocalSendLimit,
 }
 
 impl Service {
@@ -283,36 +286,44 @@ impl Service {
     }
 
     /// Whether anything happens after `message` is stored: a login session of one of its
-    /// recipients (of anyone, for a message to everyone) to show it on, or a message command.
+    /// recipients (of anyone, for a message to everyone), or a sink that acts anyway.
     fn has_audience(&self, message: &NewMessage) -> bool {
-        if self.commands.is_some() {
+        if self.sinks.iter().any(|s| s.acts_without_sessions()) {
             return true;
         }
         let sessions = self.sessions.read().unwrap_or_else(|e| e.into_inner());
-        sessions
-            .iter()
-            .any(|s| message.recipients.is_empty() || message.recipients.contains(&s.user))
+        sessions.iter().any(|s| reaches(&message.recipients, s))
     }
 
-    /// Shows a stored message to its recipients and runs the message command.
+    /// Hands a stored message to every sink, and marks it read for the users who saw it.
     async fn show(self: Arc<Self>, id: i64, message: NewMessage, machine: String) {
-        let sessions: Vec<LoginSession> = {
+        let audience = {
             let all = self.sessions.read().unwrap_or_else(|e| e.into_inner());
-            all.iter()
-                .filter(|s| message.recipients.is_empty() || message.recipients.contains(&s.user))
-                .cloned()
-                .collect()
+            Audience::of(&message.recipients, &all)
         };
-        let popup = Popup {
-            from: message.from.clone(),
-            to: message.to.clone(),
-            when: local_time_string(message.received_at),
-            text: message.text.clone(),
+        let arrival = Arrival {
+            stored: StoredMessage {
+                id,
+                message,
+                read: false,
+                read_by: Vec::new(),
+            },
+            machine,
         };
-        let sink = Arc::clone(&self.sink);
-        let shown = tokio::task::spawn_blocking(move || sink.show(&popup, &sessions))
-            .await
-            .unwrap_or_default();
+        let sinks = self.sinks.clone();
+        let shown = tokio::task::spawn_blocking(move || {
+            let mut shown: Vec<String> = Vec::new();
+            for sink in &sinks {
+                for user in sink.deliver(&arrival, &audience) {
+                    if !shown.contains(&user) {
+                        shown.push(user);
+                    }
+                }
+            }
+            shown
+        })
+        .await
+        .unwrap_or_default();
         for user in shown {
             let ids = vec![id];
             if let Err(e) = self
@@ -322,21 +333,6 @@ impl Service {
             {
                 tracing::warn!(error = %e, "could not mark a shown message read");
             }
-        }
-        if let Some(commands) = &self.commands {
-            commands.spawn(
-                &self.tasks,
-                CommandContext {
-                    from: message.from.clone(),
-                    to: message.to.clone(),
-                    machine,
-                    address: message
-                        .source
-                        .map(|s| s.ip().to_string())
-                        .unwrap_or_default(),
-                    text: message.text.clone(),
-                },
-            );
         }
     }
 
@@ -510,7 +506,7 @@ pub struct Incoming {
     /// Sender's address.
     pub source: Option<SocketAddr>,
     /// How it came.
-    pub transport: Transport,
+    pub transport: TransportKind,
     /// Calling NetBIOS name from the session request, if any.
     pub calling_machine: String,
 }
@@ -530,16 +526,7 @@ pub fn now_micros() -> i64 {
     jiff::Timestamp::now().as_microsecond()
 }
 
-/// `micros` as local date and time, `YYYY-MM-DD HH:MM:SS`.
-pub fn local_time_string(micros: i64) -> String {
-    match jiff::Timestamp::from_microsecond(micros) {
-        Ok(ts) => ts
-            .to_zoned(jiff::tz::TimeZone::system())
-            .strftime("%Y-%m-%d %H:%M:%S")
-            .to_string(),
-        Err(_) => "unknown time".to_owned(),
-    }
-}
+pub use crate::display::local_time_string;
 
 /// `micros` in RFC 3339, UTC.
 pub fn rfc3339(micros: i64) -> String {
@@ -555,15 +542,15 @@ pub fn rfc3339(micros: i64) -> String {
 pub fn source_policy(
     config: &Config,
     interfaces: &[messenger_net::iface::Interface],
-) -> anyhow::Result<messenger_core::policy::SourcePolicy> {
+) -> Result<messenger_core::policy::SourcePolicy, crate::error::StartError> {
     use messenger_core::policy::{Cidr, SourcePolicy};
     let own_subnets = interfaces
         .iter()
         .map(|i| Cidr::new(IpAddr::V4(i.addr), u32::from(i.netmask).count_ones() as u8))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(
-        SourcePolicy::parse(&config.policy.allow, &config.policy.deny)
-            .map_err(|e| anyhow::anyhow!("[policy]: {e}"))?
-            .or_local_networks(own_subnets),
-    )
+    Ok(SourcePolicy {
+        allow: config.policy.allow.clone(),
+        deny: config.policy.deny.clone(),
+    }
+    .or_local_networks(own_subnets))
 }

@@ -18,6 +18,8 @@ use messenger_net::iface::Interface;
 use nix::sys::stat::{umask, Mode};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::error::StartError;
+
 /// Pending connections the kernel queues for the session port before we accept them.
 const LISTEN_BACKLOG: i32 = 1024;
 
@@ -59,7 +61,7 @@ pub struct Sockets {
 
 impl Sockets {
     /// Binds every socket `config` asks for; `control_path` is the control socket.
-    pub fn bind(config: &Config, control_path: &Path) -> anyhow::Result<Self> {
+    pub fn bind(config: &Config, control_path: &Path) -> Result<Self, StartError> {
         if !config.netbios() {
             // Beside Samba: nmbd and smbd own the NetBIOS ports, and messages arrive through
             // `messenger deliver`. Only the control socket is ours.
@@ -71,14 +73,14 @@ impl Sockets {
         }
         let interfaces = messenger_net::iface::interfaces(&config.listen_addresses)?;
         if interfaces.is_empty() {
-            anyhow::bail!("no IPv4 interface to serve on");
+            return Err(StartError::NoInterface);
         }
         let mut bound = Vec::new();
         for interface in interfaces {
             let name = bind_udp(interface.addr, config.name_port())?;
-            let name_port = name.local_addr()?.port();
+            let name_port = udp_port(&name, interface.addr)?;
             let datagram = bind_udp(interface.addr, config.datagram_port())?;
-            let dgm_port = datagram.local_addr()?.port();
+            let dgm_port = udp_port(&datagram, interface.addr)?;
             let has_broadcast = !interface.loopback && interface.broadcast != interface.addr;
             let (name_broadcast, datagram_broadcast) = if has_broadcast {
                 (
@@ -105,7 +107,15 @@ impl Sockets {
             for addr in &addrs {
                 let listener = bind_tcp(*addr, actual)?;
                 // With port 0 every address must share the port the first one got.
-                actual = listener.local_addr()?.port();
+                actual = listener
+                    .local_addr()
+                    .map_err(|source| StartError::Bind {
+                        protocol: "TCP",
+                        addr: *addr,
+                        port: actual,
+                        source,
+                    })?
+                    .port();
                 sessions.push(SessionListener {
                     listener,
                     session_request_required: i == 0 && port == netbios::nbss::SESSION_PORT,
@@ -142,27 +152,51 @@ impl Sockets {
     }
 }
 
-fn bind_udp(addr: Ipv4Addr, port: u16) -> anyhow::Result<UdpSocket> {
-    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-    // Two sockets (unicast and broadcast) share each port, as does a restarted service.
-    socket.set_reuse_address(true)?;
-    socket.set_broadcast(true)?;
-    socket.set_nonblocking(true)?;
-    socket
-        .bind(&SocketAddr::V4(SocketAddrV4::new(addr, port)).into())
-        .map_err(|e| anyhow::anyhow!("cannot bind UDP {addr}:{port}: {e}"))?;
-    Ok(socket.into())
+fn bind_udp(addr: Ipv4Addr, port: u16) -> Result<UdpSocket, StartError> {
+    let bind = || -> std::io::Result<UdpSocket> {
+        let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+        // Two sockets (unicast and broadcast) share each port, as does a restarted service.
+        socket.set_reuse_address(true)?;
+        socket.set_broadcast(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&SocketAddr::V4(SocketAddrV4::new(addr, port)).into())?;
+        Ok(socket.into())
+    };
+    bind().map_err(|source| StartError::Bind {
+        protocol: "UDP",
+        addr,
+        port,
+        source,
+    })
 }
 
-fn bind_tcp(addr: Ipv4Addr, port: u16) -> anyhow::Result<TcpListener> {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_nonblocking(true)?;
+fn udp_port(socket: &UdpSocket, addr: Ipv4Addr) -> Result<u16, StartError> {
     socket
-        .bind(&SocketAddr::V4(SocketAddrV4::new(addr, port)).into())
-        .map_err(|e| anyhow::anyhow!("cannot bind TCP {addr}:{port}: {e}"))?;
-    socket.listen(LISTEN_BACKLOG)?;
-    Ok(socket.into())
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|source| StartError::Bind {
+            protocol: "UDP",
+            addr,
+            port: 0,
+            source,
+        })
+}
+
+fn bind_tcp(addr: Ipv4Addr, port: u16) -> Result<TcpListener, StartError> {
+    let bind = || -> std::io::Result<TcpListener> {
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&SocketAddr::V4(SocketAddrV4::new(addr, port)).into())?;
+        socket.listen(LISTEN_BACKLOG)?;
+        Ok(socket.into())
+    };
+    bind().map_err(|source| StartError::Bind {
+        protocol: "TCP",
+        addr,
+        port,
+        source,
+    })
 }
 
 /// What to add to an error about the control socket's directory when the service runs
@@ -191,29 +225,31 @@ pub fn with_umask<R>(mask: u32, f: impl FnOnce() -> R) -> R {
 /// credentials itself (SO_PEERCRED). `bind` gives a socket `0777 & !umask`, hence this umask.
 const CONTROL_SOCKET_UMASK: u32 = 0o111;
 
-fn bind_control(path: &Path) -> anyhow::Result<UnixListener> {
+fn bind_control(path: &Path) -> Result<UnixListener, StartError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            anyhow::anyhow!("cannot create {}: {e}{}", dir.display(), not_root_hint())
+        std::fs::create_dir_all(dir).map_err(|source| StartError::ControlDir {
+            dir: dir.to_owned(),
+            source,
+            hint: not_root_hint(),
         })?;
     }
+    let failed = |source| StartError::Control {
+        path: path.to_owned(),
+        source,
+    };
     // A socket left by a service that died is stale; a live one answers a connection. Whatever
     // else has the name is removed, never followed (unlink does not follow links).
     if std::fs::symlink_metadata(path).is_ok() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            anyhow::bail!(
-                "another Messenger service is already running on {} (NET HELPMSG 2271)",
-                path.display()
-            );
+            return Err(StartError::AlreadyRunning(path.to_owned()));
         }
-        std::fs::remove_file(path)?;
+        std::fs::remove_file(path).map_err(failed)?;
     }
     // The mode comes from the umask at bind time: a chmod by path afterwards could be sent
     // through a link planted in the directory meanwhile. `main` binds before any other thread
     // exists; in tests, files other threads create meanwhile get this umask.
-    let listener = with_umask(CONTROL_SOCKET_UMASK, || UnixListener::bind(path))
-        .map_err(|e| anyhow::anyhow!("cannot bind {}: {e}", path.display()))?;
-    listener.set_nonblocking(true)?;
+    let listener = with_umask(CONTROL_SOCKET_UMASK, || UnixListener::bind(path)).map_err(failed)?;
+    listener.set_nonblocking(true).map_err(failed)?;
     Ok(listener)
 }
 

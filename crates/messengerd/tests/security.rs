@@ -239,7 +239,7 @@ async fn count_with_prefix(svc: &TestService, prefix: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn denied_sources_are_refused_on_every_transport_and_logged() {
-    let svc = service(|c| c.policy.deny = vec!["127.0.0.66/32".into()]).await;
+    let svc = service(|c| c.policy.deny = vec!["127.0.0.66/32".parse().unwrap()]).await;
 
     // A session from the denied host: 0x81, "not listening for calling name", then closed.
     let mut denied = Client::connect(host(66), svc.session).await;
@@ -273,7 +273,7 @@ async fn denied_sources_are_refused_on_every_transport_and_logged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allow_list_admits_only_its_networks() {
-    let svc = service(|c| c.policy.allow = vec!["127.0.0.0/30".into()]).await;
+    let svc = service(|c| c.policy.allow = vec!["127.0.0.0/30".parse().unwrap()]).await;
     let mut inside = Client::establish(host(2), &svc).await;
     assert!(inside
         .call(&d0("ALICE", COMPUTER, "inside"))
@@ -327,8 +327,11 @@ fn default_allow_list_is_private_and_local_space_and_our_subnets() {
     }
     // A configured list replaces the default; deny wins over it.
     let mut config = Config::default();
-    config.policy.allow = vec!["203.0.113.0/24".into(), "10.0.0.0/8".into()];
-    config.policy.deny = vec!["10.9.0.0/16".into()];
+    config.policy.allow = vec![
+        "203.0.113.0/24".parse().unwrap(),
+        "10.0.0.0/8".parse().unwrap(),
+    ];
+    config.policy.deny = vec!["10.9.0.0/16".parse().unwrap()];
     let policy = messengerd::service::source_policy(&config, &[]).unwrap();
     assert!(policy.admits("203.0.113.7".parse().unwrap()));
     assert!(policy.admits("10.1.2.3".parse().unwrap()));
@@ -662,7 +665,8 @@ async fn a_busy_connection_ends_at_its_lifetime() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broadcasts_are_taken_only_from_broadcast_sources() {
-    let svc = service(|c| c.policy.broadcast_sources = vec!["127.0.0.10/32".into()]).await;
+    let svc =
+        service(|c| c.policy.broadcast_sources = vec!["127.0.0.10/32".parse().unwrap()]).await;
     let mut stranger = Peer::new(host(9)).await;
     stranger.send(&svc, true, "broadcast from a stranger").await;
     // Directed messages from the same host are still taken: the restriction is on

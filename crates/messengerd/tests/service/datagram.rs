@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 
-use messenger_core::message::Transport;
+use messenger_core::message::TransportKind;
 use netbios::mailslot::{build_broadcast, build_directed, MessengerMessage, SendParams};
 use netbios::{NetbiosName, QualifiedName};
 use tokio::net::UdpSocket;
@@ -66,7 +66,7 @@ async fn mailslot_messages_to_our_workgroup_and_names_are_stored() {
     peer.send(&svc, workgroup(WORKGROUP), true, WORKGROUP, "to everyone")
         .await;
     let m = svc.wait_for_message("to everyone").await;
-    assert_eq!(m.message.transport, Transport::Mailslot);
+    assert_eq!(m.message.transport, TransportKind::Mailslot);
     assert_eq!(m.message.from, "PEERUSER");
     assert_eq!(m.message.to, WORKGROUP);
     assert!(m.message.recipients.is_empty());
@@ -75,7 +75,7 @@ async fn mailslot_messages_to_our_workgroup_and_names_are_stored() {
     let ours = NetbiosName::messenger(COMPUTER).unwrap();
     peer.send(&svc, ours, false, COMPUTER, "just to you").await;
     let m = svc.wait_for_message("just to you").await;
-    assert_eq!(m.message.transport, Transport::Mailslot);
+    assert_eq!(m.message.transport, TransportKind::Mailslot);
     assert_eq!(m.message.to, COMPUTER);
 
     // Addressed to the computer's workstation name, as some senders do.

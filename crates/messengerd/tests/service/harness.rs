@@ -311,9 +311,46 @@ impl TestService {
         }
     }
 
+    /// Occupies the inbox's writer thread until the returned hold is released: nothing is
+    /// committed meanwhile. Returns once the writer is held.
+    pub async fn hold_inbox_writer(&self) -> WriterHold {
+        let (held_tx, held_rx) = tokio::sync::oneshot::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let inbox = self.service.inbox.clone();
+        let done = tokio::spawn(async move {
+            inbox
+                .with_store(move |_store| {
+                    let _ = held_tx.send(());
+                    let _ = release_rx.recv();
+                    Ok(())
+                })
+                .await
+                .expect("the holding job ran");
+        });
+        held_rx.await.expect("the writer runs the holding job");
+        WriterHold {
+            release: release_tx,
+            done,
+        }
+    }
+
     /// Opens a connection to the main session listener (no session request yet).
     pub async fn connect(&self) -> RawSession {
         RawSession::connect(self.session).await
+    }
+}
+
+/// The inbox writer held by [`TestService::hold_inbox_writer`].
+pub struct WriterHold {
+    release: std::sync::mpsc::Sender<()>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl WriterHold {
+    /// Lets the writer go on, and waits until it has.
+    pub async fn release(self) {
+        let _ = self.release.send(());
+        self.done.await.expect("the holding job ended");
     }
 }
 
@@ -362,6 +399,16 @@ impl RawSession {
             Some(SessionPacket::PositiveResponse),
             "session request for {name}<03>"
         );
+    }
+
+    /// Whether nothing at all arrives on the connection for `wait`. Only for checking that
+    /// something must *not* have happened yet: a correct service never sends within the
+    /// window, so this cannot fail falsely; the window only bounds how late a wrong answer
+    /// would still be caught.
+    pub async fn silent_for(&mut self, wait: Duration) -> bool {
+        tokio::time::timeout(wait, self.stream.read(&mut self.buf))
+            .await
+            .is_err()
     }
 
     /// Writes raw bytes.

@@ -3,7 +3,7 @@
 //! new messages refused with ERRnoroom when the disk is nearly full.
 
 use messenger_core::config::Retention;
-use messenger_core::message::{InboxQuery, NewMessage, Transport};
+use messenger_core::message::{InboxQuery, NewMessage, TransportKind};
 use messenger_ipc::{Reply, Request, MAX_PAGE_MESSAGES};
 use netbios::smb::header::dos;
 use netbios::smb::SmbStatus;
@@ -17,7 +17,7 @@ fn message(i: usize, recipients: &[&str], text_len: usize) -> NewMessage {
         to: COMPUTER.into(),
         recipients: recipients.iter().map(|s| s.to_string()).collect(),
         source: None,
-        transport: Transport::Local,
+        transport: TransportKind::Local,
         text: format!("#{i} {}", "\u{1}".repeat(text_len)),
         raw: Vec::new(),
     }

@@ -2,7 +2,7 @@
 //! leave the connection usable, the inbox's verdict reaching the sender, idle timeouts and
 //! the per-source connection cap.
 
-use messenger_core::message::Transport;
+use messenger_core::message::TransportKind;
 use messenger_store::Store;
 use netbios::nbss::{NegativeCode, SessionPacket};
 use netbios::smb::header::dos;
@@ -10,6 +10,12 @@ use netbios::smb::SmbStatus;
 use netbios::NetbiosName;
 
 use crate::harness::*;
+
+/// How long the acknowledgement test listens for a premature answer while the inbox writer is
+/// held. A correct service stays silent however long this is; it only bounds how late a
+/// premature acknowledgement would still be caught (one is sent within microseconds of the
+/// message being read, so half a second catches it on any machine).
+const UNCOMMITTED_PROBE: std::time::Duration = std::time::Duration::from_millis(500);
 
 fn errsrv(code: u16) -> SmbStatus {
     SmbStatus::errsrv(code)
@@ -87,8 +93,17 @@ async fn single_block_message_is_in_the_inbox_before_it_is_acknowledged() {
     .await;
     let mut s = svc.connect().await;
     s.establish(COMPUTER).await;
+    // With the inbox's writer held, nothing can be committed: the sender must get no answer.
+    let hold = svc.hold_inbox_writer().await;
     // 0xD0 as the very first SMB, with no NEGOTIATE, as Windows sends it.
-    let r = s.call(&d0("alice", COMPUTER, "Hello\x14second line")).await;
+    s.send(&d0("alice", COMPUTER, "Hello\x14second line")).await;
+    assert!(
+        s.silent_for(UNCOMMITTED_PROBE).await,
+        "an answer came while the message could not have been committed"
+    );
+    assert!(svc.messages().await.is_empty(), "nothing is committed yet");
+    hold.release().await;
+    let r = s.response().await;
     assert!(r.header.status.is_success(), "{r:?}");
     assert!(r.words.is_empty());
 
@@ -105,7 +120,7 @@ async fn single_block_message_is_in_the_inbox_before_it_is_acknowledged() {
     assert_eq!(m.text, "Hello\nsecond line");
     assert_eq!(m.from, "alice");
     assert_eq!(m.to, COMPUTER);
-    assert_eq!(m.transport, Transport::Session);
+    assert_eq!(m.transport, TransportKind::Session);
     assert!(m.recipients.is_empty(), "the computer name is everyone's");
     assert_eq!(m.source.map(|a| a.ip()), Some(svc.session.ip()));
 
