@@ -188,9 +188,10 @@ async fn handle(service: &Arc<Service>, caller: &Caller, request: Request) -> Re
     match request {
         Request::Status => {
             let user = caller.user.clone();
+            // On a reader: counting a large inbox must not hold up senders' acknowledgements.
             let unread = service
                 .inbox
-                .with_store(move |s| s.unread_count(&user))
+                .read(move |s| s.unread_count(&user))
                 .await
                 .unwrap_or(0);
             Reply::Status(StatusInfo {
