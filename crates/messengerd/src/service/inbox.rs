@@ -220,7 +220,7 @@ impl Inbox {
 /// Prunes `inbox` now and every [`PRUNE_INTERVAL`] until `shutdown`.
 pub async fn prune_periodically(inbox: Inbox, shutdown: CancellationToken) {
     loop {
-        match inbox.prune(crate::service::now_micros()).await {
+        match inbox.prune(crate::util::now_micros()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "pruned the inbox to its retention limits"),
             Err(e) => tracing::warn!(error = %e, "could not prune the inbox; trying again later"),
@@ -304,12 +304,12 @@ impl Readers {
         tokio::task::spawn_blocking(move || {
             // A permit guarantees an idle connection: there are as many permits as
             // connections, and each is put back before its permit is released.
-            let store = crate::service::lock(&this.idle).pop();
+            let store = crate::util::lock(&this.idle).pop();
             let Some(store) = store else {
                 return Err(closed());
             };
             let result = f(&store);
-            crate::service::lock(&this.idle).push(store);
+            crate::util::lock(&this.idle).push(store);
             drop(permit);
             result
         })
