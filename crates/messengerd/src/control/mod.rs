@@ -113,8 +113,25 @@ async fn handle_connection(
         if let Request::InboxFollow { all_users } = request {
             return follow(&service, &caller, all_users, &mut write, &shutdown).await;
         }
-        let reply = handle(&service, &caller, request).await;
-        write.write_all(&encode_line(&reply)).await?;
+        let reply = match request {
+            Request::InboxList {
+                unread_only,
+                all_users,
+                after_id,
+                limit,
+                last,
+            } => {
+                let query = InboxQuery {
+                    user: (!all_users).then(|| caller.user.clone()),
+                    unread_only,
+                    after_id,
+                    limit: None,
+                };
+                list(&service, &caller, query, limit, last).await
+            }
+            request => encode_line(&handle(&service, &caller, request).await),
+        };
+        write.write_all(&reply).await?;
     }
 }
 
@@ -183,6 +200,39 @@ pub fn view(m: &StoredMessage) -> MessageView {
     }
 }
 
+/// One page of a listing, as the encoded reply line. The page is read, turned into views and
+/// encoded on an inbox reader: a page is megabytes of JSON, and encoding it on the runtime's
+/// workers would hold up the network tasks that acknowledge senders.
+async fn list(
+    service: &Arc<Service>,
+    caller: &Caller,
+    query: InboxQuery,
+    limit: Option<usize>,
+    last: Option<u64>,
+) -> Vec<u8> {
+    if query.user.is_none() && !caller.is_root {
+        return encode_line(&nerr_reply(ERROR_ACCESS_DENIED));
+    }
+    let request = PageRequest {
+        query,
+        limit: limit.unwrap_or(MAX_PAGE_MESSAGES).min(MAX_PAGE_MESSAGES),
+        last,
+        max_bytes: MAX_PAGE_BYTES,
+    };
+    let encoded = service
+        .inbox
+        .page(request, encoded_len_bound, |page| {
+            encode_line(&Reply::Messages {
+                messages: page.messages.iter().map(view).collect(),
+                more: page.more,
+                older: page.older,
+            })
+        })
+        .await;
+    encoded
+        .unwrap_or_else(|e| encode_line(&Reply::error(NERR_INTERNAL_ERROR, format!("inbox: {e}"))))
+}
+
 async fn handle(service: &Arc<Service>, caller: &Caller, request: Request) -> Reply {
     match request {
         Request::Status => {
@@ -218,36 +268,6 @@ async fn handle(service: &Arc<Service>, caller: &Caller, request: Request) -> Re
         }
         Request::NameAdd { name } => name_add(service, caller, &name).await,
         Request::NameDelete { name } => name_delete(service, caller, &name).await,
-        Request::InboxList {
-            unread_only,
-            all_users,
-            after_id,
-            limit,
-            last,
-        } => {
-            if all_users && !caller.is_root {
-                return nerr_reply(ERROR_ACCESS_DENIED);
-            }
-            let request = PageRequest {
-                query: InboxQuery {
-                    user: (!all_users).then(|| caller.user.clone()),
-                    unread_only,
-                    after_id,
-                    limit: None,
-                },
-                limit: limit.unwrap_or(MAX_PAGE_MESSAGES).min(MAX_PAGE_MESSAGES),
-                last,
-                max_bytes: MAX_PAGE_BYTES,
-            };
-            match service.inbox.page(request, encoded_len_bound).await {
-                Ok(page) => Reply::Messages {
-                    messages: page.messages.iter().map(view).collect(),
-                    more: page.more,
-                    older: page.older,
-                },
-                Err(e) => Reply::error(NERR_INTERNAL_ERROR, format!("inbox: {e}")),
-            }
-        }
         Request::InboxMarkRead { ids } => {
             let user = caller.user.clone();
             match service
@@ -259,7 +279,10 @@ async fn handle(service: &Arc<Service>, caller: &Caller, request: Request) -> Re
                 Err(e) => Reply::error(NERR_INTERNAL_ERROR, format!("inbox: {e}")),
             }
         }
-        Request::InboxFollow { .. } => Reply::error(ERROR_INVALID_PARAMETER, "follow is a stream"),
+        // Answered by the connection itself (see `handle_connection`).
+        Request::InboxFollow { .. } | Request::InboxList { .. } => {
+            Reply::error(ERROR_INVALID_PARAMETER, "not a simple request")
+        }
         Request::Send {
             target,
             from,
