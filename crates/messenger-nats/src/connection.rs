@@ -1,0 +1,126 @@
+//! The connection to the cluster and the JetStream objects this crate uses.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+
+use crate::config::{Credentials, NatsSettings};
+use crate::subject::{HOST_SUBJECT_PREFIX, STREAM};
+
+/// How long connecting to a server may take before the next is tried.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a JetStream request (publish acknowledgement, key-value operation) may take: a
+/// quorum write on a healthy cluster takes milliseconds, and a leader election a few seconds.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a directed message waits in the stream for its host: a host that is down for a
+/// week has been replaced.
+pub const MESSAGE_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// The window in which JetStream drops a retried message with the same id.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(2 * 60);
+/// Largest message JetStream accepts into the stream, in bytes: the longest text with its
+/// names and JSON framing, with room to spare (see [`crate::wire::MAX_PAYLOAD`]).
+pub const STREAM_MAX_MESSAGE_SIZE: i32 = 16 * 1024;
+
+/// A connection to the cluster.
+#[derive(Debug, Clone)]
+pub struct Nats {
+    pub(crate) client: async_nats::Client,
+    pub(crate) jetstream: jetstream::Context,
+    pub(crate) settings: NatsSettings,
+}
+
+impl Nats {
+    /// Connects to the cluster. The client reconnects by itself afterwards.
+    pub async fn connect(settings: NatsSettings) -> Result<Self, NatsError> {
+        let mut options = async_nats::ConnectOptions::new()
+            .connection_timeout(CONNECT_TIMEOUT)
+            .request_timeout(Some(REQUEST_TIMEOUT))
+            .name("messengerd");
+        match &settings.credentials {
+            Credentials::None => {}
+            Credentials::File(path) => {
+                options = options
+                    .credentials_file(path)
+                    .await
+                    .map_err(|e| NatsError::Credentials(e.to_string()))?;
+            }
+            Credentials::Token(token) => options = options.token(token.clone()),
+        }
+        if let Some(ca) = &settings.tls.ca {
+            options = options.add_root_certificates(ca.clone());
+        }
+        if let Some((cert, key)) = &settings.tls.client {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+        if settings.tls.is_required() {
+            options = options.require_tls(true);
+        }
+        let servers = settings
+            .servers
+            .iter()
+            .map(|s| s.parse::<async_nats::ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| NatsError::Connect(e.to_string()))?;
+        let client = options
+            .connect(servers)
+            .await
+            .map_err(|e| NatsError::Connect(e.to_string()))?;
+        let mut jetstream = jetstream::new(client.clone());
+        jetstream.set_timeout(REQUEST_TIMEOUT);
+        Ok(Self {
+            client,
+            jetstream,
+            settings,
+        })
+    }
+
+    /// The settings this connection was made with.
+    pub fn settings(&self) -> &NatsSettings {
+        &self.settings
+    }
+
+    /// The JetStream context, for operations this crate does not wrap.
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.jetstream
+    }
+
+    /// Whether the client is connected now (it reconnects by itself when not).
+    pub fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// The message stream, created with this crate's configuration if it does not exist.
+    pub async fn stream(&self) -> Result<stream::Stream, NatsError> {
+        self.jetstream
+            .get_or_create_stream(stream::Config {
+                name: STREAM.to_owned(),
+                subjects: vec![format!("{HOST_SUBJECT_PREFIX}*")],
+                retention: stream::RetentionPolicy::Limits,
+                storage: stream::StorageType::File,
+                max_age: MESSAGE_MAX_AGE,
+                duplicate_window: DUPLICATE_WINDOW,
+                max_message_size: STREAM_MAX_MESSAGE_SIZE,
+                num_replicas: self.settings.replicas,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| NatsError::JetStream(e.to_string()))
+    }
+}
+
+/// Why talking to NATS failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NatsError {
+    /// The credentials file could not be read.
+    #[error("cannot read the NATS credentials: {0}")]
+    Credentials(String),
+    /// No server could be reached.
+    #[error("cannot connect to NATS: {0}")]
+    Connect(String),
+    /// The client is not connected now.
+    #[error("the organisation's message network (NATS) is unreachable")]
+    Unreachable,
+    /// A JetStream request failed.
+    #[error("NATS JetStream: {0}")]
+    JetStream(String),
+}
