@@ -1,8 +1,9 @@
 //! The connection to the cluster and the JetStream objects this crate uses.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, stream};
+use tokio::sync::watch;
 
 use crate::config::{Credentials, NatsSettings};
 use crate::subject::{HOST_SUBJECT_PREFIX, STREAM};
@@ -21,18 +22,54 @@ pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(2 * 60);
 /// names and JSON framing, with room to spare (see [`crate::wire::MAX_PAYLOAD`]).
 pub const STREAM_MAX_MESSAGE_SIZE: i32 = 16 * 1024;
 
+/// How long an operation waits for a lost connection to come back before it fails. When one
+/// member dies the client reconnects to another within milliseconds, so a send during a
+/// fail-over waits; a cluster still unreachable after this long is down, and from then on
+/// sends fail at once instead of hanging.
+pub const RECONNECT_GRACE: Duration = Duration::from_secs(2);
+/// How often a waiting operation looks at the connection again (the client's events may lag
+/// its state by a moment).
+const RECONNECT_POLL: Duration = Duration::from_millis(20);
+
+/// The connection as the client's events report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    Up,
+    DownSince(Instant),
+}
+
 /// A connection to the cluster.
 #[derive(Debug, Clone)]
 pub struct Nats {
     pub(crate) client: async_nats::Client,
     pub(crate) jetstream: jetstream::Context,
     pub(crate) settings: NatsSettings,
+    link: watch::Receiver<Link>,
 }
 
 impl Nats {
     /// Connects to the cluster. The client reconnects by itself afterwards.
     pub async fn connect(settings: NatsSettings) -> Result<Self, NatsError> {
+        let (link_tx, link) = watch::channel(Link::Up);
         let mut options = async_nats::ConnectOptions::new()
+            .event_callback(move |event| {
+                match event {
+                    async_nats::Event::Connected => {
+                        link_tx.send_replace(Link::Up);
+                    }
+                    async_nats::Event::Disconnected => {
+                        link_tx.send_if_modified(|link| {
+                            let up = *link == Link::Up;
+                            if up {
+                                *link = Link::DownSince(Instant::now());
+                            }
+                            up
+                        });
+                    }
+                    _ => {}
+                }
+                std::future::ready(())
+            })
             .connection_timeout(CONNECT_TIMEOUT)
             .request_timeout(Some(REQUEST_TIMEOUT))
             .name("messengerd");
@@ -71,6 +108,7 @@ impl Nats {
             client,
             jetstream,
             settings,
+            link,
         })
     }
 
@@ -87,6 +125,42 @@ impl Nats {
     /// Whether the client is connected now (it reconnects by itself when not).
     pub fn is_connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Whether operations may be tried now: connected, or disconnected for less than
+    /// [`RECONNECT_GRACE`] (a fail-over in progress). Cheap, no I/O.
+    pub fn is_usable(&self) -> bool {
+        if self.is_connected() {
+            return true;
+        }
+        match *self.link.borrow() {
+            // The client's event has not arrived yet: it has only just lost the connection.
+            Link::Up => true,
+            Link::DownSince(since) => since.elapsed() < RECONNECT_GRACE,
+        }
+    }
+
+    /// Waits until the client is connected, at most until it has been disconnected for
+    /// [`RECONNECT_GRACE`]; `false` when it is not connected by then (at once when the
+    /// cluster has been unreachable for longer).
+    pub async fn ready(&self) -> bool {
+        let mut link = self.link.clone();
+        let latest = Instant::now() + RECONNECT_GRACE;
+        loop {
+            if self.is_connected() {
+                return true;
+            }
+            let deadline = match *link.borrow_and_update() {
+                Link::Up => latest,
+                Link::DownSince(since) => (since + RECONNECT_GRACE).min(latest),
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            // Either a change of the link or the poll interval, whichever comes first.
+            let _ = tokio::time::timeout(left.min(RECONNECT_POLL), link.changed()).await;
+        }
     }
 
     /// The message stream, created with this crate's configuration if it does not exist.

@@ -22,9 +22,19 @@ use crate::connection::{Nats, NatsError};
 use crate::subject::EncodedName;
 use crate::wire::{MessageId, WireMessage};
 
-/// How long JetStream waits for an acknowledgement before it delivers a message again: an
-/// inbox commit takes milliseconds, but the disk may be slow under load.
-pub const ACK_WAIT: Duration = Duration::from_secs(30);
+/// How long JetStream waits for an acknowledgement before it delivers a message again. An
+/// inbox commit takes milliseconds (a second on a very busy disk); a message lost on its way
+/// to this host, when the member it was connected through died, comes again after this long.
+pub const ACK_WAIT: Duration = Duration::from_secs(10);
+/// How long one pull request stays open on the server. A request is renewed when it expires,
+/// so a request lost with a dead member is replaced within this time.
+pub const PULL_EXPIRES: Duration = Duration::from_secs(5);
+/// How often the server says an open pull request is still alive; two missed in a row and
+/// the client knows the request is gone and makes a new one.
+pub const PULL_HEARTBEAT: Duration = Duration::from_secs(1);
+/// Most messages one pull request asks for: they are committed one at a time, so a larger
+/// batch only holds more messages on this host unacknowledged.
+pub const PULL_BATCH: usize = 256;
 /// How long a message the inbox could not take waits before it is delivered again.
 pub const NAK_DELAY: Duration = Duration::from_secs(5);
 /// The pause before the consumer is set up again after the cluster failed it.
@@ -144,7 +154,14 @@ async fn consume<I: Inbox>(nats: &Nats, host: &EncodedName, inbox: &I) -> Result
         )
         .await
         .map_err(|e| js(&e))?;
-    let mut messages = consumer.messages().await.map_err(|e| js(&e))?;
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(PULL_BATCH)
+        .expires(PULL_EXPIRES)
+        .heartbeat(PULL_HEARTBEAT)
+        .messages()
+        .await
+        .map_err(|e| js(&e))?;
     while let Some(next) = messages.next().await {
         let message = match next {
             Ok(m) => m,

@@ -10,7 +10,7 @@
 //! Values are host names and are validated as names when read: the bucket is as untrusted as
 //! the network.
 
-use async_nats::jetstream::kv;
+use async_nats::jetstream::{kv, stream};
 use bytes::Bytes;
 
 use messenger_core::nerr::{ERROR_INVALID_NAME, NERR_DUPLICATE_NAME, NERR_NETWORK_ERROR};
@@ -50,22 +50,39 @@ impl std::fmt::Debug for Directory {
 
 impl Directory {
     /// Opens (creating if needed) the directory bucket for the host named `host`.
+    ///
+    /// The bucket's backing stream is created here rather than with async-nats'
+    /// `create_key_value`, which first reads the account's limits in a form nats-server 2.9
+    /// does not send. The stream is what a key-value bucket is on every server version: one
+    /// subject per key under `$KV.<bucket>.`, the last [`DIRECTORY_HISTORY`] values per key,
+    /// roll-ups allowed, deletes only as markers, direct reads from any replica.
     pub async fn open(nats: &Nats, host: EncodedName) -> Result<Self, DirectoryError> {
         let settings = nats.settings();
-        let store = nats
-            .jetstream
-            .create_key_value(kv::Config {
-                bucket: DIRECTORY_BUCKET.to_owned(),
-                description: "Messenger: messaging names and the hosts holding them".to_owned(),
-                history: DIRECTORY_HISTORY,
+        nats.jetstream
+            .get_or_create_stream(stream::Config {
+                name: format!("KV_{DIRECTORY_BUCKET}"),
+                description: Some(
+                    "Messenger: messaging names and the hosts holding them".to_owned(),
+                ),
+                subjects: vec![format!("$KV.{DIRECTORY_BUCKET}.>")],
+                max_messages_per_subject: DIRECTORY_HISTORY,
                 max_age: settings.directory_max_age,
-                max_value_size: MAX_DIRECTORY_VALUE,
-                storage: async_nats::jetstream::stream::StorageType::File,
+                max_message_size: MAX_DIRECTORY_VALUE,
+                storage: stream::StorageType::File,
+                allow_rollup: true,
+                deny_delete: true,
+                allow_direct: true,
+                discard: stream::DiscardPolicy::New,
                 num_replicas: settings.replicas,
                 ..Default::default()
             })
             .await
-            .map_err(|e| DirectoryError::Nats(NatsError::JetStream(e.to_string())))?;
+            .map_err(jetstream)?;
+        let store = nats
+            .jetstream
+            .get_key_value(DIRECTORY_BUCKET)
+            .await
+            .map_err(jetstream)?;
         Ok(Self { store, host })
     }
 

@@ -62,7 +62,7 @@ impl NatsTransport {
             if attempt > 0 {
                 tokio::time::sleep(PUBLISH_RETRY_PAUSE).await;
             }
-            if !self.nats.is_connected() {
+            if !self.nats.ready().await {
                 return Err(Self::unreachable());
             }
             let publish = PublishMessage::build()
@@ -98,11 +98,12 @@ impl Transport for NatsTransport {
         "nats"
     }
 
-    /// Names only (broadcasts are not carried yet), and only while connected, so that the
-    /// router falls back to the LAN when NATS is down.
+    /// Names only (broadcasts are not carried yet), and only while connected or reconnecting
+    /// (see [`crate::connection::RECONNECT_GRACE`]), so that the router falls back to the LAN
+    /// when NATS is down.
     fn reach(&self, to: &Recipient) -> Reach {
         match to {
-            Recipient::Name(_) if self.nats.is_connected() => Reach::Network,
+            Recipient::Name(_) if self.nats.is_usable() => Reach::Network,
             _ => Reach::Unreachable,
         }
     }
@@ -138,7 +139,7 @@ impl Transport for NatsTransport {
                 input: true,
             });
         }
-        if !self.nats.is_connected() {
+        if !self.nats.ready().await {
             return Err(Self::unreachable());
         }
         let host = match self.directory.holder(to.display()).await {
@@ -153,7 +154,7 @@ impl Transport for NatsTransport {
                     input: false,
                 })
             }
-            Err(DirectoryError::Nats(_)) if !self.nats.is_connected() => {
+            Err(DirectoryError::Nats(_)) if !self.nats.is_usable() => {
                 return Err(Self::unreachable())
             }
             Err(e) => {

@@ -14,16 +14,20 @@ use messenger_nats::{Directory, Nats, NatsSettings};
 pub const CLUSTER_READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Nodes in the test cluster: the smallest that keeps a quorum with one node dead.
 pub const NODES: usize = 3;
+/// Lines of each server's log shown when a test fails.
+const SERVER_LOG_LINES: usize = 20;
 
 struct Node {
     client_port: u16,
     config: PathBuf,
+    log: PathBuf,
     child: Option<Child>,
 }
 
 /// The cluster; its servers are killed when it is dropped.
 pub struct Cluster {
     _dir: tempfile::TempDir,
+    server: PathBuf,
     nodes: Vec<Node>,
 }
 
@@ -34,32 +38,50 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-fn nats_server() -> PathBuf {
+/// Set (to anything) by scripts/test: a missing nats-server fails the tests instead of
+/// skipping them.
+pub const REQUIRE_ENV: &str = "MESSENGER_TEST_REQUIRE_NATS";
+/// Where Debian installs the server, looked at when it is not on `PATH` (`/usr/sbin` often is
+/// not, for a user other than root).
+const DEBIAN_NATS_SERVER: &str = "/usr/sbin/nats-server";
+
+fn nats_server() -> Option<PathBuf> {
     std::env::var_os("PATH")
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .map(|d| d.join("nats-server"))
+        .chain([PathBuf::from(DEBIAN_NATS_SERVER)])
         .find(|p| p.is_file())
-        .expect(
-            "nats-server is not installed (Debian package nats-server; scripts/test installs it)",
-        )
 }
 
-fn start(config: &Path) -> Child {
-    Command::new(nats_server())
+fn start(server: &Path, config: &Path, log: &Path) -> Child {
+    let log = std::fs::File::create(log).expect("a server log file");
+    Command::new(server)
         .arg("-c")
         .arg(config)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("nats-server starts")
 }
 
 impl Cluster {
     /// Starts three servers with cluster routes to each other and JetStream stores in a
-    /// temporary directory.
-    pub fn start() -> Self {
+    /// temporary directory. `None`, said loudly on stderr, when nats-server is not installed
+    /// and [`REQUIRE_ENV`] is not set; the caller then skips its test.
+    pub fn start() -> Option<Self> {
+        let Some(server) = nats_server() else {
+            assert!(
+                std::env::var_os(REQUIRE_ENV).is_none(),
+                "nats-server is not installed (Debian package nats-server) and {REQUIRE_ENV} is set"
+            );
+            eprintln!(
+                "SKIPPED: nats-server is not installed (Debian package nats-server; \
+                 scripts/test installs it); this test needs a real cluster"
+            );
+            return None;
+        };
         let dir = tempfile::tempdir().expect("a temporary directory");
         let ports: Vec<(u16, u16)> = (0..NODES).map(|_| (free_port(), free_port())).collect();
         let routes = ports
@@ -73,6 +95,7 @@ impl Cluster {
             .map(|(i, (client, route))| {
                 let store = dir.path().join(format!("n{i}"));
                 let config = dir.path().join(format!("n{i}.conf"));
+                let log = dir.path().join(format!("n{i}.log"));
                 std::fs::write(
                     &config,
                     format!(
@@ -85,12 +108,17 @@ impl Cluster {
                 .expect("writing a server configuration");
                 Node {
                     client_port: *client,
-                    child: Some(start(&config)),
+                    child: Some(start(&server, &config, &log)),
                     config,
+                    log,
                 }
             })
             .collect();
-        Cluster { _dir: dir, nodes }
+        Some(Cluster {
+            _dir: dir,
+            server,
+            nodes,
+        })
     }
 
     /// The client URLs of every node.
@@ -114,10 +142,20 @@ impl Cluster {
         }
     }
 
+    /// Kills the node whose server name (`n0`, `n1`, ...) is `name`.
+    pub fn kill_named(&mut self, name: &str) {
+        let i = (0..self.nodes.len())
+            .find(|i| format!("n{i}") == name)
+            .unwrap_or_else(|| panic!("no node named {name:?}"));
+        self.kill(i);
+    }
+
     /// Starts node `i` again with its store.
     pub fn restart(&mut self, i: usize) {
         if self.nodes[i].child.is_none() {
-            self.nodes[i].child = Some(start(&self.nodes[i].config));
+            let node = &self.nodes[i];
+            let child = start(&self.server, &node.config, &node.log);
+            self.nodes[i].child = Some(child);
         }
     }
 }
@@ -126,6 +164,17 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         for i in 0..self.nodes.len() {
             self.kill(i);
+        }
+        if std::thread::panicking() {
+            // What the servers said, for the failing test's output.
+            for node in &self.nodes {
+                let log = std::fs::read_to_string(&node.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(SERVER_LOG_LINES).collect();
+                eprintln!("--- {} (last lines)", node.log.display());
+                for line in tail.iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
         }
     }
 }
