@@ -134,6 +134,14 @@ impl Cluster {
         NatsSettings::new(self.servers())
     }
 
+    /// The process ids of the running servers.
+    pub fn pids(&self) -> Vec<u32> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.child.as_ref().map(Child::id))
+            .collect()
+    }
+
     /// Kills node `i` at once (SIGKILL).
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.nodes[i].child.take() {
