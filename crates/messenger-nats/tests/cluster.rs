@@ -1,0 +1,455 @@
+//! Organisation-wide delivery against a real 3-node JetStream cluster on loopback.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{eventually, host, Cluster};
+use messenger_core::nerr::{NERR_DUPLICATE_NAME, NERR_NAME_NOT_FOUND, NERR_NETWORK_ERROR};
+use messenger_core::transport::{Outgoing, Reach, Recipient, Transport};
+use messenger_core::InboxQuery;
+use messenger_nats::connection::RECONNECT_GRACE;
+use messenger_nats::consumer::{self, Inbox, Received, StoreInbox};
+use messenger_nats::subject::EncodedName;
+use messenger_nats::wire::{MessageId, WireMessage};
+use messenger_nats::{DirectoryError, NatsTransport};
+use messenger_store::Store;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// How long a message may take from publish to the receiving inbox in these tests: a message
+/// lost on its way with a dead member comes again after the consumer's ack wait, a pull
+/// request lost with it is replaced within its expiry, and the rest is for a busy machine.
+const ARRIVAL_TIMEOUT: Duration = consumer::ACK_WAIT
+    .saturating_add(consumer::PULL_EXPIRES)
+    .saturating_add(Duration::from_secs(15));
+
+fn outgoing(to: &str, text: &str) -> Outgoing {
+    Outgoing {
+        from: "ALICE".into(),
+        to: Recipient::Name(to.into()),
+        text: text.into(),
+        allow_long: false,
+    }
+}
+
+fn texts(inbox: &StoreInbox) -> Vec<String> {
+    let store = inbox.store().lock().unwrap();
+    store
+        .list(&InboxQuery::default())
+        .unwrap()
+        .into_iter()
+        .map(|m| m.message.text)
+        .collect()
+}
+
+/// A receiving host: its inbox in a temporary directory and its consumer task.
+struct Receiver {
+    _dir: tempfile::TempDir,
+    inbox: StoreInbox,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn receiver(nats: messenger_nats::Nats, name: &str) -> Receiver {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = StoreInbox::new(Store::open(dir.path().join("inbox.db")).unwrap());
+    receiver_with(nats, name, dir, inbox)
+}
+
+fn receiver_with(
+    nats: messenger_nats::Nats,
+    name: &str,
+    dir: tempfile::TempDir,
+    inbox: StoreInbox,
+) -> Receiver {
+    let stop = CancellationToken::new();
+    let task = {
+        let (inbox, stop) = (inbox.clone(), stop.clone());
+        let host = EncodedName::new(name).unwrap();
+        tokio::spawn(async move {
+            consumer::run(&nats, &host, &inbox, stop.cancelled_owned()).await;
+        })
+    };
+    Receiver {
+        _dir: dir,
+        inbox,
+        stop,
+        task,
+    }
+}
+
+impl Receiver {
+    async fn stop(self) {
+        self.stop.cancel();
+        self.task.await.unwrap();
+    }
+}
+
+/// The consumer of `host` as the cluster sees it now.
+async fn consumer_info(
+    nats: &messenger_nats::Nats,
+    host: &str,
+) -> async_nats::jetstream::consumer::Info {
+    let name = EncodedName::new(host).unwrap().host_consumer();
+    nats.stream()
+        .await
+        .unwrap()
+        .consumer_info(name)
+        .await
+        .unwrap()
+}
+
+/// An inbox that waits for `release` before it commits, then commits and never returns: the
+/// service dying between its commit and its acknowledgement.
+struct DyingInbox {
+    inner: StoreInbox,
+    release: Arc<Notify>,
+    committed: Arc<Notify>,
+}
+
+impl Inbox for DyingInbox {
+    async fn commit(&self, received: Received) -> Result<bool, String> {
+        self.release.notified().await;
+        let stored = self.inner.commit(received).await?;
+        assert!(stored, "the first delivery is stored");
+        self.committed.notify_one();
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unique_name_held_by_one_host_is_a_duplicate_for_another() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let (_a, dir_a) = host(cluster.settings(), "HOSTA").await;
+    let (_b, dir_b) = host(cluster.settings(), "HOSTB").await;
+
+    let held = dir_a.claim("bob").await.unwrap();
+    let err = dir_b.claim("BOB").await.unwrap_err();
+    assert_eq!(err, DirectoryError::Duplicate { name: "BOB".into() });
+    assert_eq!(err.nerr(), NERR_DUPLICATE_NAME);
+    // The holder takes its own name back (a restart), and everyone sees who holds it.
+    let again = dir_a.claim("BOB").await.unwrap();
+    assert!(again.revision > held.revision);
+    assert_eq!(
+        dir_b.holder("bob").await.unwrap(),
+        Some(EncodedName::new("HOSTA").unwrap())
+    );
+    assert_eq!(dir_b.holder("CAROL").await.unwrap(), None);
+    // A name with a subject separator and a space is one key, not a pattern or a path.
+    dir_a.claim("A.B C").await.unwrap();
+    assert!(matches!(
+        dir_b.claim("a.b c").await,
+        Err(DirectoryError::Duplicate { .. })
+    ));
+    dir_b.claim("A.B").await.unwrap();
+    assert_eq!(dir_a.holder("A").await.unwrap(), None);
+    assert_eq!(
+        dir_a.holder("A.B").await.unwrap(),
+        Some(EncodedName::new("HOSTB").unwrap())
+    );
+    assert_eq!(dir_b.claim("A.*").await, Err(DirectoryError::InvalidName));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_expire_unless_refreshed_and_a_lost_name_is_reported() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let mut settings = cluster.settings();
+    settings.directory_max_age = Duration::from_secs(2);
+    let (_a, dir_a) = host(settings.clone(), "HOSTA").await;
+    let (_b, dir_b) = host(settings.clone(), "HOSTB").await;
+
+    let mut kept = dir_a.claim("KEPT").await.unwrap();
+    let mut dropped = dir_a.claim("DROPPED").await.unwrap();
+    let started = Instant::now();
+    let mut expired = false;
+    while started.elapsed() < Duration::from_secs(15) {
+        tokio::time::sleep(settings.refresh_interval()).await;
+        dir_a.refresh(&mut kept).await.unwrap();
+        if dir_b.holder("DROPPED").await.unwrap().is_none() {
+            expired = true;
+            break;
+        }
+    }
+    assert!(
+        expired,
+        "an entry that is not refreshed expires with max_age"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "not before its age"
+    );
+    assert_eq!(
+        dir_b.holder("KEPT").await.unwrap(),
+        Some(EncodedName::new("HOSTA").unwrap()),
+        "a refreshed entry lives on"
+    );
+    // Another host can take the expired name now, and the old holder learns it lost it.
+    dir_b.claim("DROPPED").await.unwrap();
+    assert_eq!(
+        dir_a.refresh(&mut dropped).await,
+        Err(DirectoryError::Lost {
+            name: "DROPPED".into()
+        })
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directed_message_reaches_the_holders_inbox_exactly_once_across_retries() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let (a, dir_a) = host(cluster.settings(), "HOSTA").await;
+    let (b, dir_b) = host(cluster.settings(), "HOSTB").await;
+    dir_b.claim("BOB").await.unwrap();
+    let rx = receiver(b, "HOSTB").await;
+    let transport = NatsTransport::new(a.clone(), dir_a);
+
+    assert_eq!(
+        transport.reach(&Recipient::Name("BOB".into())),
+        Reach::Network
+    );
+    let delivery = transport
+        .send(&outgoing("bob", "through the organisation"))
+        .await
+        .unwrap();
+    assert_eq!(delivery.recipient, "BOB");
+
+    // A retry with the same Nats-Msg-Id: JetStream drops it.
+    let hostb = EncodedName::new("HOSTB").unwrap();
+    let retried = WireMessage {
+        id: MessageId::random(),
+        from: "ALICE".into(),
+        from_host: "HOSTA".into(),
+        to: "BOB".into(),
+        text: "retried".into(),
+    };
+    assert!(!transport.publish(&hostb, &retried).await.unwrap());
+    assert!(
+        transport.publish(&hostb, &retried).await.unwrap(),
+        "a duplicate"
+    );
+    // A redelivery JetStream cannot see as one (another Nats-Msg-Id, as after the window):
+    // the inbox stores the message id once.
+    let ack = a
+        .jetstream()
+        .publish(hostb.host_subject(), Bytes::from(retried.encode()))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(!ack.duplicate);
+
+    eventually(ARRIVAL_TIMEOUT, "both messages in the inbox", || {
+        texts(&rx.inbox).len() == 2
+    })
+    .await;
+    // Give a wrong extra copy time to arrive before counting.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut got = texts(&rx.inbox);
+    got.sort();
+    assert_eq!(got, ["retried", "through the organisation"]);
+    rx.stop().await;
+
+    let unknown = transport
+        .send(&outgoing("CAROL", "nobody"))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code, NERR_NAME_NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consumer_acknowledges_only_after_the_inbox_commit_and_a_redelivery_is_stored_once() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let (a, dir_a) = host(cluster.settings(), "HOSTA").await;
+    let (b, dir_b) = host(cluster.settings(), "HOSTB").await;
+    dir_b.claim("BOB").await.unwrap();
+    let transport = NatsTransport::new(a, dir_a);
+
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = StoreInbox::new(Store::open(dir.path().join("inbox.db")).unwrap());
+    let (release, committed) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let dying = DyingInbox {
+        inner: inbox.clone(),
+        release: Arc::clone(&release),
+        committed: Arc::clone(&committed),
+    };
+    let stop = CancellationToken::new();
+    let task = {
+        let (nats, stop) = (b.clone(), stop.clone());
+        let host = EncodedName::new("HOSTB").unwrap();
+        tokio::spawn(async move {
+            consumer::run(&nats, &host, &dying, stop.cancelled_owned()).await;
+        })
+    };
+    transport
+        .send(&outgoing("BOB", "committed once"))
+        .await
+        .unwrap();
+
+    // Delivered to the host, not yet in its inbox: JetStream has no acknowledgement.
+    let started = Instant::now();
+    while consumer_info(&b, "HOSTB").await.num_ack_pending != 1 {
+        assert!(started.elapsed() < ARRIVAL_TIMEOUT, "never delivered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(texts(&inbox).is_empty());
+    // Committed, and the service dies before it acknowledges.
+    release.notify_one();
+    committed.notified().await;
+    assert_eq!(texts(&inbox), ["committed once"]);
+    stop.cancel();
+    task.await.unwrap();
+    let info = consumer_info(&b, "HOSTB").await;
+    assert_eq!(info.num_ack_pending, 1, "nothing acknowledged the message");
+
+    // The service comes back with the same inbox: JetStream delivers the message again after
+    // the ack wait, the inbox already has its id, and this time it is acknowledged.
+    let rx = receiver_with(b.clone(), "HOSTB", dir, inbox);
+    let started = Instant::now();
+    loop {
+        let info = consumer_info(&b, "HOSTB").await;
+        if info.num_ack_pending == 0 && info.num_pending == 0 {
+            assert!(info.num_redelivered <= 1);
+            assert_eq!(
+                info.ack_floor.stream_sequence,
+                info.delivered.stream_sequence
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < ARRIVAL_TIMEOUT,
+            "the redelivery was never acknowledged: {info:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        started.elapsed() >= consumer::ACK_WAIT / 2,
+        "acknowledged by the redelivery, not before"
+    );
+    assert_eq!(texts(&rx.inbox), ["committed once"], "stored once");
+    rx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_stream_loses_and_doubles_no_acknowledged_message() {
+    const MESSAGES: usize = 150;
+    const KILL_AFTER: usize = 50;
+    let Some(mut cluster) = Cluster::start() else {
+        return;
+    };
+    let (a, dir_a) = host(cluster.settings(), "HOSTA").await;
+    let (b, dir_b) = host(cluster.settings(), "HOSTB").await;
+    dir_b.claim("BOB").await.unwrap();
+    let rx = receiver(b, "HOSTB").await;
+    let transport = NatsTransport::new(a.clone(), dir_a);
+
+    let mut acknowledged = Vec::new();
+    let mut failed = 0;
+    for i in 0..MESSAGES {
+        if i == KILL_AFTER {
+            // The member leading the stream: a leader election under load.
+            let info = a.stream().await.unwrap().get_info().await.unwrap();
+            let leader = info
+                .cluster
+                .and_then(|c| c.leader)
+                .expect("a stream leader");
+            cluster.kill_named(&leader);
+        }
+        let text = format!("message {i}");
+        match transport.send(&outgoing("BOB", &text)).await {
+            Ok(_) => acknowledged.push(text),
+            Err(_) => failed += 1,
+        }
+    }
+    // The sender rides out the fail-over: publishes are retried with the same id, and a
+    // lost connection is waited for (RECONNECT_GRACE).
+    assert!(
+        failed <= MESSAGES / 10,
+        "the cluster kept taking messages with one node dead ({failed} of {MESSAGES} failed)"
+    );
+    let started = Instant::now();
+    loop {
+        let got = texts(&rx.inbox);
+        let missing: Vec<&String> = acknowledged.iter().filter(|t| !got.contains(t)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < ARRIVAL_TIMEOUT,
+            "{} acknowledged messages never arrived, first {:?}",
+            missing.len(),
+            missing.first()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for t in texts(&rx.inbox) {
+        *counts.entry(t).or_default() += 1;
+    }
+    for t in &acknowledged {
+        assert_eq!(counts.get(t), Some(&1), "{t} is in the inbox once");
+    }
+    assert!(counts.values().all(|&n| n == 1), "nothing is doubled");
+    rx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_nats_unreachable_a_remote_send_fails_at_once_with_a_clear_error() {
+    let Some(mut cluster) = Cluster::start() else {
+        return;
+    };
+    let (a, dir_a) = host(cluster.settings(), "HOSTA").await;
+    dir_a.claim("HOSTA").await.unwrap();
+    let transport = NatsTransport::new(a.clone(), dir_a);
+    for i in 0..common::NODES {
+        cluster.kill(i);
+    }
+    eventually(Duration::from_secs(10), "the client to notice", || {
+        !a.is_connected()
+    })
+    .await;
+
+    // Just after the connection is lost, a send waits for a reconnection, but no longer
+    // than RECONNECT_GRACE.
+    let started = Instant::now();
+    let err = transport.send(&outgoing("BOB", "hello")).await.unwrap_err();
+    let waited = started.elapsed();
+    assert!(
+        waited <= RECONNECT_GRACE + Duration::from_millis(500),
+        "gave up within the grace, not after {waited:?}"
+    );
+    assert_eq!(err.code, NERR_NETWORK_ERROR);
+    assert!(err.message.contains("unreachable"), "{}", err.message);
+    assert!(!err.input);
+
+    // Once the cluster has been unreachable for longer, the router is told at once and a
+    // send fails at once.
+    tokio::time::sleep(RECONNECT_GRACE).await;
+    assert_eq!(
+        transport.reach(&Recipient::Name("BOB".into())),
+        Reach::Unreachable
+    );
+    let started = Instant::now();
+    let err = transport.send(&outgoing("BOB", "hello")).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "failed at once, not after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(err.code, NERR_NETWORK_ERROR);
+    assert_eq!(
+        err.message,
+        "The organisation's message network (NATS) is unreachable; the message was not sent."
+    );
+}
