@@ -20,7 +20,7 @@ use messenger_store::{Store, StoreError};
 
 use crate::connection::{Nats, NatsError};
 use crate::subject::EncodedName;
-use crate::wire::{MessageId, WireMessage};
+use crate::wire::{MessageId, WireError, WireMessage};
 
 /// How long JetStream waits for an acknowledgement before it delivers a message again. An
 /// inbox commit takes milliseconds (a second on a very busy disk); a message lost on its way
@@ -47,6 +47,9 @@ pub struct Received {
     pub id: MessageId,
     /// The message.
     pub message: WireMessage,
+    /// The local account it is for, when it came from a user's queue: the account given to
+    /// [`run_user`] for the queue that pulled it, never anything from the payload.
+    pub user: Option<String>,
 }
 
 /// Where received messages are committed.
@@ -57,8 +60,8 @@ pub trait Inbox: Send + Sync {
 }
 
 /// An [`Inbox`] writing straight to a [`Store`] (for a process without the service's
-/// committer). Messages are for everyone on the host; the service's own inbox decides
-/// recipients by the names it holds.
+/// committer). A message for a host is for everyone on it (the service's own inbox decides
+/// recipients by the names it holds); a message from a user's queue is for that user only.
 #[derive(Clone)]
 pub struct StoreInbox {
     store: Arc<Mutex<Store>>,
@@ -100,7 +103,8 @@ impl Inbox for StoreInbox {
     async fn commit(&self, received: Received) -> Result<bool, String> {
         let store = Arc::clone(&self.store);
         tokio::task::spawn_blocking(move || {
-            let message = new_message(&received, Vec::new());
+            let recipients = received.user.iter().cloned().collect();
+            let message = new_message(&received, recipients);
             let mut store = store.lock().unwrap_or_else(|e| e.into_inner());
             store
                 .insert_once(received.id.as_str(), &message)
@@ -112,6 +116,15 @@ impl Inbox for StoreInbox {
     }
 }
 
+/// Where a consumer reads from.
+#[derive(Debug, Clone)]
+struct Source {
+    subject: String,
+    durable: String,
+    /// The user whose queue this is, and the local account the user is logged in as.
+    user: Option<(EncodedName, String)>,
+}
+
 /// Receives the messages for the host `host` into `inbox` until `shutdown` completes. Cluster
 /// failures are logged and the consumer is set up again; only a shutdown ends it.
 pub async fn run<I: Inbox>(
@@ -120,11 +133,70 @@ pub async fn run<I: Inbox>(
     inbox: &I,
     shutdown: impl Future<Output = ()>,
 ) {
+    let source = Source {
+        subject: host.host_subject(),
+        durable: host.host_consumer(),
+        user: None,
+    };
+    run_source(nats, &source, inbox, shutdown).await;
+}
+
+/// Receives the messages that waited for `user` while they were logged in nowhere, into
+/// `inbox` for the local account `account` the user is logged in as, until `shutdown`
+/// completes (the user logs out of this host). Run
+/// by the host where the user logs in; it creates the user's durable consumer on the first
+/// login, so from then on a message for the user when they are logged in nowhere waits for
+/// them ([`user_has_queue`]). The consumer keeps its place between logins and hosts: each
+/// message is delivered once, wherever the user logs in next.
+pub async fn run_user<I: Inbox>(
+    nats: &Nats,
+    user: &EncodedName,
+    account: &str,
+    inbox: &I,
+    shutdown: impl Future<Output = ()>,
+) {
+    let source = Source {
+        subject: user.user_subject(),
+        durable: user.user_consumer(),
+        user: Some((user.clone(), account.to_owned())),
+    };
+    run_source(nats, &source, inbox, shutdown).await;
+}
+
+/// Creates `user`'s queue if it does not exist, without receiving from it: from then on a
+/// message for the user when they are logged in nowhere waits for them.
+pub async fn create_user_queue(nats: &Nats, user: &EncodedName) -> Result<(), NatsError> {
+    let source = Source {
+        subject: user.user_subject(),
+        durable: user.user_consumer(),
+        user: None,
+    };
+    consumer(nats, &source).await.map(|_| ())
+}
+
+/// Whether `user` has a queue, that is has logged in on a host of the organisation since the
+/// stream was created: a message for them waits when they are logged in nowhere.
+pub async fn user_has_queue(nats: &Nats, user: &EncodedName) -> Result<bool, NatsError> {
+    use async_nats::jetstream::context::ConsumerInfoErrorKind;
+    let stream = nats.stream().await?;
+    match stream.consumer_info(user.user_consumer()).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => Ok(false),
+        Err(e) => Err(NatsError::JetStream(e.to_string())),
+    }
+}
+
+async fn run_source<I: Inbox>(
+    nats: &Nats,
+    source: &Source,
+    inbox: &I,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => return,
-            result = consume(nats, host, inbox) => {
+            result = consume(nats, source, inbox) => {
                 if let Err(e) = result {
                     tracing::warn!(error = %e, "the NATS consumer stopped; setting it up again");
                 }
@@ -137,15 +209,17 @@ pub async fn run<I: Inbox>(
     }
 }
 
-async fn consume<I: Inbox>(nats: &Nats, host: &EncodedName, inbox: &I) -> Result<(), NatsError> {
-    let js = |e: &dyn std::fmt::Display| NatsError::JetStream(e.to_string());
+async fn consumer(
+    nats: &Nats,
+    source: &Source,
+) -> Result<async_nats::jetstream::consumer::PullConsumer, NatsError> {
     let stream = nats.stream().await?;
-    let consumer = stream
+    stream
         .get_or_create_consumer(
-            &host.host_consumer(),
+            &source.durable,
             pull::Config {
-                durable_name: Some(host.host_consumer()),
-                filter_subject: host.host_subject(),
+                durable_name: Some(source.durable.clone()),
+                filter_subject: source.subject.clone(),
                 ack_policy: AckPolicy::Explicit,
                 ack_wait: ACK_WAIT,
                 num_replicas: nats.settings().replicas,
@@ -153,7 +227,12 @@ async fn consume<I: Inbox>(nats: &Nats, host: &EncodedName, inbox: &I) -> Result
             },
         )
         .await
-        .map_err(|e| js(&e))?;
+        .map_err(|e| NatsError::JetStream(e.to_string()))
+}
+
+async fn consume<I: Inbox>(nats: &Nats, source: &Source, inbox: &I) -> Result<(), NatsError> {
+    let js = |e: &dyn std::fmt::Display| NatsError::JetStream(e.to_string());
+    let consumer = consumer(nats, source).await?;
     let mut messages = consumer
         .stream()
         .max_messages_per_batch(PULL_BATCH)
@@ -167,7 +246,12 @@ async fn consume<I: Inbox>(nats: &Nats, host: &EncodedName, inbox: &I) -> Result
             Ok(m) => m,
             Err(e) => return Err(js(&e)),
         };
-        let wire = match WireMessage::decode(&message.payload) {
+        let wire = WireMessage::decode(&message.payload).and_then(|w| match &source.user {
+            // A user's queue holds messages for that user only.
+            Some((user, _)) if w.to != user.display() => Err(WireError::WrongRecipient),
+            _ => Ok(w),
+        });
+        let wire = match wire {
             Ok(w) => w,
             Err(e) => {
                 tracing::warn!(error = %e, "refused a message from NATS");
@@ -180,6 +264,7 @@ async fn consume<I: Inbox>(nats: &Nats, host: &EncodedName, inbox: &I) -> Result
         let received = Received {
             id: wire.id.clone(),
             message: wire,
+            user: source.user.as_ref().map(|(_, account)| account.clone()),
         };
         match inbox.commit(received).await {
             Ok(stored) => {

@@ -20,9 +20,11 @@ use crate::subject::{EncodedName, DIRECTORY_BUCKET};
 
 /// Versions of each key the bucket keeps: only the current holder matters.
 pub const DIRECTORY_HISTORY: i64 = 1;
-/// Largest directory value, in bytes: a host name is at most 15 bytes, so anything longer is
-/// not ours and is refused by the server.
-pub const MAX_DIRECTORY_VALUE: i32 = 64;
+/// Largest directory message the server accepts, in bytes. The limit counts headers too: a
+/// value is a host name of at most 15 bytes, but a compare-and-set carries
+/// `Nats-Expected-Last-Subject-Sequence` and a delete marker `KV-Operation`, so the bound is
+/// the headers with room to spare; anything larger is not ours and is refused.
+pub const MAX_DIRECTORY_MESSAGE: i32 = 512;
 
 /// A name this host holds in the directory, with the revision it last wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +69,7 @@ impl Directory {
                 subjects: vec![format!("$KV.{DIRECTORY_BUCKET}.>")],
                 max_messages_per_subject: DIRECTORY_HISTORY,
                 max_age: settings.directory_max_age,
-                max_message_size: MAX_DIRECTORY_VALUE,
+                max_message_size: MAX_DIRECTORY_MESSAGE,
                 storage: stream::StorageType::File,
                 allow_rollup: true,
                 deny_delete: true,
@@ -162,6 +164,31 @@ impl Directory {
             .put(user.user_key(), self.host_value())
             .await
             .map_err(jetstream)
+    }
+
+    /// Records that `user` is no longer logged in on this host, unless the directory has them
+    /// on another host by now.
+    pub async fn clear_user_here(&self, user: &str) -> Result<(), DirectoryError> {
+        let user = EncodedName::new(user).map_err(|_| DirectoryError::InvalidName)?;
+        let key = user.user_key();
+        match self.store.entry(&key).await.map_err(jetstream)? {
+            Some(entry)
+                if entry.operation == kv::Operation::Put
+                    && parse_host(&entry.value).as_ref() == Some(&self.host) =>
+            {
+                match self
+                    .store
+                    .delete_expect_revision(&key, Some(entry.revision))
+                    .await
+                {
+                    Ok(()) => Ok(()),
+                    // Another host wrote the key in the meantime: the user is there now.
+                    Err(e) if e.kind() == kv::DeleteErrorKind::WrongLastRevision => Ok(()),
+                    Err(e) => Err(jetstream(e)),
+                }
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The host holding `name`, if the directory knows one.

@@ -453,3 +453,205 @@ async fn with_nats_unreachable_a_remote_send_fails_at_once_with_a_clear_error() 
         "The organisation's message network (NATS) is unreachable; the message was not sent."
     );
 }
+
+/// A user logging in on a host: the directory places them there and the host receives their
+/// queue into its inbox for their account, until they log out.
+struct Login {
+    directory: messenger_nats::Directory,
+    rx: Receiver,
+}
+
+async fn login(
+    nats: &messenger_nats::Nats,
+    directory: &messenger_nats::Directory,
+    user: &str,
+    inbox: StoreInbox,
+    dir: tempfile::TempDir,
+) -> Login {
+    directory.set_user_here(user).await.unwrap();
+    let stop = CancellationToken::new();
+    let task = {
+        let (nats, inbox, stop) = (nats.clone(), inbox.clone(), stop.clone());
+        let user = EncodedName::new(user).unwrap();
+        tokio::spawn(async move {
+            consumer::run_user(&nats, &user, "carol", &inbox, stop.cancelled_owned()).await;
+        })
+    };
+    Login {
+        directory: directory.clone(),
+        rx: Receiver {
+            _dir: dir,
+            inbox,
+            stop,
+            task,
+        },
+    }
+}
+
+impl Login {
+    async fn logout(self, user: &str) -> (tempfile::TempDir, StoreInbox) {
+        self.directory.clear_user_here(user).await.unwrap();
+        self.rx.stop.cancel();
+        self.rx.task.await.unwrap();
+        (self.rx._dir, self.rx.inbox)
+    }
+}
+
+fn inbox_in(dir: &tempfile::TempDir) -> StoreInbox {
+    StoreInbox::new(Store::open(dir.path().join("inbox.db")).unwrap())
+}
+
+async fn user_queue_info(
+    nats: &messenger_nats::Nats,
+    user: &str,
+) -> async_nats::jetstream::consumer::Info {
+    let name = EncodedName::new(user).unwrap().user_consumer();
+    nats.stream()
+        .await
+        .unwrap()
+        .consumer_info(name)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_for_a_user_logged_in_nowhere_waits_and_reaches_them_at_their_next_login_elsewhere(
+) {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let (a, dir_a) = host(cluster.settings(), "HOSTA").await;
+    let (b, dir_b) = host(cluster.settings(), "HOSTB").await;
+    let (c, dir_c) = host(cluster.settings(), "HOSTC").await;
+    let transport = NatsTransport::new(a.clone(), dir_a);
+    // The stream keeps waiting messages for the configured retention (7 days by default).
+    let info = a.stream().await.unwrap().get_info().await.unwrap();
+    assert_eq!(info.config.max_age, cluster.settings().retention);
+    assert_eq!(info.config.max_age, Duration::from_secs(7 * 24 * 60 * 60));
+
+    // Nobody has heard of DAVE: refused, not queued.
+    let err = transport
+        .send_message(&outgoing("DAVE", "into the void"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, NERR_NAME_NOT_FOUND);
+
+    // CAROL logs in on HOSTB once and logs out again.
+    let dir = tempfile::tempdir().unwrap();
+    let session = login(&b, &dir_b, "CAROL", inbox_in(&dir), dir).await;
+    let started = Instant::now();
+    while !consumer::user_has_queue(&b, &EncodedName::new("CAROL").unwrap())
+        .await
+        .unwrap()
+    {
+        assert!(started.elapsed() < ARRIVAL_TIMEOUT, "no queue for CAROL");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (dir_on_b, inbox_on_b) = session.logout("CAROL").await;
+    assert_eq!(dir_b.user_host("CAROL").await.unwrap(), None);
+
+    // Logged in nowhere: the message waits, and the sender is told so.
+    let sent = transport
+        .send_message(&outgoing("carol", "waiting for you"))
+        .await
+        .unwrap();
+    assert_eq!(
+        sent,
+        messenger_nats::transport::Sent::Queued {
+            user: "CAROL".into()
+        }
+    );
+    assert_eq!(
+        sent.notice().unwrap(),
+        "CAROL is not logged on; the message will be delivered when CAROL logs on."
+    );
+    assert_eq!(user_queue_info(&a, "CAROL").await.num_pending, 1);
+
+    // CAROL logs in on HOSTC: the message is delivered there, for her account, once.
+    let dir = tempfile::tempdir().unwrap();
+    let session = login(&c, &dir_c, "CAROL", inbox_in(&dir), dir).await;
+    eventually(ARRIVAL_TIMEOUT, "the waiting message at HOSTC", || {
+        texts(&session.rx.inbox).len() == 1
+    })
+    .await;
+    {
+        let store = session.rx.inbox.store().lock().unwrap();
+        let stored = store.list(&InboxQuery::default()).unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].message.text, "waiting for you");
+        assert_eq!(stored[0].message.recipients, ["carol"]);
+        assert_eq!(stored[0].message.to, "CAROL");
+    }
+
+    // While she is logged in on HOSTC, a message for her goes there at once.
+    let sent = transport
+        .send_message(&outgoing("CAROL", "you are back"))
+        .await
+        .unwrap();
+    assert_eq!(
+        sent,
+        messenger_nats::transport::Sent::User {
+            user: "CAROL".into(),
+            host: "HOSTC".into()
+        }
+    );
+    assert_eq!(sent.notice(), None);
+    eventually(ARRIVAL_TIMEOUT, "the second message at HOSTC", || {
+        texts(&session.rx.inbox).len() == 2
+    })
+    .await;
+    let started = Instant::now();
+    loop {
+        let info = user_queue_info(&c, "CAROL").await;
+        if info.num_ack_pending == 0 && info.num_pending == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < ARRIVAL_TIMEOUT,
+            "never acknowledged: {info:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    session.logout("CAROL").await;
+
+    // Back on HOSTB: what was delivered on HOSTC does not come again.
+    let session = login(&b, &dir_b, "CAROL", inbox_on_b, dir_on_b).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(texts(&session.rx.inbox).is_empty());
+    session.logout("CAROL").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_message_older_than_the_retention_is_not_delivered() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let mut settings = cluster.settings();
+    settings.retention = Duration::from_secs(2);
+    let (a, dir_a) = host(settings.clone(), "HOSTA").await;
+    let (b, _dir_b) = host(settings.clone(), "HOSTB").await;
+    let carol = EncodedName::new("CAROL").unwrap();
+    consumer::create_user_queue(&b, &carol).await.unwrap();
+    let transport = NatsTransport::new(a.clone(), dir_a);
+    let sent = transport
+        .send_message(&outgoing("CAROL", "too late"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        sent,
+        messenger_nats::transport::Sent::Queued { .. }
+    ));
+    assert_eq!(user_queue_info(&a, "CAROL").await.num_pending, 1);
+    let started = Instant::now();
+    while user_queue_info(&a, "CAROL").await.num_pending != 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the message outlived the retention"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "not before its age"
+    );
+}
