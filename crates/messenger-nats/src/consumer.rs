@@ -11,9 +11,10 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use async_nats::jetstream;
 use async_nats::jetstream::consumer::{pull, AckPolicy};
 use async_nats::jetstream::AckKind;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 
 use messenger_core::message::{NewMessage, TransportKind};
 use messenger_store::{Store, StoreError};
@@ -32,9 +33,12 @@ pub const PULL_EXPIRES: Duration = Duration::from_secs(5);
 /// How often the server says an open pull request is still alive; two missed in a row and
 /// the client knows the request is gone and makes a new one.
 pub const PULL_HEARTBEAT: Duration = Duration::from_secs(1);
-/// Most messages one pull request asks for: they are committed one at a time, so a larger
-/// batch only holds more messages on this host unacknowledged.
+/// Most messages one pull request asks for.
 pub const PULL_BATCH: usize = 256;
+/// Most messages committed to the inbox in one transaction (one fsync for all): what has
+/// arrived while the previous commit ran, bounded so that a long backlog is acknowledged in
+/// steps, well within [`ACK_WAIT`].
+pub const COMMIT_BATCH: usize = 256;
 /// How long a message the inbox could not take waits before it is delivered again.
 pub const NAK_DELAY: Duration = Duration::from_secs(5);
 /// The pause before the consumer is set up again after the cluster failed it.
@@ -57,6 +61,22 @@ pub trait Inbox: Send + Sync {
     /// Commits `received` durably, once per id: `Ok(true)` when stored now, `Ok(false)` when
     /// it was already stored. The message is acknowledged to JetStream only after `Ok`.
     fn commit(&self, received: Received) -> impl Future<Output = Result<bool, String>> + Send;
+
+    /// Commits several messages, all durably before it returns `Ok` (one transaction where
+    /// the inbox can): for each, whether it was stored now. On `Err` none of them is
+    /// acknowledged, so all come again (a part already stored is then recognised by id).
+    fn commit_batch(
+        &self,
+        batch: Vec<Received>,
+    ) -> impl Future<Output = Result<Vec<bool>, String>> + Send {
+        async move {
+            let mut stored = Vec::with_capacity(batch.len());
+            for received in batch {
+                stored.push(self.commit(received).await?);
+            }
+            Ok(stored)
+        }
+    }
 }
 
 /// An [`Inbox`] writing straight to a [`Store`] (for a process without the service's
@@ -101,14 +121,27 @@ pub fn new_message(received: &Received, recipients: Vec<String>) -> NewMessage {
 
 impl Inbox for StoreInbox {
     async fn commit(&self, received: Received) -> Result<bool, String> {
+        let stored = self.commit_batch(vec![received]).await?;
+        Ok(stored.first().copied().unwrap_or(false))
+    }
+
+    /// One transaction, one fsync, for the whole batch.
+    async fn commit_batch(&self, batch: Vec<Received>) -> Result<Vec<bool>, String> {
         let store = Arc::clone(&self.store);
         tokio::task::spawn_blocking(move || {
-            let recipients = received.user.iter().cloned().collect();
-            let message = new_message(&received, recipients);
+            let messages: Vec<NewMessage> = batch
+                .iter()
+                .map(|r| new_message(r, r.user.iter().cloned().collect()))
+                .collect();
+            let items: Vec<(&str, &NewMessage)> = batch
+                .iter()
+                .zip(&messages)
+                .map(|(r, m)| (r.id.as_str(), m))
+                .collect();
             let mut store = store.lock().unwrap_or_else(|e| e.into_inner());
             store
-                .insert_once(received.id.as_str(), &message)
-                .map(|id| id.is_some())
+                .insert_once_batch(&items)
+                .map(|ids| ids.iter().map(Option::is_some).collect())
                 .map_err(|e: StoreError| e.to_string())
         })
         .await
@@ -241,46 +274,86 @@ async fn consume<I: Inbox>(nats: &Nats, source: &Source, inbox: &I) -> Result<()
         .messages()
         .await
         .map_err(|e| js(&e))?;
-    while let Some(next) = messages.next().await {
-        let message = match next {
-            Ok(m) => m,
-            Err(e) => return Err(js(&e)),
+    loop {
+        let Some(first) = messages.next().await else {
+            return Ok(());
         };
+        // The first message, and whatever else has already arrived, in one commit.
+        let mut batch = Vec::new();
+        let mut failure = None;
+        let mut next = Some(first);
+        while let Some(item) = next.take() {
+            match item {
+                Ok(message) => batch.push(message),
+                Err(e) => {
+                    failure = Some(js(&e));
+                    break;
+                }
+            }
+            if batch.len() >= COMMIT_BATCH {
+                break;
+            }
+            next = messages.next().now_or_never().flatten();
+        }
+        deliver(source, inbox, batch).await;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+    }
+}
+
+/// Checks `batch`, commits what passes to `inbox`, then acknowledges it; terminates what does
+/// not pass, and asks for a later redelivery of everything when the inbox fails.
+async fn deliver<I: Inbox>(source: &Source, inbox: &I, batch: Vec<jetstream::Message>) {
+    let mut accepted = Vec::with_capacity(batch.len());
+    let mut received = Vec::with_capacity(batch.len());
+    for message in batch {
         let wire = WireMessage::decode(&message.payload).and_then(|w| match &source.user {
             // A user's queue holds messages for that user only.
             Some((user, _)) if w.to != user.display() => Err(WireError::WrongRecipient),
             _ => Ok(w),
         });
-        let wire = match wire {
-            Ok(w) => w,
+        match wire {
+            Ok(wire) => {
+                received.push(Received {
+                    id: wire.id.clone(),
+                    message: wire,
+                    user: source.user.as_ref().map(|(_, account)| account.clone()),
+                });
+                accepted.push(message);
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "refused a message from NATS");
                 if let Err(e) = message.ack_with(AckKind::Term).await {
                     tracing::debug!(error = %e, "terminating a refused message failed");
                 }
-                continue;
             }
-        };
-        let received = Received {
-            id: wire.id.clone(),
-            message: wire,
-            user: source.user.as_ref().map(|(_, account)| account.clone()),
-        };
-        match inbox.commit(received).await {
-            Ok(stored) => {
-                tracing::debug!(stored, "a message from NATS is in the inbox");
-                // A lost acknowledgement means a redelivery, which the inbox ignores.
+        }
+    }
+    if accepted.is_empty() {
+        return;
+    }
+    match inbox.commit_batch(received).await {
+        Ok(stored) => {
+            tracing::debug!(
+                messages = accepted.len(),
+                new = stored.iter().filter(|&&s| s).count(),
+                "messages from NATS are in the inbox"
+            );
+            // A lost acknowledgement means a redelivery, which the inbox ignores.
+            for message in accepted {
                 if let Err(e) = message.ack().await {
                     tracing::debug!(error = %e, "acknowledging a stored message failed");
                 }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "the inbox could not take a message from NATS");
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the inbox could not take messages from NATS");
+            for message in accepted {
                 if let Err(e) = message.ack_with(AckKind::Nak(Some(NAK_DELAY))).await {
                     tracing::debug!(error = %e, "refusing a message failed");
                 }
             }
         }
     }
-    Ok(())
 }

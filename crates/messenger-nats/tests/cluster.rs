@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream::context::ConsumerInfoErrorKind;
 use bytes::Bytes;
 use common::{eventually, host, Cluster};
 use messenger_core::nerr::{NERR_DUPLICATE_NAME, NERR_NAME_NOT_FOUND, NERR_NETWORK_ERROR};
@@ -89,18 +90,29 @@ impl Receiver {
     }
 }
 
-/// The consumer of `host` as the cluster sees it now.
+/// The consumer of `host` as the cluster sees it now, if it exists.
 async fn consumer_info(
     nats: &messenger_nats::Nats,
     host: &str,
-) -> async_nats::jetstream::consumer::Info {
-    let name = EncodedName::new(host).unwrap().host_consumer();
-    nats.stream()
-        .await
-        .unwrap()
-        .consumer_info(name)
-        .await
-        .unwrap()
+) -> Option<async_nats::jetstream::consumer::Info> {
+    durable_info(nats, &EncodedName::new(host).unwrap().host_consumer()).await
+}
+
+/// The durable consumer `name` as the cluster sees it now, if it exists.
+async fn durable_info(
+    nats: &messenger_nats::Nats,
+    name: &str,
+) -> Option<async_nats::jetstream::consumer::Info> {
+    // A request may time out on a loaded machine while the consumer's group elects a leader.
+    let started = Instant::now();
+    loop {
+        match nats.stream().await.unwrap().consumer_info(name).await {
+            Ok(info) => return Some(info),
+            Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => return None,
+            Err(e) if started.elapsed() > ARRIVAL_TIMEOUT => panic!("consumer info: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
 }
 
 /// An inbox that waits for `release` before it commits, then commits and never returns: the
@@ -298,7 +310,8 @@ async fn the_consumer_acknowledges_only_after_the_inbox_commit_and_a_redelivery_
 
     // Delivered to the host, not yet in its inbox: JetStream has no acknowledgement.
     let started = Instant::now();
-    while consumer_info(&b, "HOSTB").await.num_ack_pending != 1 {
+    // (Until the consumer task has created the durable consumer, there is none to ask.)
+    while consumer_info(&b, "HOSTB").await.map(|i| i.num_ack_pending) != Some(1) {
         assert!(started.elapsed() < ARRIVAL_TIMEOUT, "never delivered");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -309,7 +322,7 @@ async fn the_consumer_acknowledges_only_after_the_inbox_commit_and_a_redelivery_
     assert_eq!(texts(&inbox), ["committed once"]);
     stop.cancel();
     task.await.unwrap();
-    let info = consumer_info(&b, "HOSTB").await;
+    let info = consumer_info(&b, "HOSTB").await.unwrap();
     assert_eq!(info.num_ack_pending, 1, "nothing acknowledged the message");
 
     // The service comes back with the same inbox: JetStream delivers the message again after
@@ -317,7 +330,7 @@ async fn the_consumer_acknowledges_only_after_the_inbox_commit_and_a_redelivery_
     let rx = receiver_with(b.clone(), "HOSTB", dir, inbox);
     let started = Instant::now();
     loop {
-        let info = consumer_info(&b, "HOSTB").await;
+        let info = consumer_info(&b, "HOSTB").await.unwrap();
         if info.num_ack_pending == 0 && info.num_pending == 0 {
             assert!(info.num_redelivered <= 1);
             assert_eq!(
@@ -506,12 +519,9 @@ async fn user_queue_info(
     user: &str,
 ) -> async_nats::jetstream::consumer::Info {
     let name = EncodedName::new(user).unwrap().user_consumer();
-    nats.stream()
+    durable_info(nats, &name)
         .await
-        .unwrap()
-        .consumer_info(name)
-        .await
-        .unwrap()
+        .expect("the user's queue exists")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
