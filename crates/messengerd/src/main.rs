@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use messenger_core::config::{Config, DEFAULT_CONFIG_PATH};
-use messengerd::ownership::{self, Account, RunDir};
+use messengerd::host::ownership::{self, Account, RunDir};
 use messengerd::{Settings, Sockets};
 use tokio_util::sync::CancellationToken;
 
@@ -104,7 +104,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
     let settings = Settings::resolve(config)?;
     let account = service_account(&settings)?;
     let run_dir = RunDir::prepare(&settings.control_socket)
-        .map_err(|e| anyhow::anyhow!("{e}{}", messengerd::sockets::not_root_hint()))?;
+        .map_err(|e| anyhow::anyhow!("{e}{}", messengerd::host::sockets::not_root_hint()))?;
     let sockets = Sockets::bind(&settings.config, &settings.control_socket)?;
     run_dir.write_pid_file()?;
     let result = serve_from_pid_file(settings, sockets, account, &run_dir);
@@ -122,7 +122,7 @@ fn serve_from_pid_file(
     if let Some((user, account)) = &account {
         ownership::give_data_dir(&settings.data_dir, *account)?;
         run_dir.give_to(*account)?;
-        if messengerd::privileges::drop_to(user)? {
+        if messengerd::host::privileges::drop_to(user)? {
             tracing::info!(user, "running without root");
         }
     }
@@ -142,8 +142,8 @@ fn serve_from_pid_file(
         });
         messengerd::run(settings, sockets, inbox, shutdown, |running| {
             tracing::info!(
-                computer = %running.service.settings.computer_name,
-                workgroup = %running.service.settings.workgroup,
+                computer = %running.service.settings().computer_name,
+                workgroup = %running.service.settings().workgroup,
                 "Messenger service started"
             );
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
