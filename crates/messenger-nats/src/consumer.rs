@@ -20,7 +20,7 @@ use messenger_core::message::{NewMessage, TransportKind};
 use messenger_store::{Store, StoreError};
 
 use crate::connection::{Nats, NatsError};
-use crate::subject::EncodedName;
+use crate::subject::{EncodedName, STREAM};
 use crate::wire::{MessageId, WireError, WireMessage};
 
 /// How long JetStream waits for an acknowledgement before it delivers a message again. An
@@ -210,12 +210,24 @@ pub async fn create_user_queue(nats: &Nats, user: &EncodedName) -> Result<(), Na
 /// Whether `user` has a queue, that is has logged in on a host of the organisation since the
 /// stream was created: a message for them waits when they are logged in nowhere.
 pub async fn user_has_queue(nats: &Nats, user: &EncodedName) -> Result<bool, NatsError> {
-    use async_nats::jetstream::context::ConsumerInfoErrorKind;
-    let stream = nats.stream().await?;
-    match stream.consumer_info(user.user_consumer()).await {
+    use async_nats::jetstream::stream::ConsumerErrorKind;
+    use async_nats::jetstream::ErrorCode;
+    // One request, and the stream's configuration is left alone (this runs per message).
+    match nats
+        .jetstream
+        .get_consumer_from_stream::<pull::Config, _, _>(user.user_consumer(), STREAM)
+        .await
+    {
         Ok(_) => Ok(true),
-        Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => Ok(false),
-        Err(e) => Err(NatsError::JetStream(e.to_string())),
+        Err(e) => match e.kind() {
+            ConsumerErrorKind::JetStream(e)
+                if e.error_code() == ErrorCode::CONSUMER_NOT_FOUND
+                    || e.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+            {
+                Ok(false)
+            }
+            _ => Err(NatsError::JetStream(e.to_string())),
+        },
     }
 }
 
