@@ -31,5 +31,5 @@ pub mod wire;
 
 pub use config::{NatsConfigError, NatsSettings};
 pub use connection::{Nats, NatsError};
-pub use directory::{Directory, DirectoryError, Holding};
+pub use directory::{Directory, DirectoryError, Holding, HoldingKind};
 pub use transport::NatsTransport;

@@ -180,12 +180,18 @@ async fn names_expire_unless_refreshed_and_a_lost_name_is_reported() {
 
     let mut kept = dir_a.claim("KEPT").await.unwrap();
     let mut dropped = dir_a.claim("DROPPED").await.unwrap();
+    let mut carol = dir_a.set_user_here("CAROL").await.unwrap();
+    // DAVE's login is not refreshed: it expires like a name.
+    dir_a.set_user_here("DAVE").await.unwrap();
     let started = Instant::now();
     let mut expired = false;
     while started.elapsed() < Duration::from_secs(15) {
         tokio::time::sleep(settings.refresh_interval()).await;
         dir_a.refresh(&mut kept).await.unwrap();
-        if dir_b.holder("DROPPED").await.unwrap().is_none() {
+        dir_a.refresh(&mut carol).await.unwrap();
+        if dir_b.holder("DROPPED").await.unwrap().is_none()
+            && dir_b.user_host("DAVE").await.unwrap().is_none()
+        {
             expired = true;
             break;
         }
@@ -202,6 +208,19 @@ async fn names_expire_unless_refreshed_and_a_lost_name_is_reported() {
         dir_b.holder("KEPT").await.unwrap(),
         Some(EncodedName::new("HOSTA").unwrap()),
         "a refreshed entry lives on"
+    );
+    assert_eq!(
+        dir_b.user_host("CAROL").await.unwrap(),
+        Some(EncodedName::new("HOSTA").unwrap()),
+        "a refreshed login lives on"
+    );
+    // CAROL logs in on HOSTB: the last login wins, and HOSTA's refresh learns it.
+    dir_b.set_user_here("CAROL").await.unwrap();
+    assert_eq!(
+        dir_a.refresh(&mut carol).await,
+        Err(DirectoryError::Lost {
+            name: "CAROL".into()
+        })
     );
     // Another host can take the expired name now, and the old holder learns it lost it.
     dir_b.claim("DROPPED").await.unwrap();
