@@ -15,7 +15,7 @@ use messenger_core::InboxQuery;
 use messenger_nats::connection::RECONNECT_GRACE;
 use messenger_nats::consumer::{self, Inbox, Received, StoreInbox};
 use messenger_nats::subject::EncodedName;
-use messenger_nats::wire::{MessageId, WireMessage};
+use messenger_nats::wire::{MessageId, WireMessage, MAX_PAYLOAD};
 use messenger_nats::{DirectoryError, NatsTransport};
 use messenger_store::Store;
 use tokio::sync::Notify;
@@ -683,4 +683,82 @@ async fn a_waiting_message_older_than_the_retention_is_not_delivered() {
         started.elapsed() >= Duration::from_secs(1),
         "not before its age"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_payloads_from_nats_are_refused_and_do_not_hold_up_the_rest() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let (a, _dir_a) = host(cluster.settings(), "HOSTA").await;
+    let (b, dir_b) = host(cluster.settings(), "HOSTB").await;
+    let hostb = EncodedName::new("HOSTB").unwrap();
+    let carol = EncodedName::new("CAROL").unwrap();
+    consumer::create_user_queue(&b, &carol).await.unwrap();
+    let publish = |subject: String, payload: Vec<u8>| {
+        let js = a.jetstream().clone();
+        async move {
+            js.publish(subject, Bytes::from(payload))
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+    };
+    let valid = |to: &str, text: &str| WireMessage {
+        id: MessageId::random(),
+        from: "MALLORY".into(),
+        from_host: "HOSTA".into(),
+        to: to.into(),
+        text: text.into(),
+    };
+    // Not JSON, an oversized payload, a bad id, a name with subject wildcards, and for
+    // CAROL's queue a message addressed to someone else: all refused.
+    publish(hostb.host_subject(), b"\x1b[2J{not json".to_vec()).await;
+    publish(hostb.host_subject(), vec![b'x'; MAX_PAYLOAD + 1]).await;
+    publish(
+        hostb.host_subject(),
+        br#"{"id":"../../etc/passwd","from":"A","from_host":"H","to":"B","text":"t"}"#.to_vec(),
+    )
+    .await;
+    let mut wild = valid("BOB", "wild");
+    wild.from = "A.*.>".into();
+    publish(hostb.host_subject(), wild.encode()).await;
+    publish(carol.user_subject(), valid("ROOT", "not yours").encode()).await;
+    // And one good message behind them on each.
+    publish(
+        hostb.host_subject(),
+        valid("BOB", "good for the host").encode(),
+    )
+    .await;
+    publish(
+        carol.user_subject(),
+        valid("CAROL", "good for carol").encode(),
+    )
+    .await;
+
+    let rx = receiver(b.clone(), "HOSTB").await;
+    let dir = tempfile::tempdir().unwrap();
+    let session = login(&b, &dir_b, "CAROL", inbox_in(&dir), dir).await;
+    eventually(ARRIVAL_TIMEOUT, "the good messages", || {
+        texts(&rx.inbox).len() == 1 && texts(&session.rx.inbox).len() == 1
+    })
+    .await;
+    // Refused messages are terminated, not left to come again.
+    let started = Instant::now();
+    loop {
+        let host = consumer_info(&b, "HOSTB").await.unwrap();
+        let user = user_queue_info(&b, "CAROL").await;
+        if [host.num_ack_pending, user.num_ack_pending] == [0, 0]
+            && [host.num_pending, user.num_pending] == [0, 0]
+        {
+            break;
+        }
+        assert!(started.elapsed() < ARRIVAL_TIMEOUT, "{host:?} {user:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(texts(&rx.inbox), ["good for the host"]);
+    assert_eq!(texts(&session.rx.inbox), ["good for carol"]);
+    rx.stop().await;
+    session.logout("CAROL").await;
 }
