@@ -156,8 +156,12 @@ impl Nats {
             if left.is_zero() {
                 return false;
             }
-            // Either a change of the link or the poll interval, whichever comes first.
-            let _ = tokio::time::timeout(left.min(RECONNECT_POLL), link.changed()).await;
+            // Either a change of the link or the poll interval, whichever comes first; the
+            // poll interval alone once the client (and its events) are gone.
+            let pause = left.min(RECONNECT_POLL);
+            if let Ok(Err(_)) = tokio::time::timeout(pause, link.changed()).await {
+                tokio::time::sleep(pause).await;
+            }
         }
     }
 
