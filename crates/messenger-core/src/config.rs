@@ -236,6 +236,10 @@ pub struct NatsTable {
     pub replicas: Option<usize>,
     /// `directory_max_age_secs`: how long a directory entry lives without a refresh.
     pub directory_max_age_secs: Option<u64>,
+    /// `retention_days`: how long a message waits in the stream for a host that is down or a
+    /// user logged in nowhere; default 7. The stream is shared: configure every host alike
+    /// (a host that connects brings the stream to its own value).
+    pub retention_days: Option<u64>,
 }
 
 /// `[policy]`: what the service accepts and from whom.

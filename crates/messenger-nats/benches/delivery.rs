@@ -1,7 +1,7 @@
 //! Durable delivery through a real 3-node JetStream cluster (replicas 3) on loopback.
 //!
 //! `cargo bench -p messenger-nats --bench delivery [-- --messages N --latency-messages M
-//! --senders C]`
+//! --senders C --queued Q]`
 //!
 //! One host sends to a name another host holds, with [`NatsTransport::send`] (a directory
 //! look-up, then a publish acknowledged by a quorum); the receiving host's durable consumer
@@ -13,7 +13,10 @@
 //!   acknowledgement);
 //! - throughput: `--senders` concurrent senders, from the first send until the last message
 //!   is committed in the receiving inbox, with the CPU time of the three servers and of this
-//!   process (sender, consumer and inbox together) over that interval.
+//!   process (sender, consumer and inbox together) over that interval;
+//! - a user's login: `--queued` messages sent to a user logged in nowhere wait in their
+//!   queue; then the user's consumer starts (their login) and the time until every message
+//!   is committed in the inbox is taken.
 //!
 //! Needs nats-server (Debian package `nats-server`). Prints Markdown table rows.
 #![forbid(unsafe_code)]
@@ -43,6 +46,8 @@ const DEFAULT_MESSAGES: usize = 5_000;
 const DEFAULT_LATENCY_MESSAGES: usize = 1_000;
 /// Default number of concurrent senders of the throughput run.
 const DEFAULT_SENDERS: usize = 32;
+/// Default number of messages queued for a user logged in nowhere, delivered at their login.
+const DEFAULT_QUEUED: usize = 10_000;
 /// How long the bench waits for every message to arrive before it gives up.
 const ARRIVAL_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -50,6 +55,7 @@ struct Args {
     messages: usize,
     latency_messages: usize,
     senders: usize,
+    queued: usize,
 }
 
 fn args() -> Result<Args, String> {
@@ -57,6 +63,7 @@ fn args() -> Result<Args, String> {
         messages: DEFAULT_MESSAGES,
         latency_messages: DEFAULT_LATENCY_MESSAGES,
         senders: DEFAULT_SENDERS,
+        queued: DEFAULT_QUEUED,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -72,6 +79,7 @@ fn args() -> Result<Args, String> {
             "--messages" => args.messages = value("--messages")?,
             "--latency-messages" => args.latency_messages = value("--latency-messages")?,
             "--senders" => args.senders = value("--senders")?,
+            "--queued" => args.queued = value("--queued")?,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -88,16 +96,21 @@ struct TimedInbox {
 
 impl Inbox for TimedInbox {
     async fn commit(&self, received: Received) -> Result<bool, String> {
-        let text = received.message.text.clone();
-        let stored = self.inner.commit(received).await?;
-        if stored {
-            let now = Instant::now();
-            self.arrived
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(text, now);
-            self.notify.notify_waiters();
+        let stored = self.commit_batch(vec![received]).await?;
+        Ok(stored.first().copied().unwrap_or(false))
+    }
+
+    async fn commit_batch(&self, batch: Vec<Received>) -> Result<Vec<bool>, String> {
+        let texts: Vec<String> = batch.iter().map(|r| r.message.text.clone()).collect();
+        let stored = self.inner.commit_batch(batch).await?;
+        let now = Instant::now();
+        {
+            let mut arrived = self.arrived.lock().unwrap_or_else(|e| e.into_inner());
+            for (text, _) in texts.into_iter().zip(&stored).filter(|(_, &s)| s) {
+                arrived.insert(text, now);
+            }
         }
+        self.notify.notify_waiters();
         Ok(stored)
     }
 }
@@ -133,12 +146,47 @@ impl TimedInbox {
 }
 
 fn outgoing(text: String) -> Outgoing {
+    outgoing_to("BOB", text)
+}
+
+fn outgoing_to(to: &str, text: String) -> Outgoing {
     Outgoing {
         from: "ALICE".into(),
-        to: Recipient::Name("BOB".into()),
+        to: Recipient::Name(to.into()),
         text,
         allow_long: false,
     }
+}
+
+/// Sends `count` messages to `to` from `senders` concurrent tasks, texts `{prefix} {i}`.
+async fn send_concurrently(
+    transport: &NatsTransport,
+    to: &'static str,
+    prefix: &'static str,
+    count: usize,
+    senders: usize,
+) -> Result<(), String> {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..senders {
+        let (transport, next) = (transport.clone(), Arc::clone(&next));
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= count {
+                    return Ok::<(), String>(());
+                }
+                transport
+                    .send(&outgoing_to(to, format!("{prefix} {i}")))
+                    .await
+                    .map_err(|e| e.message)?;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.map_err(|e| e.to_string())??;
+    }
+    Ok(())
 }
 
 /// User plus system CPU time of process `pid`, from /proc.
@@ -242,27 +290,7 @@ async fn run(args: Args) -> Result<(), String> {
     let servers_before = cpu(&pids)?;
     let own_before = cpu_time("self", ticks)?;
     let started = Instant::now();
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut senders = Vec::new();
-    for _ in 0..args.senders {
-        let (transport, next) = (transport.clone(), Arc::clone(&next));
-        let messages = args.messages;
-        senders.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= messages {
-                    return Ok::<(), String>(());
-                }
-                transport
-                    .send(&outgoing(format!("throughput {i}")))
-                    .await
-                    .map_err(|e| e.message)?;
-            }
-        }));
-    }
-    for sender in senders {
-        sender.await.map_err(|e| e.to_string())??;
-    }
+    send_concurrently(&transport, "BOB", "throughput", args.messages, args.senders).await?;
     let all_sent = started.elapsed();
     inbox
         .wait("the throughput run", |inbox| {
@@ -275,6 +303,33 @@ async fn run(args: Args) -> Result<(), String> {
 
     stop.cancel();
     receiver.await.map_err(|e| e.to_string())?;
+
+    // Messages for a user logged in nowhere, then their login on HOSTB.
+    let carol = EncodedName::new("CAROL").expect("a valid name");
+    consumer::create_user_queue(&transport_nats(&cluster).await, &carol)
+        .await
+        .map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    send_concurrently(&transport, "CAROL", "queued", args.queued, args.senders).await?;
+    let queueing = started.elapsed();
+    let before = inbox.count();
+    let stop = CancellationToken::new();
+    let (b, _) = common::host(cluster.settings(), "HOSTB").await;
+    let started = Instant::now();
+    let login = {
+        let (inbox, stop) = (inbox.clone(), stop.clone());
+        tokio::spawn(async move {
+            consumer::run_user(&b, &carol, "carol", &inbox, stop.cancelled_owned()).await;
+        })
+    };
+    inbox
+        .wait("the queued messages", |inbox| {
+            inbox.count() >= before + args.queued
+        })
+        .await?;
+    let delivered_at_login = started.elapsed();
+    stop.cancel();
+    login.await.map_err(|e| e.to_string())?;
 
     let rate = args.messages as f64 / elapsed.as_secs_f64();
     println!(
@@ -313,7 +368,28 @@ async fn run(args: Args) -> Result<(), String> {
         own.as_secs_f64(),
         100.0 * servers.as_secs_f64() / (servers + own).as_secs_f64().max(f64::EPSILON)
     );
+    println!();
+    println!("| a user logged in nowhere | messages | s | msg/s |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| queued by {} senders (all acknowledged) | {} | {:.2} | {:.0} |",
+        args.senders,
+        args.queued,
+        queueing.as_secs_f64(),
+        args.queued as f64 / queueing.as_secs_f64()
+    );
+    println!(
+        "| delivered at their login: consumer start → all committed in the inbox | {} | {:.2} | {:.0} |",
+        args.queued,
+        delivered_at_login.as_secs_f64(),
+        args.queued as f64 / delivered_at_login.as_secs_f64()
+    );
     Ok(())
+}
+
+/// A connection of its own to `cluster`.
+async fn transport_nats(cluster: &common::Cluster) -> messenger_nats::Nats {
+    common::host(cluster.settings(), "HOSTC").await.0
 }
 
 fn server_version() -> String {

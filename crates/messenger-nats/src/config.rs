@@ -20,6 +20,14 @@ pub const DEFAULT_DIRECTORY_MAX_AGE: Duration = Duration::from_secs(15 * 60);
 /// The shortest directory lifetime accepted: JetStream expires messages on a timer and a
 /// refresh needs a round trip, so shorter lifetimes would flap.
 pub const MIN_DIRECTORY_MAX_AGE: Duration = Duration::from_secs(1);
+/// How long a message waits for its host or user when the configuration does not say: a
+/// host down for a week has been replaced, and a user away for longer will not miss it.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// The longest retention accepted, in days: a year; the bound keeps a typo from keeping
+/// every message on every replica for ever.
+pub const MAX_RETENTION_DAYS: u64 = 366;
+/// Seconds in a day.
+const DAY_SECS: u64 = 24 * 60 * 60;
 /// A directory entry is refreshed this many times per lifetime, so two refreshes can be lost
 /// before the entry expires.
 pub const REFRESHES_PER_MAX_AGE: u32 = 3;
@@ -64,6 +72,8 @@ pub struct NatsSettings {
     pub replicas: usize,
     /// Lifetime of a directory entry without a refresh.
     pub directory_max_age: Duration,
+    /// How long a message waits in the stream for its host or user.
+    pub retention: Duration,
 }
 
 impl NatsSettings {
@@ -75,6 +85,7 @@ impl NatsSettings {
             tls: Tls::default(),
             replicas: DEFAULT_REPLICAS,
             directory_max_age: DEFAULT_DIRECTORY_MAX_AGE,
+            retention: DEFAULT_RETENTION,
         }
     }
 
@@ -112,6 +123,13 @@ impl NatsSettings {
         if directory_max_age < MIN_DIRECTORY_MAX_AGE {
             return Err(NatsConfigError::MaxAgeTooShort);
         }
+        let retention = match table.retention_days {
+            None => DEFAULT_RETENTION,
+            Some(days) if (1..=MAX_RETENTION_DAYS).contains(&days) => {
+                Duration::from_secs(days * DAY_SECS)
+            }
+            Some(days) => return Err(NatsConfigError::Retention(days)),
+        };
         Ok(Self {
             servers: table.servers.clone(),
             credentials,
@@ -121,6 +139,7 @@ impl NatsSettings {
             },
             replicas,
             directory_max_age,
+            retention,
         })
     }
 
@@ -185,6 +204,9 @@ pub enum NatsConfigError {
     /// Directory lifetime too short.
     #[error("[nats] directory_max_age_secs must be at least 1")]
     MaxAgeTooShort,
+    /// Retention out of range.
+    #[error("[nats] retention_days = {0}; 1 to {MAX_RETENTION_DAYS} days are accepted")]
+    Retention(u64),
 }
 
 #[cfg(test)]
@@ -247,6 +269,24 @@ mod tests {
             NatsSettings::from_table(&t),
             Err(NatsConfigError::Replicas(0))
         );
+        for days in [0, MAX_RETENTION_DAYS + 1] {
+            let mut t = table(&["nats://x:4222"]);
+            t.retention_days = Some(days);
+            assert_eq!(
+                NatsSettings::from_table(&t),
+                Err(NatsConfigError::Retention(days))
+            );
+        }
+    }
+
+    #[test]
+    fn retention_is_seven_days_unless_configured() {
+        let s = NatsSettings::from_table(&table(&["nats://x:4222"])).unwrap();
+        assert_eq!(s.retention, Duration::from_secs(7 * 24 * 60 * 60));
+        let mut t = table(&["nats://x:4222"]);
+        t.retention_days = Some(30);
+        let s = NatsSettings::from_table(&t).unwrap();
+        assert_eq!(s.retention, Duration::from_secs(30 * 24 * 60 * 60));
     }
 
     #[test]

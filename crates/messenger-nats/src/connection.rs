@@ -6,17 +6,15 @@ use async_nats::jetstream::{self, stream};
 use tokio::sync::watch;
 
 use crate::config::{Credentials, NatsSettings};
-use crate::subject::{HOST_SUBJECT_PREFIX, STREAM};
+use crate::subject::{HOST_SUBJECT_PREFIX, STREAM, USER_SUBJECT_PREFIX};
 
 /// How long connecting to a server may take before the next is tried.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a JetStream request (publish acknowledgement, key-value operation) may take: a
 /// quorum write on a healthy cluster takes milliseconds, and a leader election a few seconds.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a directed message waits in the stream for its host: a host that is down for a
-/// week has been replaced.
-pub const MESSAGE_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 60 * 60);
-/// The window in which JetStream drops a retried message with the same id.
+/// The window in which JetStream drops a retried message with the same id (shortened to the
+/// retention when that is shorter, as JetStream requires).
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(2 * 60);
 /// Largest message JetStream accepts into the stream, in bytes: the longest text with its
 /// names and JSON framing, with room to spare (see [`crate::wire::MAX_PAYLOAD`]).
@@ -158,27 +156,54 @@ impl Nats {
             if left.is_zero() {
                 return false;
             }
-            // Either a change of the link or the poll interval, whichever comes first.
-            let _ = tokio::time::timeout(left.min(RECONNECT_POLL), link.changed()).await;
+            // Either a change of the link or the poll interval, whichever comes first; the
+            // poll interval alone once the client (and its events) are gone.
+            let pause = left.min(RECONNECT_POLL);
+            if let Ok(Err(_)) = tokio::time::timeout(pause, link.changed()).await {
+                tokio::time::sleep(pause).await;
+            }
         }
     }
 
-    /// The message stream, created with this crate's configuration if it does not exist.
+    /// The message stream, created with this crate's configuration if it does not exist, and
+    /// brought to it (subjects, retention) if it was created with another.
     pub async fn stream(&self) -> Result<stream::Stream, NatsError> {
-        self.jetstream
-            .get_or_create_stream(stream::Config {
-                name: STREAM.to_owned(),
-                subjects: vec![format!("{HOST_SUBJECT_PREFIX}*")],
-                retention: stream::RetentionPolicy::Limits,
-                storage: stream::StorageType::File,
-                max_age: MESSAGE_MAX_AGE,
-                duplicate_window: DUPLICATE_WINDOW,
-                max_message_size: STREAM_MAX_MESSAGE_SIZE,
-                num_replicas: self.settings.replicas,
-                ..Default::default()
-            })
+        let js = |e: &dyn std::fmt::Display| NatsError::JetStream(e.to_string());
+        let config = stream::Config {
+            name: STREAM.to_owned(),
+            subjects: vec![
+                format!("{HOST_SUBJECT_PREFIX}*"),
+                format!("{USER_SUBJECT_PREFIX}*"),
+            ],
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::File,
+            max_age: self.settings.retention,
+            duplicate_window: DUPLICATE_WINDOW.min(self.settings.retention),
+            max_message_size: STREAM_MAX_MESSAGE_SIZE,
+            num_replicas: self.settings.replicas,
+            ..Default::default()
+        };
+        let stream = self
+            .jetstream
+            .get_or_create_stream(config.clone())
             .await
-            .map_err(|e| NatsError::JetStream(e.to_string()))
+            .map_err(|e| js(&e))?;
+        let current = &stream.cached_info().config;
+        if current.subjects != config.subjects || current.max_age != config.max_age {
+            tracing::info!(
+                retention_secs = config.max_age.as_secs(),
+                "updating the message stream's subjects and retention"
+            );
+            let mut updated = current.clone();
+            updated.subjects = config.subjects;
+            updated.max_age = config.max_age;
+            self.jetstream
+                .update_stream(updated)
+                .await
+                .map_err(|e| js(&e))?;
+            return self.jetstream.get_stream(STREAM).await.map_err(|e| js(&e));
+        }
+        Ok(stream)
     }
 }
 

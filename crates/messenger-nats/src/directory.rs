@@ -20,17 +20,39 @@ use crate::subject::{EncodedName, DIRECTORY_BUCKET};
 
 /// Versions of each key the bucket keeps: only the current holder matters.
 pub const DIRECTORY_HISTORY: i64 = 1;
-/// Largest directory value, in bytes: a host name is at most 15 bytes, so anything longer is
-/// not ours and is refused by the server.
-pub const MAX_DIRECTORY_VALUE: i32 = 64;
+/// Largest directory message the server accepts, in bytes. The limit counts headers too: a
+/// value is a host name of at most 15 bytes, but a compare-and-set carries
+/// `Nats-Expected-Last-Subject-Sequence` and a delete marker `KV-Operation`, so the bound is
+/// the headers with room to spare; anything larger is not ours and is refused.
+pub const MAX_DIRECTORY_MESSAGE: i32 = 512;
 
-/// A name this host holds in the directory, with the revision it last wrote.
+/// A directory entry this host wrote, with the revision it last wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holding {
     /// The name.
     pub name: EncodedName,
     /// The revision of this host's entry.
     pub revision: u64,
+    /// Which entry: a messaging name this host holds, or a user logged in here.
+    pub kind: HoldingKind,
+}
+
+/// What a [`Holding`] records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldingKind {
+    /// A unique messaging name held by this host.
+    Name,
+    /// A user logged in on this host now.
+    User,
+}
+
+impl Holding {
+    fn key(&self) -> String {
+        match self.kind {
+            HoldingKind::Name => self.name.name_key(),
+            HoldingKind::User => self.name.user_key(),
+        }
+    }
 }
 
 /// The directory bucket, as seen by one host.
@@ -67,7 +89,7 @@ impl Directory {
                 subjects: vec![format!("$KV.{DIRECTORY_BUCKET}.>")],
                 max_messages_per_subject: DIRECTORY_HISTORY,
                 max_age: settings.directory_max_age,
-                max_message_size: MAX_DIRECTORY_VALUE,
+                max_message_size: MAX_DIRECTORY_MESSAGE,
                 storage: stream::StorageType::File,
                 allow_rollup: true,
                 deny_delete: true,
@@ -102,7 +124,11 @@ impl Directory {
         let name = EncodedName::new(name).map_err(|_| DirectoryError::InvalidName)?;
         let key = name.name_key();
         match self.store.create(&key, self.host_value()).await {
-            Ok(revision) => Ok(Holding { name, revision }),
+            Ok(revision) => Ok(Holding {
+                name,
+                revision,
+                kind: HoldingKind::Name,
+            }),
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
                 let entry = self.store.entry(&key).await.map_err(jetstream)?;
                 match entry {
@@ -114,7 +140,11 @@ impl Directory {
                             .map_err(|_| DirectoryError::Duplicate {
                                 name: name.display().to_owned(),
                             })?;
-                        Ok(Holding { name, revision })
+                        Ok(Holding {
+                            name,
+                            revision,
+                            kind: HoldingKind::Name,
+                        })
                     }
                     _ => Err(DirectoryError::Duplicate {
                         name: name.display().to_owned(),
@@ -125,13 +155,14 @@ impl Directory {
         }
     }
 
-    /// Refreshes a name this host holds, so that it does not expire. Fails with
-    /// [`DirectoryError::Lost`] when the entry is no longer the one this host wrote (it
-    /// expired and another host took the name).
+    /// Refreshes an entry this host wrote (a name it holds, a user logged in here), so that
+    /// it does not expire. Fails with [`DirectoryError::Lost`] when the entry is no longer
+    /// the one this host wrote (it expired and another host took the name; the user logged
+    /// in on another host since).
     pub async fn refresh(&self, holding: &mut Holding) -> Result<(), DirectoryError> {
         match self
             .store
-            .update(holding.name.name_key(), self.host_value(), holding.revision)
+            .update(holding.key(), self.host_value(), holding.revision)
             .await
         {
             Ok(revision) => {
@@ -150,18 +181,50 @@ impl Directory {
     /// Gives up a name this host holds, unless another host holds it by now.
     pub async fn release(&self, holding: Holding) -> Result<(), DirectoryError> {
         self.store
-            .delete_expect_revision(holding.name.name_key(), Some(holding.revision))
+            .delete_expect_revision(holding.key(), Some(holding.revision))
             .await
             .map_err(jetstream)
     }
 
-    /// Records that `user` is logged in on this host now (the last login wins).
-    pub async fn set_user_here(&self, user: &str) -> Result<u64, DirectoryError> {
+    /// Records that `user` is logged in on this host now (the last login wins). The entry
+    /// expires like a name unless [refreshed](Self::refresh) while the user stays.
+    pub async fn set_user_here(&self, user: &str) -> Result<Holding, DirectoryError> {
         let user = EncodedName::new(user).map_err(|_| DirectoryError::InvalidName)?;
-        self.store
+        let revision = self
+            .store
             .put(user.user_key(), self.host_value())
             .await
-            .map_err(jetstream)
+            .map_err(jetstream)?;
+        Ok(Holding {
+            name: user,
+            revision,
+            kind: HoldingKind::User,
+        })
+    }
+
+    /// Records that `user` is no longer logged in on this host, unless the directory has them
+    /// on another host by now.
+    pub async fn clear_user_here(&self, user: &str) -> Result<(), DirectoryError> {
+        let user = EncodedName::new(user).map_err(|_| DirectoryError::InvalidName)?;
+        let key = user.user_key();
+        match self.store.entry(&key).await.map_err(jetstream)? {
+            Some(entry)
+                if entry.operation == kv::Operation::Put
+                    && parse_host(&entry.value).as_ref() == Some(&self.host) =>
+            {
+                match self
+                    .store
+                    .delete_expect_revision(&key, Some(entry.revision))
+                    .await
+                {
+                    Ok(()) => Ok(()),
+                    // Another host wrote the key in the meantime: the user is there now.
+                    Err(e) if e.kind() == kv::DeleteErrorKind::WrongLastRevision => Ok(()),
+                    Err(e) => Err(jetstream(e)),
+                }
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The host holding `name`, if the directory knows one.

@@ -13,7 +13,10 @@
 //!   `Nats-Msg-Id` (JetStream drops retried duplicates), acknowledged by JetStream once on a
 //!   quorum; a [`messenger_core::transport::Transport`] for the service's router.
 //! - [`consumer`]: the receiving host's durable pull consumer, which commits each message to
-//!   the inbox (de-duplicated by message id) before acknowledging it.
+//!   the inbox (de-duplicated by message id) before acknowledging it; and each user's queue
+//!   (`messenger.user.<hex>`, durable consumer `user-<hex>`), where a message for a user
+//!   logged in nowhere waits for the stream's retention (7 days by default) until the host
+//!   they next log in on pulls it.
 //!
 //! Everything read from NATS is as untrusted as a packet from the network.
 #![forbid(unsafe_code)]
@@ -28,5 +31,5 @@ pub mod wire;
 
 pub use config::{NatsConfigError, NatsSettings};
 pub use connection::{Nats, NatsError};
-pub use directory::{Directory, DirectoryError, Holding};
+pub use directory::{Directory, DirectoryError, Holding, HoldingKind};
 pub use transport::NatsTransport;

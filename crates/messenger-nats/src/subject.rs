@@ -12,6 +12,9 @@ use messenger_core::names::{parse_messaging_name, NameInputError};
 pub const STREAM: &str = "MESSENGER";
 /// The prefix of a host's message subject; the encoded host name follows.
 pub const HOST_SUBJECT_PREFIX: &str = "messenger.host.";
+/// The prefix of a user's message subject: messages waiting for a user who is logged in
+/// nowhere; the encoded user name follows.
+pub const USER_SUBJECT_PREFIX: &str = "messenger.user.";
 /// The directory bucket.
 pub const DIRECTORY_BUCKET: &str = "messenger-names";
 
@@ -57,6 +60,18 @@ impl EncodedName {
         format!("host-{}", self.hex)
     }
 
+    /// The subject that carries messages to the user with this name while they are logged in
+    /// nowhere.
+    pub fn user_subject(&self) -> String {
+        format!("{USER_SUBJECT_PREFIX}{}", self.hex)
+    }
+
+    /// The durable consumer name of the user with this name: it exists from the user's first
+    /// login on, and whichever host they are logged in on pulls from it.
+    pub fn user_consumer(&self) -> String {
+        format!("user-{}", self.hex)
+    }
+
     /// The directory key of a messaging name.
     pub fn name_key(&self) -> String {
         format!("name.{}", self.hex)
@@ -94,6 +109,7 @@ mod tests {
             assert_eq!(subject.split('.').count(), 3, "{subject}");
             assert!(!subject.contains('*') && !subject.contains('>') && !subject.contains(' '));
             assert_eq!(encoded.name_key().split('.').count(), 2);
+            assert_eq!(encoded.user_subject().split('.').count(), 3);
         }
     }
 

@@ -16,6 +16,7 @@ use messenger_core::nerr::{
 use messenger_core::transport::{Delivery, Outgoing, Reach, Recipient, SendError, Transport};
 
 use crate::connection::Nats;
+use crate::consumer;
 use crate::directory::{Directory, DirectoryError};
 use crate::subject::EncodedName;
 use crate::wire::{MessageId, WireMessage, CLASSIC_TEXT_CHARS, MAX_TEXT_CHARS};
@@ -25,6 +26,51 @@ use crate::wire::{MessageId, WireMessage, CLASSIC_TEXT_CHARS, MAX_TEXT_CHARS};
 pub const PUBLISH_ATTEMPTS: usize = 4;
 /// The pause between publish attempts.
 pub const PUBLISH_RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+/// What became of a message JetStream acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    /// Stored for the host holding the name.
+    Host {
+        /// The name, as shown to the sender.
+        recipient: String,
+        /// The host holding it.
+        host: String,
+    },
+    /// Stored in the queue of a user logged in on `host` now, whose host pulls it at once.
+    User {
+        /// The user.
+        user: String,
+        /// Where they are logged in.
+        host: String,
+    },
+    /// Stored in the queue of a user logged in nowhere: delivered when they next log in on
+    /// any host of the organisation, if within the stream's retention.
+    Queued {
+        /// The user.
+        user: String,
+    },
+}
+
+impl Sent {
+    /// The name as shown to the sender.
+    pub fn recipient(&self) -> &str {
+        match self {
+            Sent::Host { recipient, .. } => recipient,
+            Sent::User { user, .. } | Sent::Queued { user } => user,
+        }
+    }
+
+    /// What the sender is told besides success, if anything.
+    pub fn notice(&self) -> Option<String> {
+        match self {
+            Sent::Queued { user } => Some(format!(
+                "{user} is not logged on; the message will be delivered when {user} logs on."
+            )),
+            _ => None,
+        }
+    }
+}
 
 /// Sends directed messages through JetStream to the host the directory names.
 #[derive(Debug, Clone)]
@@ -49,13 +95,17 @@ impl NatsTransport {
         }
     }
 
-    /// Publishes `message` to `host` with `id`, retrying with the same id; returns whether
-    /// JetStream saw it as a duplicate.
+    /// Publishes `message` to `host` with its id as `Nats-Msg-Id`, retrying with the same id;
+    /// returns whether JetStream saw it as a duplicate.
     pub async fn publish(
         &self,
         host: &EncodedName,
         message: &WireMessage,
     ) -> Result<bool, SendError> {
+        self.publish_to(&host.host_subject(), message).await
+    }
+
+    async fn publish_to(&self, subject: &str, message: &WireMessage) -> Result<bool, SendError> {
         let payload = Bytes::from(message.encode());
         let mut last = String::new();
         for attempt in 0..PUBLISH_ATTEMPTS {
@@ -71,7 +121,7 @@ impl NatsTransport {
             let ack = match self
                 .nats
                 .jetstream
-                .send_publish(host.host_subject(), publish)
+                .send_publish(subject.to_owned(), publish)
                 .await
             {
                 Ok(future) => future.await,
@@ -109,6 +159,18 @@ impl Transport for NatsTransport {
     }
 
     async fn send(&self, message: &Outgoing) -> Result<Delivery, SendError> {
+        let sent = self.send_message(message).await?;
+        Ok(Delivery {
+            recipient: sent.recipient().to_owned(),
+        })
+    }
+}
+
+impl NatsTransport {
+    /// Sends `message` and says where it went: to the host holding the name, or to a user's
+    /// queue (logged in somewhere now, or nowhere: then it waits for their next login).
+    /// [`Transport::send`] is this without the details.
+    pub async fn send_message(&self, message: &Outgoing) -> Result<Sent, SendError> {
         let Recipient::Name(name) = &message.to else {
             return Err(SendError {
                 code: ERROR_INVALID_PARAMETER,
@@ -142,27 +204,14 @@ impl Transport for NatsTransport {
         if !self.nats.ready().await {
             return Err(Self::unreachable());
         }
-        let host = match self.directory.holder(to.display()).await {
-            Ok(Some(host)) => host,
-            Ok(None) => {
-                return Err(SendError {
-                    code: NERR_NAME_NOT_FOUND,
-                    message: format!(
-                        "{} is held by no computer of the organisation.",
-                        to.display()
-                    ),
-                    input: false,
-                })
+        let failed = |e: DirectoryError| {
+            if matches!(e, DirectoryError::Nats(_)) && !self.nats.is_usable() {
+                return Self::unreachable();
             }
-            Err(DirectoryError::Nats(_)) if !self.nats.is_usable() => {
-                return Err(Self::unreachable())
-            }
-            Err(e) => {
-                return Err(SendError {
-                    code: e.nerr(),
-                    message: e.to_string(),
-                    input: false,
-                })
+            SendError {
+                code: e.nerr(),
+                message: e.to_string(),
+                input: false,
             }
         };
         let wire = WireMessage {
@@ -172,9 +221,32 @@ impl Transport for NatsTransport {
             to: to.display().to_owned(),
             text: message.text.clone(),
         };
-        self.publish(&host, &wire).await?;
-        Ok(Delivery {
-            recipient: to.display().to_owned(),
-        })
+        if let Some(host) = self.directory.holder(to.display()).await.map_err(failed)? {
+            self.publish_to(&host.host_subject(), &wire).await?;
+            return Ok(Sent::Host {
+                recipient: to.display().to_owned(),
+                host: host.display().to_owned(),
+            });
+        }
+        let user = to.display().to_owned();
+        let sent = match self.directory.user_host(&user).await.map_err(failed)? {
+            Some(host) => Sent::User {
+                user,
+                host: host.display().to_owned(),
+            },
+            None => match consumer::user_has_queue(&self.nats, &to).await {
+                Ok(true) => Sent::Queued { user },
+                Ok(false) => {
+                    return Err(SendError {
+                        code: NERR_NAME_NOT_FOUND,
+                        message: format!("{user} is held by no computer of the organisation."),
+                        input: false,
+                    })
+                }
+                Err(e) => return Err(failed(DirectoryError::Nats(e))),
+            },
+        };
+        self.publish_to(&to.user_subject(), &wire).await?;
+        Ok(sent)
     }
 }

@@ -122,6 +122,9 @@ pub enum WireError {
     /// Empty text.
     #[error("empty text")]
     Empty,
+    /// A message in a user's queue addressed to someone else.
+    #[error("addressed to another recipient than its queue's")]
+    WrongRecipient,
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream::context::ConsumerInfoErrorKind;
 use bytes::Bytes;
 use common::{eventually, host, Cluster};
 use messenger_core::nerr::{NERR_DUPLICATE_NAME, NERR_NAME_NOT_FOUND, NERR_NETWORK_ERROR};
@@ -14,7 +15,7 @@ use messenger_core::InboxQuery;
 use messenger_nats::connection::RECONNECT_GRACE;
 use messenger_nats::consumer::{self, Inbox, Received, StoreInbox};
 use messenger_nats::subject::EncodedName;
-use messenger_nats::wire::{MessageId, WireMessage};
+use messenger_nats::wire::{MessageId, WireMessage, MAX_PAYLOAD};
 use messenger_nats::{DirectoryError, NatsTransport};
 use messenger_store::Store;
 use tokio::sync::Notify;
@@ -89,18 +90,29 @@ impl Receiver {
     }
 }
 
-/// The consumer of `host` as the cluster sees it now.
+/// The consumer of `host` as the cluster sees it now, if it exists.
 async fn consumer_info(
     nats: &messenger_nats::Nats,
     host: &str,
-) -> async_nats::jetstream::consumer::Info {
-    let name = EncodedName::new(host).unwrap().host_consumer();
-    nats.stream()
-        .await
-        .unwrap()
-        .consumer_info(name)
-        .await
-        .unwrap()
+) -> Option<async_nats::jetstream::consumer::Info> {
+    durable_info(nats, &EncodedName::new(host).unwrap().host_consumer()).await
+}
+
+/// The durable consumer `name` as the cluster sees it now, if it exists.
+async fn durable_info(
+    nats: &messenger_nats::Nats,
+    name: &str,
+) -> Option<async_nats::jetstream::consumer::Info> {
+    // A request may time out on a loaded machine while the consumer's group elects a leader.
+    let started = Instant::now();
+    loop {
+        match nats.stream().await.unwrap().consumer_info(name).await {
+            Ok(info) => return Some(info),
+            Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => return None,
+            Err(e) if started.elapsed() > ARRIVAL_TIMEOUT => panic!("consumer info: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
 }
 
 /// An inbox that waits for `release` before it commits, then commits and never returns: the
@@ -168,12 +180,18 @@ async fn names_expire_unless_refreshed_and_a_lost_name_is_reported() {
 
     let mut kept = dir_a.claim("KEPT").await.unwrap();
     let mut dropped = dir_a.claim("DROPPED").await.unwrap();
+    let mut carol = dir_a.set_user_here("CAROL").await.unwrap();
+    // DAVE's login is not refreshed: it expires like a name.
+    dir_a.set_user_here("DAVE").await.unwrap();
     let started = Instant::now();
     let mut expired = false;
     while started.elapsed() < Duration::from_secs(15) {
         tokio::time::sleep(settings.refresh_interval()).await;
         dir_a.refresh(&mut kept).await.unwrap();
-        if dir_b.holder("DROPPED").await.unwrap().is_none() {
+        dir_a.refresh(&mut carol).await.unwrap();
+        if dir_b.holder("DROPPED").await.unwrap().is_none()
+            && dir_b.user_host("DAVE").await.unwrap().is_none()
+        {
             expired = true;
             break;
         }
@@ -190,6 +208,19 @@ async fn names_expire_unless_refreshed_and_a_lost_name_is_reported() {
         dir_b.holder("KEPT").await.unwrap(),
         Some(EncodedName::new("HOSTA").unwrap()),
         "a refreshed entry lives on"
+    );
+    assert_eq!(
+        dir_b.user_host("CAROL").await.unwrap(),
+        Some(EncodedName::new("HOSTA").unwrap()),
+        "a refreshed login lives on"
+    );
+    // CAROL logs in on HOSTB: the last login wins, and HOSTA's refresh learns it.
+    dir_b.set_user_here("CAROL").await.unwrap();
+    assert_eq!(
+        dir_a.refresh(&mut carol).await,
+        Err(DirectoryError::Lost {
+            name: "CAROL".into()
+        })
     );
     // Another host can take the expired name now, and the old holder learns it lost it.
     dir_b.claim("DROPPED").await.unwrap();
@@ -298,7 +329,8 @@ async fn the_consumer_acknowledges_only_after_the_inbox_commit_and_a_redelivery_
 
     // Delivered to the host, not yet in its inbox: JetStream has no acknowledgement.
     let started = Instant::now();
-    while consumer_info(&b, "HOSTB").await.num_ack_pending != 1 {
+    // (Until the consumer task has created the durable consumer, there is none to ask.)
+    while consumer_info(&b, "HOSTB").await.map(|i| i.num_ack_pending) != Some(1) {
         assert!(started.elapsed() < ARRIVAL_TIMEOUT, "never delivered");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -309,7 +341,7 @@ async fn the_consumer_acknowledges_only_after_the_inbox_commit_and_a_redelivery_
     assert_eq!(texts(&inbox), ["committed once"]);
     stop.cancel();
     task.await.unwrap();
-    let info = consumer_info(&b, "HOSTB").await;
+    let info = consumer_info(&b, "HOSTB").await.unwrap();
     assert_eq!(info.num_ack_pending, 1, "nothing acknowledged the message");
 
     // The service comes back with the same inbox: JetStream delivers the message again after
@@ -317,7 +349,7 @@ async fn the_consumer_acknowledges_only_after_the_inbox_commit_and_a_redelivery_
     let rx = receiver_with(b.clone(), "HOSTB", dir, inbox);
     let started = Instant::now();
     loop {
-        let info = consumer_info(&b, "HOSTB").await;
+        let info = consumer_info(&b, "HOSTB").await.unwrap();
         if info.num_ack_pending == 0 && info.num_pending == 0 {
             assert!(info.num_redelivered <= 1);
             assert_eq!(
@@ -452,4 +484,281 @@ async fn with_nats_unreachable_a_remote_send_fails_at_once_with_a_clear_error() 
         err.message,
         "The organisation's message network (NATS) is unreachable; the message was not sent."
     );
+}
+
+/// A user logging in on a host: the directory places them there and the host receives their
+/// queue into its inbox for their account, until they log out.
+struct Login {
+    directory: messenger_nats::Directory,
+    rx: Receiver,
+}
+
+async fn login(
+    nats: &messenger_nats::Nats,
+    directory: &messenger_nats::Directory,
+    user: &str,
+    inbox: StoreInbox,
+    dir: tempfile::TempDir,
+) -> Login {
+    directory.set_user_here(user).await.unwrap();
+    let stop = CancellationToken::new();
+    let task = {
+        let (nats, inbox, stop) = (nats.clone(), inbox.clone(), stop.clone());
+        let user = EncodedName::new(user).unwrap();
+        tokio::spawn(async move {
+            consumer::run_user(&nats, &user, "carol", &inbox, stop.cancelled_owned()).await;
+        })
+    };
+    Login {
+        directory: directory.clone(),
+        rx: Receiver {
+            _dir: dir,
+            inbox,
+            stop,
+            task,
+        },
+    }
+}
+
+impl Login {
+    async fn logout(self, user: &str) -> (tempfile::TempDir, StoreInbox) {
+        self.directory.clear_user_here(user).await.unwrap();
+        self.rx.stop.cancel();
+        self.rx.task.await.unwrap();
+        (self.rx._dir, self.rx.inbox)
+    }
+}
+
+fn inbox_in(dir: &tempfile::TempDir) -> StoreInbox {
+    StoreInbox::new(Store::open(dir.path().join("inbox.db")).unwrap())
+}
+
+async fn user_queue_info(
+    nats: &messenger_nats::Nats,
+    user: &str,
+) -> async_nats::jetstream::consumer::Info {
+    let name = EncodedName::new(user).unwrap().user_consumer();
+    durable_info(nats, &name)
+        .await
+        .expect("the user's queue exists")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_for_a_user_logged_in_nowhere_waits_and_reaches_them_at_their_next_login_elsewhere(
+) {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let (a, dir_a) = host(cluster.settings(), "HOSTA").await;
+    let (b, dir_b) = host(cluster.settings(), "HOSTB").await;
+    let (c, dir_c) = host(cluster.settings(), "HOSTC").await;
+    let transport = NatsTransport::new(a.clone(), dir_a);
+    // The stream keeps waiting messages for the configured retention (7 days by default).
+    let info = a.stream().await.unwrap().get_info().await.unwrap();
+    assert_eq!(info.config.max_age, cluster.settings().retention);
+    assert_eq!(info.config.max_age, Duration::from_secs(7 * 24 * 60 * 60));
+
+    // Nobody has heard of DAVE: refused, not queued.
+    let err = transport
+        .send_message(&outgoing("DAVE", "into the void"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, NERR_NAME_NOT_FOUND);
+
+    // CAROL logs in on HOSTB once and logs out again.
+    let dir = tempfile::tempdir().unwrap();
+    let session = login(&b, &dir_b, "CAROL", inbox_in(&dir), dir).await;
+    let started = Instant::now();
+    while !consumer::user_has_queue(&b, &EncodedName::new("CAROL").unwrap())
+        .await
+        .unwrap()
+    {
+        assert!(started.elapsed() < ARRIVAL_TIMEOUT, "no queue for CAROL");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (dir_on_b, inbox_on_b) = session.logout("CAROL").await;
+    assert_eq!(dir_b.user_host("CAROL").await.unwrap(), None);
+
+    // Logged in nowhere: the message waits, and the sender is told so.
+    let sent = transport
+        .send_message(&outgoing("carol", "waiting for you"))
+        .await
+        .unwrap();
+    assert_eq!(
+        sent,
+        messenger_nats::transport::Sent::Queued {
+            user: "CAROL".into()
+        }
+    );
+    assert_eq!(
+        sent.notice().unwrap(),
+        "CAROL is not logged on; the message will be delivered when CAROL logs on."
+    );
+    assert_eq!(user_queue_info(&a, "CAROL").await.num_pending, 1);
+
+    // CAROL logs in on HOSTC: the message is delivered there, for her account, once.
+    let dir = tempfile::tempdir().unwrap();
+    let session = login(&c, &dir_c, "CAROL", inbox_in(&dir), dir).await;
+    eventually(ARRIVAL_TIMEOUT, "the waiting message at HOSTC", || {
+        texts(&session.rx.inbox).len() == 1
+    })
+    .await;
+    {
+        let store = session.rx.inbox.store().lock().unwrap();
+        let stored = store.list(&InboxQuery::default()).unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].message.text, "waiting for you");
+        assert_eq!(stored[0].message.recipients, ["carol"]);
+        assert_eq!(stored[0].message.to, "CAROL");
+    }
+
+    // While she is logged in on HOSTC, a message for her goes there at once.
+    let sent = transport
+        .send_message(&outgoing("CAROL", "you are back"))
+        .await
+        .unwrap();
+    assert_eq!(
+        sent,
+        messenger_nats::transport::Sent::User {
+            user: "CAROL".into(),
+            host: "HOSTC".into()
+        }
+    );
+    assert_eq!(sent.notice(), None);
+    eventually(ARRIVAL_TIMEOUT, "the second message at HOSTC", || {
+        texts(&session.rx.inbox).len() == 2
+    })
+    .await;
+    let started = Instant::now();
+    loop {
+        let info = user_queue_info(&c, "CAROL").await;
+        if info.num_ack_pending == 0 && info.num_pending == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < ARRIVAL_TIMEOUT,
+            "never acknowledged: {info:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    session.logout("CAROL").await;
+
+    // Back on HOSTB: what was delivered on HOSTC does not come again.
+    let session = login(&b, &dir_b, "CAROL", inbox_on_b, dir_on_b).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(texts(&session.rx.inbox).is_empty());
+    session.logout("CAROL").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_message_older_than_the_retention_is_not_delivered() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let mut settings = cluster.settings();
+    settings.retention = Duration::from_secs(2);
+    let (a, dir_a) = host(settings.clone(), "HOSTA").await;
+    let (b, _dir_b) = host(settings.clone(), "HOSTB").await;
+    let carol = EncodedName::new("CAROL").unwrap();
+    consumer::create_user_queue(&b, &carol).await.unwrap();
+    let transport = NatsTransport::new(a.clone(), dir_a);
+    let sent = transport
+        .send_message(&outgoing("CAROL", "too late"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        sent,
+        messenger_nats::transport::Sent::Queued { .. }
+    ));
+    assert_eq!(user_queue_info(&a, "CAROL").await.num_pending, 1);
+    let started = Instant::now();
+    while user_queue_info(&a, "CAROL").await.num_pending != 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the message outlived the retention"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "not before its age"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_payloads_from_nats_are_refused_and_do_not_hold_up_the_rest() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let (a, _dir_a) = host(cluster.settings(), "HOSTA").await;
+    let (b, dir_b) = host(cluster.settings(), "HOSTB").await;
+    let hostb = EncodedName::new("HOSTB").unwrap();
+    let carol = EncodedName::new("CAROL").unwrap();
+    consumer::create_user_queue(&b, &carol).await.unwrap();
+    let publish = |subject: String, payload: Vec<u8>| {
+        let js = a.jetstream().clone();
+        async move {
+            js.publish(subject, Bytes::from(payload))
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+    };
+    let valid = |to: &str, text: &str| WireMessage {
+        id: MessageId::random(),
+        from: "MALLORY".into(),
+        from_host: "HOSTA".into(),
+        to: to.into(),
+        text: text.into(),
+    };
+    // Not JSON, an oversized payload, a bad id, a name with subject wildcards, and for
+    // CAROL's queue a message addressed to someone else: all refused.
+    publish(hostb.host_subject(), b"\x1b[2J{not json".to_vec()).await;
+    publish(hostb.host_subject(), vec![b'x'; MAX_PAYLOAD + 1]).await;
+    publish(
+        hostb.host_subject(),
+        br#"{"id":"../../etc/passwd","from":"A","from_host":"H","to":"B","text":"t"}"#.to_vec(),
+    )
+    .await;
+    let mut wild = valid("BOB", "wild");
+    wild.from = "A.*.>".into();
+    publish(hostb.host_subject(), wild.encode()).await;
+    publish(carol.user_subject(), valid("ROOT", "not yours").encode()).await;
+    // And one good message behind them on each.
+    publish(
+        hostb.host_subject(),
+        valid("BOB", "good for the host").encode(),
+    )
+    .await;
+    publish(
+        carol.user_subject(),
+        valid("CAROL", "good for carol").encode(),
+    )
+    .await;
+
+    let rx = receiver(b.clone(), "HOSTB").await;
+    let dir = tempfile::tempdir().unwrap();
+    let session = login(&b, &dir_b, "CAROL", inbox_in(&dir), dir).await;
+    eventually(ARRIVAL_TIMEOUT, "the good messages", || {
+        texts(&rx.inbox).len() == 1 && texts(&session.rx.inbox).len() == 1
+    })
+    .await;
+    // Refused messages are terminated, not left to come again.
+    let started = Instant::now();
+    loop {
+        let host = consumer_info(&b, "HOSTB").await.unwrap();
+        let user = user_queue_info(&b, "CAROL").await;
+        if [host.num_ack_pending, user.num_ack_pending] == [0, 0]
+            && [host.num_pending, user.num_pending] == [0, 0]
+        {
+            break;
+        }
+        assert!(started.elapsed() < ARRIVAL_TIMEOUT, "{host:?} {user:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(texts(&rx.inbox), ["good for the host"]);
+    assert_eq!(texts(&session.rx.inbox), ["good for carol"]);
+    rx.stop().await;
+    session.logout("CAROL").await;
 }

@@ -254,17 +254,43 @@ impl Store {
         origin_id: &str,
         msg: &NewMessage,
     ) -> Result<Option<i64>, StoreError> {
-        Self::validate(msg)?;
-        if origin_id.is_empty() || origin_id.len() > MAX_ORIGIN_ID_LEN {
-            return Err(StoreError::new(
-                ErrorKind::Invalid,
-                format!("origin id of {} bytes", origin_id.len()),
-            ));
+        let ids = self.insert_once_batch(&[(origin_id, msg)])?;
+        Ok(ids.into_iter().next().flatten())
+    }
+
+    /// [`Store::insert_once`] for several messages in one transaction (one fsync for all):
+    /// for each, the new id or `None` for a duplicate (of a stored message or of an earlier
+    /// one in `msgs`). All or nothing: on error none is stored.
+    pub fn insert_once_batch(
+        &mut self,
+        msgs: &[(&str, &NewMessage)],
+    ) -> Result<Vec<Option<i64>>, StoreError> {
+        for (origin_id, msg) in msgs {
+            Self::validate(msg)?;
+            if origin_id.is_empty() || origin_id.len() > MAX_ORIGIN_ID_LEN {
+                return Err(StoreError::new(
+                    ErrorKind::Invalid,
+                    format!("origin id of {} bytes", origin_id.len()),
+                ));
+            }
         }
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(ctx("starting to store a message"))?;
+        let ids = msgs
+            .iter()
+            .map(|(origin_id, msg)| Self::insert_once_in(&tx, origin_id, msg))
+            .collect::<Result<Vec<_>, _>>()?;
+        tx.commit().map_err(ctx("committing messages"))?;
+        Ok(ids)
+    }
+
+    fn insert_once_in(
+        tx: &rusqlite::Transaction<'_>,
+        origin_id: &str,
+        msg: &NewMessage,
+    ) -> Result<Option<i64>, StoreError> {
         let seen: bool = tx
             .query_row(
                 "SELECT EXISTS (SELECT 1 FROM origin_ids WHERE origin_id = ?1)",
@@ -310,7 +336,6 @@ impl Store {
             .map_err(ctx("storing a message id"))?;
             id
         };
-        tx.commit().map_err(ctx("committing a message"))?;
         Ok(Some(id))
     }
 
