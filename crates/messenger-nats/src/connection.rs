@@ -189,7 +189,10 @@ impl Nats {
             .await
             .map_err(|e| js(&e))?;
         let current = &stream.cached_info().config;
-        if current.subjects != config.subjects || current.max_age != config.max_age {
+        if current.subjects != config.subjects
+            || current.max_age != config.max_age
+            || current.duplicate_window != config.duplicate_window
+        {
             tracing::info!(
                 retention_secs = config.max_age.as_secs(),
                 "updating the message stream's subjects and retention"
@@ -197,11 +200,16 @@ impl Nats {
             let mut updated = current.clone();
             updated.subjects = config.subjects;
             updated.max_age = config.max_age;
-            self.jetstream
-                .update_stream(updated)
-                .await
-                .map_err(|e| js(&e))?;
-            return self.jetstream.get_stream(STREAM).await.map_err(|e| js(&e));
+            updated.duplicate_window = config.duplicate_window;
+            match self.jetstream.update_stream(updated).await {
+                Ok(_) => return self.jetstream.get_stream(STREAM).await.map_err(|e| js(&e)),
+                // An account that may not change the stream (the cluster's administrator
+                // manages it) keeps working with the stream as it is.
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "cannot update the message stream; using it as it is configured"
+                ),
+            }
         }
         Ok(stream)
     }

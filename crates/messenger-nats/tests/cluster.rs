@@ -12,6 +12,7 @@ use common::{eventually, host, Cluster};
 use messenger_core::nerr::{NERR_DUPLICATE_NAME, NERR_NAME_NOT_FOUND, NERR_NETWORK_ERROR};
 use messenger_core::transport::{Outgoing, Reach, Recipient, Transport};
 use messenger_core::InboxQuery;
+use messenger_nats::config::DEFAULT_RETENTION;
 use messenger_nats::connection::RECONNECT_GRACE;
 use messenger_nats::consumer::{self, Inbox, Received, StoreInbox};
 use messenger_nats::subject::EncodedName;
@@ -655,10 +656,17 @@ async fn a_waiting_message_older_than_the_retention_is_not_delivered() {
     let Some(cluster) = Cluster::start() else {
         return;
     };
+    // The stream is created with the default retention, then a host configured otherwise
+    // brings it to its own.
+    let (first, _) = host(cluster.settings(), "HOSTZ").await;
+    let info = first.stream().await.unwrap().get_info().await.unwrap();
+    assert_eq!(info.config.max_age, DEFAULT_RETENTION);
     let mut settings = cluster.settings();
     settings.retention = Duration::from_secs(2);
     let (a, dir_a) = host(settings.clone(), "HOSTA").await;
     let (b, _dir_b) = host(settings.clone(), "HOSTB").await;
+    let info = a.stream().await.unwrap().get_info().await.unwrap();
+    assert_eq!(info.config.max_age, Duration::from_secs(2));
     let carol = EncodedName::new("CAROL").unwrap();
     consumer::create_user_queue(&b, &carol).await.unwrap();
     let transport = NatsTransport::new(a.clone(), dir_a);
