@@ -76,13 +76,19 @@ pub(crate) async fn run(
     let inbox = ServiceInbox {
         service: Arc::clone(&service),
     };
+    let for_users = inbox.clone();
     let receiving = {
         let (nats, host, stop) = (nats.clone(), host.clone(), shutdown.clone());
         service.tasks.spawn(async move {
             consumer::run(&nats, &host, &inbox, stop.cancelled()).await;
         })
     };
-    keep_names(&service, &directory, &settings, &shutdown).await;
+    let link = Link {
+        nats: &nats,
+        directory: &directory,
+        inbox: &for_users,
+    };
+    keep_names(&service, link, &settings, &shutdown).await;
     let _ = receiving.await;
 }
 
@@ -143,11 +149,19 @@ fn wanted(service: &Service) -> (Vec<String>, Vec<String>) {
 /// `shutdown`; then releases what it holds.
 async fn keep_names(
     service: &Arc<Service>,
-    directory: &Directory,
+    link: Link<'_>,
     settings: &NatsSettings,
     shutdown: &CancellationToken,
 ) {
+    let Link {
+        nats,
+        directory,
+        inbox,
+    } = link;
     let mut held: HashMap<String, Holding> = HashMap::new();
+    // The queues of the users logged in here, each received while its user is: messages
+    // that waited while they were logged in nowhere arrive at their login.
+    let mut queues: HashMap<String, CancellationToken> = HashMap::new();
     // Names another host holds: not tried again until they leave the name table.
     let mut refused: Vec<String> = Vec::new();
     let mut users_recorded: Vec<String> = Vec::new();
@@ -206,6 +220,27 @@ async fn keep_names(
                 }
             }
         }
+        for user in &users {
+            if queues.contains_key(user) {
+                continue;
+            }
+            let Ok(name) = EncodedName::new(user) else {
+                continue;
+            };
+            let stop = shutdown.child_token();
+            queues.insert(user.clone(), stop.clone());
+            let (nats, inbox, account) = (nats.clone(), inbox.clone(), user.clone());
+            service.tasks.spawn(async move {
+                consumer::run_user(&nats, &name, &account, &inbox, stop.cancelled()).await;
+            });
+        }
+        queues.retain(|user, stop| {
+            let here = users.contains(user);
+            if !here {
+                stop.cancel();
+            }
+            here
+        });
         users_recorded = users;
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -220,29 +255,28 @@ async fn keep_names(
     let _ = tokio::time::timeout(RELEASE_TIMEOUT, release).await;
 }
 
+/// What [`keep_names`] works with on the cluster.
+struct Link<'a> {
+    nats: &'a Nats,
+    directory: &'a Directory,
+    inbox: &'a ServiceInbox,
+}
+
 /// The service's inbox as the consumer's: each message stored once per id, then shown like
 /// any other.
+#[derive(Clone)]
 struct ServiceInbox {
     service: Arc<Service>,
 }
 
 impl consumer::Inbox for ServiceInbox {
     async fn commit(&self, received: Received) -> Result<bool, String> {
-        // Whom it is for, by the name it was sent to: a user's name or alias reaches that
-        // user; the computer name (or a name no longer ours) everyone here.
-        let recipients =
-            netbios::NetbiosName::new_uppercase(received.message.to.as_bytes(), SUFFIX_MESSENGER)
-                .ok()
-                .and_then(|name| {
-                    let names = self.service.names();
-                    names.get(&name).and_then(|e| match (&e.kind, &e.owner) {
-                        (NameKind::User | NameKind::Alias, Some(owner)) => {
-                            Some(vec![owner.name.clone()])
-                        }
-                        _ => None,
-                    })
-                })
-                .unwrap_or_default();
+        // Whom it is for: from a user's queue, the local account that queue is received for;
+        // else by the name it was sent to.
+        let recipients = match &received.user {
+            Some(account) => vec![account.clone()],
+            None => self.recipients_of(&received.message.to),
+        };
         let mut message: NewMessage = consumer::new_message(&received, recipients);
         message.received_at = now_micros();
         let machine = received.message.from_host.clone();
@@ -251,5 +285,20 @@ impl consumer::Inbox for ServiceInbox {
             .await
             .map(|id| id.is_some())
             .map_err(|refusal| format!("{refusal:?}"))
+    }
+}
+
+impl ServiceInbox {
+    /// The users a message sent to the name `to` is for: a user's name or alias reaches that
+    /// user; the computer name, or a name no longer ours, everyone here (none listed).
+    fn recipients_of(&self, to: &str) -> Vec<String> {
+        let Ok(name) = netbios::NetbiosName::new_uppercase(to.as_bytes(), SUFFIX_MESSENGER) else {
+            return Vec::new();
+        };
+        let names = self.service.names();
+        match names.get(&name).map(|e| (&e.kind, &e.owner)) {
+            Some((NameKind::User | NameKind::Alias, Some(owner))) => vec![owner.name.clone()],
+            _ => Vec::new(),
+        }
     }
 }

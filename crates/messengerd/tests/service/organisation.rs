@@ -180,3 +180,70 @@ async fn without_a_reachable_cluster_the_lan_works_as_before() {
     assert_eq!(results[0].error, None);
     a.wait_for_message("still here").await;
 }
+
+/// Waits until the directory has no holder for `name`.
+async fn wait_until_released(url: &str, name: &str) {
+    let mut settings = NatsSettings::new(vec![url.to_owned()]);
+    settings.replicas = 1;
+    let nats = Nats::connect(settings).await.expect("connect to nats");
+    let directory = Directory::open(&nats, EncodedName::new("OBSERVER").unwrap())
+        .await
+        .expect("open the directory");
+    let deadline = Instant::now() + WAIT;
+    while !matches!(directory.holder(name).await, Ok(None)) {
+        assert!(Instant::now() < deadline, "{name} was never released");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A user who has logged out everywhere gets the message at their next login, on another
+/// computer of the organisation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_for_a_user_logged_in_nowhere_reaches_them_at_their_next_login() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let a = TestService::start(on_nats("SITEA", nats.url.clone())).await;
+    let b = TestService::start(on_nats("SITEB", nats.url.clone())).await;
+    let c = TestService::start(on_nats("SITEC", nats.url.clone())).await;
+    // nobody logs in on B (which creates their queue), then out again.
+    write_utmp(&b.utmp(), &["nobody"]);
+    wait_until_held(&nats.url, "NOBODY", "SITEB").await;
+    // B created nobody's queue at the login.
+    let mut settings = NatsSettings::new(vec![nats.url.clone()]);
+    settings.replicas = 1;
+    let observer = Nats::connect(settings).await.unwrap();
+    let nobody = EncodedName::new("nobody").unwrap();
+    let deadline = Instant::now() + WAIT;
+    while !matches!(
+        messenger_nats::consumer::user_has_queue(&observer, &nobody).await,
+        Ok(true)
+    ) {
+        assert!(
+            Instant::now() < deadline,
+            "nobody's queue was never created"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    write_utmp(&b.utmp(), &[]);
+    wait_until_released(&nats.url, "NOBODY").await;
+
+    let reply = control_call(&a.control(), send_to("nobody", "while you were out")).await;
+    let Reply::Sent { results } = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(results[0].error, None, "stored in nobody's queue");
+
+    // nobody logs in on C: the message is there, for nobody.
+    write_utmp(&c.utmp(), &["nobody"]);
+    let stored = c.wait_for_message("while you were out").await;
+    assert_eq!(stored.message.recipients, vec!["nobody".to_owned()]);
+    assert_eq!(stored.message.transport, TransportKind::Nats);
+    assert!(
+        !b.messages()
+            .await
+            .iter()
+            .any(|m| m.message.text == "while you were out"),
+        "not delivered where nobody was no longer logged in"
+    );
+}
