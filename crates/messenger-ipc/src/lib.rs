@@ -290,6 +290,10 @@ pub struct SendResult {
     /// For a send that waited (`wait_secs`) and was delivered: whether it was read.
     #[serde(default)]
     pub receipt: Option<Receipt>,
+    /// What the sender should know about a delivered message besides (it waits for its
+    /// recipient to log on somewhere).
+    #[serde(default)]
+    pub notice: Option<String>,
 }
 
 /// What a sender who waits learns about a delivered message.

@@ -307,6 +307,7 @@ fn send_reply(outcome: Result<Vec<Outcome>, SendError>) -> Reply {
                 message: e.message,
             }),
             receipt: o.receipt,
+            notice: o.notice,
         })),
         Err(e) => Reply::error(e.code, e.message),
     }
