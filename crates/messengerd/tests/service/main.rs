@@ -9,11 +9,13 @@
 //! - [`names`]: logins from utmp, added names across restarts, conflicts, name queries;
 //! - [`control`]: who may do what over the control socket;
 //! - [`inbox`]: paged listings, retention and the free-space check;
+//! - [`follow`]: the follow stream: resuming, order, and telling a slow follower of a gap;
 //! - [`process`]: the binary: `--check-config`, SIGKILL durability, SIGTERM shutdown, and
 //!   the message command.
 
 mod control;
 mod datagram;
+mod follow;
 mod harness;
 mod inbox;
 mod names;
