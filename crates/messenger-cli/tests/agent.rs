@@ -1,0 +1,545 @@
+//! `messenger agent` on a real desktop: an X server (Xvfb), a session bus (dbus-daemon), a
+//! notification server (dunst), the real service (in this process, `netbios = false`) and the
+//! real `messenger` binary. What dunst shows and keeps in its history is read with `dunstctl`;
+//! a screenshot of the screen is kept in the target directory
+//! (`test-artifacts/agent-desktop.png`).
+//!
+//! The tests need the Debian packages xvfb, dunst, dbus-x11 and imagemagick (scripts/test
+//! installs them); without them they say so and pass without running.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use messenger_core::config::Config;
+use messenger_ipc::{Client, MessageView, Reply, Request};
+use tokio_util::sync::CancellationToken;
+
+/// How long anything on the desktop may take to happen.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// The programs the desktop needs.
+const TOOLS: [&str; 5] = ["Xvfb", "dbus-daemon", "dunst", "dunstctl", "import"];
+
+/// The computer name of the test service.
+const COMPUTER: &str = "DESKPC";
+
+/// dunst as the test wants it: markup read in bodies (as most servers do, so escaping
+/// matters), the summary and body only, every notification on screen at once.
+const DUNSTRC: &str = "[global]\n\
+    markup = full\n\
+    format = \"%s\\n%b\"\n\
+    notification_limit = 0\n\
+    idle_threshold = 0\n\
+    show_indicators = no\n\
+    font = Monospace 9\n\
+    width = 600\n";
+
+/// A session bus without service activation: the notification server runs only when the
+/// test starts it (the system's session configuration would start dunst on demand).
+const BUS_CONFIG: &str = r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>ADDRESS</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"#;
+
+fn missing_tool() -> Option<&'static str> {
+    TOOLS.into_iter().find(|t| {
+        !std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(t).is_file()))
+            .unwrap_or(false)
+    })
+}
+
+/// Skips loudly when the desktop cannot be built here.
+fn skip(test: &str) -> bool {
+    if let Some(tool) = missing_tool() {
+        eprintln!(
+            "SKIPPED {test}: {tool} is not installed (apt-get install xvfb dunst dbus-x11 \
+             imagemagick libnotify-bin; scripts/test does)"
+        );
+        return true;
+    }
+    false
+}
+
+/// A child process, killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One desktop at a time: the tests of this file would otherwise pick the same free display.
+static ONE_DESKTOP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// An X server, a session bus and dunst.
+struct Desktop {
+    dir: tempfile::TempDir,
+    display: String,
+    bus: String,
+    dunst: Option<Proc>,
+    _dbus: Proc,
+    _x: Proc,
+}
+
+impl Desktop {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        // A display number nobody uses.
+        let n = (90..200)
+            .find(|n| {
+                !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+                    && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
+            })
+            .expect("a free display number");
+        let display = format!(":{n}");
+        let x = Proc(
+            Command::new("Xvfb")
+                .args([&display, "-nolisten", "tcp", "-screen", "0", "800x600x24"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        wait_for("Xvfb", || {
+            Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+        });
+        let socket = dir.path().join("bus");
+        let bus = format!("unix:path={}", socket.display());
+        let bus_config = dir.path().join("bus.conf");
+        std::fs::write(&bus_config, BUS_CONFIG.replace("ADDRESS", &bus)).unwrap();
+        let dbus = Proc(
+            Command::new("dbus-daemon")
+                .args(["--nofork", "--nopidfile"])
+                .arg(format!("--config-file={}", bus_config.display()))
+                .env("DISPLAY", &display)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        wait_for("the session bus", || socket.exists());
+        std::fs::write(dir.path().join("dunstrc"), DUNSTRC).unwrap();
+        let runtime = dir.path().join("run");
+        std::fs::create_dir(&runtime).unwrap();
+        std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let mut desktop = Self {
+            dir,
+            display,
+            bus,
+            dunst: None,
+            _dbus: dbus,
+            _x: x,
+        };
+        desktop.start_dunst();
+        desktop
+    }
+
+    fn start_dunst(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("dunst.log")).unwrap();
+        self.dunst = Some(Proc(
+            Command::new("dunst")
+                .arg("-config")
+                .arg(self.dir.path().join("dunstrc"))
+                .env("DISPLAY", &self.display)
+                .env("DBUS_SESSION_BUS_ADDRESS", &self.bus)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        ));
+        wait_for("dunst", || self.dunstctl(&["is-paused"]).is_some());
+    }
+
+    fn stop_dunst(&mut self) {
+        self.dunst = None;
+    }
+
+    fn runtime_dir(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    /// `dunstctl ARGS`' output, if it succeeded.
+    fn dunstctl(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new("dunstctl")
+            .args(args)
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.bus)
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn count(&self, which: &str) -> usize {
+        self.dunstctl(&["count", which])
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(usize::MAX)
+    }
+
+    fn wait_displayed(&self, n: usize) {
+        wait_for(&format!("{n} notifications on the screen"), || {
+            self.count("displayed") == n
+        });
+    }
+
+    /// The history, newest first: (summary, body, message as laid out, app name).
+    fn history(&self) -> Vec<History> {
+        let json = self.dunstctl(&["history"]).expect("dunstctl history");
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        v["data"][0]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| History {
+                summary: n["summary"]["data"].as_str().unwrap().to_owned(),
+                body: n["body"]["data"].as_str().unwrap().to_owned(),
+                message: n["message"]["data"].as_str().unwrap().to_owned(),
+                app: n["appname"]["data"].as_str().unwrap().to_owned(),
+            })
+            .collect()
+    }
+
+    /// Closes the topmost notification as its user would, and returns it from the history.
+    fn dismiss_one(&self) -> History {
+        let before = self.count("history");
+        self.dunstctl(&["close"]).expect("dunstctl close");
+        wait_for("the dismissed notification in the history", || {
+            self.count("history") == before + 1
+        });
+        self.history().remove(0)
+    }
+
+    /// Saves a screenshot in the target directory.
+    fn screenshot(&self, name: &str) {
+        let dir = artifacts_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        let status = Command::new("import")
+            .args(["-window", "root", "-display", &self.display])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success(), "import failed");
+        eprintln!("screenshot: {}", path.display());
+    }
+
+    fn agent(&self, service: &Service) -> Proc {
+        let log = std::fs::File::create(self.dir.path().join("agent.log")).unwrap();
+        Proc(self.agent_command(service).stderr(log).spawn().unwrap())
+    }
+
+    fn agent_command(&self, service: &Service) -> Command {
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("messenger"));
+        cmd.env_remove("MESSENGER_SOCKET")
+            .env_remove("MESSENGER_CONFIG")
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.bus)
+            .env("XDG_RUNTIME_DIR", self.runtime_dir())
+            .env("RUST_LOG", "debug")
+            .arg("--config")
+            .arg(&service.config)
+            .arg("agent")
+            .stdout(Stdio::null());
+        cmd
+    }
+
+    fn agent_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+}
+
+#[derive(Debug)]
+struct History {
+    summary: String,
+    body: String,
+    message: String,
+    app: String,
+}
+
+/// `target/test-artifacts`, beside the test binaries.
+fn artifacts_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/debug/deps/agent-HASH
+    exe.ancestors()
+        .nth(3)
+        .unwrap_or(Path::new("."))
+        .join("test-artifacts")
+}
+
+/// The service, in this process, on a runtime of its own (so it can be stopped and started
+/// again on the same data while the test waits on its own thread).
+struct Service {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    running: Option<(CancellationToken, std::thread::JoinHandle<()>)>,
+}
+
+impl Service {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(dir.path().join("utmp"), b"").unwrap();
+        let config = dir.path().join("messenger.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "computer_name = \"{COMPUTER}\"\n\
+                 workgroup = \"DESKWG\"\n\
+                 netbios = false\n\
+                 data_dir = \"{data}\"\n\
+                 control_socket = \"{socket}\"\n\
+                 utmp_path = \"{utmp}\"\n",
+                data = dir.path().join("data").display(),
+                socket = dir.path().join("control.sock").display(),
+                utmp = dir.path().join("utmp").display(),
+            ),
+        )
+        .unwrap();
+        let mut service = Self {
+            dir,
+            config,
+            running: None,
+        };
+        service.resume();
+        service
+    }
+
+    /// Starts the service (again) and waits until it answers.
+    fn resume(&mut self) {
+        let config = Config::load(&self.config).unwrap();
+        let token = CancellationToken::new();
+        let shutdown = token.clone();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            runtime.block_on(async move {
+                let settings = messengerd::Settings::resolve(config).unwrap();
+                let sockets =
+                    messengerd::Sockets::bind(&settings.config, &settings.control_socket).unwrap();
+                let inbox = messengerd::open_inbox(&settings).unwrap();
+                messengerd::run(settings, sockets, inbox, shutdown, |_| {})
+                    .await
+                    .unwrap();
+            });
+        });
+        self.running = Some((token, thread));
+        wait_for("the service", || {
+            Client::connect(&self.socket())
+                .and_then(|mut c| c.call(&Request::Status))
+                .is_ok()
+        });
+    }
+
+    fn stop(&mut self) {
+        if let Some((token, thread)) = self.running.take() {
+            token.cancel();
+            thread.join().unwrap();
+        }
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("control.sock")
+    }
+
+    /// `messenger ARGS` against this service, successfully.
+    fn messenger(&self, args: &[&str]) {
+        let out = Command::new(assert_cmd::cargo::cargo_bin("messenger"))
+            .env_remove("MESSENGER_SOCKET")
+            .env_remove("MESSENGER_CONFIG")
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "messenger {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The caller's unread messages.
+    fn unread(&self) -> Vec<MessageView> {
+        let reply = Client::connect(&self.socket())
+            .unwrap()
+            .call(&Request::InboxList {
+                unread_only: true,
+                all_users: false,
+                after_id: None,
+                limit: None,
+                last: None,
+            })
+            .unwrap();
+        match reply {
+            Reply::Messages { messages, .. } => messages,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn unread_texts(&self) -> Vec<String> {
+        let mut t: Vec<String> = self.unread().into_iter().map(|m| m.text).collect();
+        t.sort();
+        t
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The text a user must see exactly as sent: tags, an entity and a link.
+const MARKUP: &str = "<b>x</b> &amp; <a href=\"http://e\">l</a>";
+
+/// What dunst lays out for a body `text` (its `message`, after our format `%s\n%b`): the
+/// summary, the time, and the text with every markup character escaped, so that it shows
+/// the characters themselves.
+fn laid_out_literally(h: &History, text: &str) -> bool {
+    let escaped = text
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;");
+    h.message.starts_with(&h.summary) && h.message.ends_with(&format!("\n{escaped}"))
+}
+
+#[test]
+fn the_agent_shows_unread_and_new_messages_literally_and_a_dismissal_marks_them_read() {
+    if skip("the_agent_shows_unread_and_new_messages_literally_and_a_dismissal_marks_them_read") {
+        return;
+    }
+    let _one = ONE_DESKTOP.lock().unwrap_or_else(|e| e.into_inner());
+    let desktop = Desktop::start();
+    let service = Service::start();
+    // An alias of this user: messages to it are the user's own.
+    service.messenger(&["name", "pager", "/ADD"]);
+    // Five unread before the agent starts: three are shown, two counted in a summary.
+    for i in 1..=5 {
+        service.messenger(&["send", "pager", &format!("before {i}")]);
+    }
+    let _agent = desktop.agent(&service);
+    desktop.wait_displayed(4);
+    // A message to the computer (everyone) with markup in it, while the agent runs.
+    service.messenger(&["send", COMPUTER, MARKUP]);
+    desktop.wait_displayed(5);
+    desktop.screenshot("agent-desktop.png");
+
+    // Dismiss everything, one by one, as the user would.
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        seen.push(desktop.dismiss_one());
+    }
+    assert!(seen.iter().all(|h| h.app == "Messenger"), "{seen:#?}");
+    let summary = seen
+        .iter()
+        .find(|h| h.summary.starts_with("and "))
+        .expect("the catch-up summary");
+    assert_eq!(summary.summary, "and 2 more unread messages");
+    assert!(summary
+        .message
+        .ends_with("and 2 more: messenger inbox --unread"));
+    for i in 3..=5 {
+        let h = seen
+            .iter()
+            .find(|h| h.body.ends_with(&format!("before {i}")))
+            .unwrap_or_else(|| panic!("before {i} shown: {seen:#?}"));
+        let me = whoami().to_uppercase();
+        assert_eq!(h.summary, format!("Message from {me} to PAGER"));
+    }
+    let markup = seen
+        .iter()
+        .find(|h| h.summary.ends_with(&format!("to {COMPUTER}")))
+        .expect("the message to the computer");
+    assert!(laid_out_literally(markup, MARKUP), "{markup:#?}");
+    assert!(!markup.message.contains('<'), "no tag reaches the layout");
+    // The body starts with the time it arrived.
+    let time = markup.body.lines().next().unwrap();
+    assert!(
+        time.len() == "2026-12-04 15:20:00".len() && time.as_bytes()[4] == b'-',
+        "{time:?}"
+    );
+
+    // The dismissed ones are read; the two only counted are not.
+    wait_for("the dismissed messages marked read", || {
+        service.unread_texts() == ["before 1", "before 2"]
+    });
+    eprintln!("{}", desktop.agent_log());
+}
+
+#[test]
+fn the_agent_survives_restarts_of_the_notification_server_and_the_service() {
+    if skip("the_agent_survives_restarts_of_the_notification_server_and_the_service") {
+        return;
+    }
+    let _one = ONE_DESKTOP.lock().unwrap_or_else(|e| e.into_inner());
+    let mut desktop = Desktop::start();
+    let mut service = Service::start();
+    service.messenger(&["name", "pager", "/ADD"]);
+    let _agent = desktop.agent(&service);
+    wait_for("the agent following", || {
+        desktop.agent_log().contains("following the inbox")
+    });
+    // One agent per user.
+    let second = desktop.agent_command(&service).output().unwrap();
+    assert!(!second.status.success());
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("another messenger agent is running"),
+        "{second:?}"
+    );
+
+    service.messenger(&["send", "pager", "first"]);
+    desktop.wait_displayed(1);
+    // The notification server dies with the notification on screen; the new one shows it
+    // again, since nobody answered it.
+    desktop.stop_dunst();
+    assert!(
+        desktop.dunstctl(&["count", "displayed"]).is_none(),
+        "no notification server"
+    );
+    desktop.start_dunst();
+    desktop.wait_displayed(1);
+
+    // The service restarts; what arrives before the agent is back is shown too.
+    service.stop();
+    service.resume();
+    service.messenger(&["send", "pager", "second"]);
+    service.messenger(&["send", COMPUTER, "third"]);
+    desktop.wait_displayed(3);
+    desktop.screenshot("agent-after-restarts.png");
+    let mut bodies: Vec<String> = (0..3).map(|_| desktop.dismiss_one().body).collect();
+    bodies.sort_by_key(|b| b.lines().last().map(str::to_owned));
+    let texts: Vec<&str> = bodies.iter().filter_map(|b| b.lines().last()).collect();
+    assert_eq!(texts, ["first", "second", "third"]);
+    wait_for("everything read", || service.unread().is_empty());
+    eprintln!("{}", desktop.agent_log());
+}
+
+fn whoami() -> String {
+    nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .unwrap()
+        .map(|u| u.name)
+        .unwrap_or_else(|| nix::unistd::geteuid().to_string())
+}
