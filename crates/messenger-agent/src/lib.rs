@@ -70,6 +70,7 @@ pub fn init_logging() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -421,12 +422,12 @@ impl Agent {
         };
         match desktop::show(&d.proxy, &note).await {
             Ok(id) => {
-                tracing::debug!(message = m.id, notification = id, "shown");
+                tracing::debug!(id = m.id, notification = id, "shown");
                 Some(id)
             }
             Err(e) => {
                 // Kept pending: shown when a notification server appears.
-                tracing::warn!(error = %e, message = m.id, "cannot show a notification");
+                tracing::warn!(error = %e, id = m.id, "cannot show a notification");
                 None
             }
         }
@@ -492,7 +493,7 @@ impl Agent {
                 } else {
                     // Expired, closed by a call, or undefined: still unread, not shown again
                     // by this agent (`messenger inbox` has it).
-                    tracing::debug!(message, reason, "closed without being read");
+                    tracing::debug!(id = message, reason, "closed without being read");
                     self.pending.remove(&message);
                 }
             }
@@ -520,7 +521,7 @@ impl Agent {
     }
 
     fn acknowledge(&mut self, message: i64) {
-        tracing::debug!(message, "acknowledged");
+        tracing::debug!(id = message, "acknowledged");
         self.pending.remove(&message);
         self.to_mark.insert(message);
     }

@@ -20,7 +20,14 @@ use tokio_util::sync::CancellationToken;
 const WAIT: Duration = Duration::from_secs(20);
 
 /// The programs the desktop needs.
-const TOOLS: [&str; 5] = ["Xvfb", "dbus-daemon", "dunst", "dunstctl", "import"];
+const TOOLS: [&str; 6] = [
+    "Xvfb",
+    "dbus-daemon",
+    "dbus-send",
+    "dunst",
+    "dunstctl",
+    "import",
+];
 
 /// The computer name of the test service.
 const COMPUTER: &str = "DESKPC";
@@ -534,6 +541,43 @@ fn the_agent_survives_restarts_of_the_notification_server_and_the_service() {
     let texts: Vec<&str> = bodies.iter().filter_map(|b| b.lines().last()).collect();
     assert_eq!(texts, ["first", "second", "third"]);
     wait_for("everything read", || service.unread().is_empty());
+
+    // Closed by another program (not by the user): the message stays unread, and is not
+    // shown again.
+    service.messenger(&["send", "pager", "closed by a call"]);
+    desktop.wait_displayed(1);
+    let message = service.unread()[0].id;
+    let shown = format!("shown id={message} notification=");
+    let mut notification = None;
+    wait_for("the notification id in the agent's log", || {
+        notification = desktop.agent_log().lines().find_map(|l| {
+            l.split_once(&shown)
+                .and_then(|(_, id)| id.trim().parse::<u32>().ok())
+        });
+        notification.is_some()
+    });
+    let status = Command::new("dbus-send")
+        .env("DBUS_SESSION_BUS_ADDRESS", &desktop.bus)
+        .args([
+            "--session",
+            "--print-reply",
+            "--dest=org.freedesktop.Notifications",
+            "/org/freedesktop/Notifications",
+            "org.freedesktop.Notifications.CloseNotification",
+        ])
+        .arg(format!("uint32:{}", notification.unwrap()))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    desktop.wait_displayed(0);
+    wait_for("the agent hearing of it", || {
+        desktop
+            .agent_log()
+            .contains(&format!("closed without being read id={message} reason=3"))
+    });
+    assert_eq!(service.unread_texts(), ["closed by a call"]);
+    assert_eq!(desktop.count("displayed"), 0);
     eprintln!("{}", desktop.agent_log());
 }
 
