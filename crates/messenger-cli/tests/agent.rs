@@ -587,3 +587,94 @@ fn whoami() -> String {
         .map(|u| u.name)
         .unwrap_or_else(|| nix::unistd::geteuid().to_string())
 }
+
+/// The agent's resident memory (VmRSS, KiB) from /proc.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// When the agent logged each message as shown (the notification server had answered its
+/// Notify call), oldest first.
+fn shown_times(log: &str) -> Vec<jiff::Timestamp> {
+    log.lines()
+        .filter(|l| l.contains(" shown id="))
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// BENCHMARKS.md section 8: the agent's idle memory, and the time from a sender's
+/// acknowledgement (the service answered the send: the message is on disk) to the
+/// notification server having taken the notification (its answer to Notify, after which dunst
+/// draws it), one message at a time, each dismissed before the next.
+#[test]
+#[ignore = "benchmark, not a test: cargo test --release -p messenger-cli --test agent -- --ignored --nocapture"]
+fn agent_benchmark() {
+    /// Messages timed.
+    const SAMPLES: usize = 200;
+    /// Pause between messages, so that each is timed alone.
+    const PAUSE: Duration = Duration::from_millis(20);
+    if skip("agent_benchmark") {
+        return;
+    }
+    let _one = ONE_DESKTOP.lock().unwrap_or_else(|e| e.into_inner());
+    let desktop = Desktop::start();
+    let service = Service::start();
+    service.messenger(&["name", "pager", "/ADD"]);
+    let agent = desktop.agent(&service);
+    let pid = agent.0.id();
+    wait_for("the agent following", || {
+        desktop.agent_log().contains("following the inbox")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let idle = rss_kib(pid);
+    let mut client = Client::connect(&service.socket()).unwrap();
+    let mut acked = Vec::new();
+    for i in 0..SAMPLES {
+        let reply = client
+            .call(&Request::Send {
+                target: messenger_ipc::SendTarget::Name {
+                    name: "pager".into(),
+                },
+                from: None,
+                text: format!("benchmark message {i}"),
+                allow_long: false,
+            })
+            .unwrap();
+        acked.push(jiff::Timestamp::now());
+        assert!(matches!(reply, Reply::Sent { .. }), "{reply:?}");
+        wait_for("the notification", || {
+            shown_times(&desktop.agent_log()).len() > i
+        });
+        // Read it, as users do: a screen piled with notifications would time dunst's layout
+        // of the pile rather than the path to it.
+        desktop.dunstctl(&["close"]).expect("dunstctl close");
+        std::thread::sleep(PAUSE);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let busy = rss_kib(pid);
+    let shown = shown_times(&desktop.agent_log());
+    let mut latency_us: Vec<i64> = acked
+        .iter()
+        .zip(&shown)
+        .map(|(a, s)| s.as_microsecond() - a.as_microsecond())
+        .collect();
+    latency_us.sort_unstable();
+    let pct = |p: usize| latency_us[(latency_us.len() - 1) * p / 100] as f64 / 1000.0;
+    println!(
+        "agent idle VmRSS: {:.1} MiB; after {SAMPLES} messages: {:.1} MiB",
+        idle as f64 / 1024.0,
+        busy as f64 / 1024.0
+    );
+    println!(
+        "acknowledgement -> notification taken by dunst, {SAMPLES} messages: p50 {:.2} ms, \
+         p95 {:.2} ms, max {:.2} ms",
+        pct(50),
+        pct(95),
+        pct(100)
+    );
+}
