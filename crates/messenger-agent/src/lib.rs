@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_lite::StreamExt;
 use messenger_ipc::{MessageView, Reply, Request};
 use tokio::signal::unix::{signal, SignalKind};
 

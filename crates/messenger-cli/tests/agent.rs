@@ -643,6 +643,7 @@ fn agent_benchmark() {
                 from: None,
                 text: format!("benchmark message {i}"),
                 allow_long: false,
+                wait_secs: None,
             })
             .unwrap();
         acked.push(jiff::Timestamp::now());

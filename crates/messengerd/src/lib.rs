@@ -18,6 +18,7 @@
 //! - `delivery`: the sinks a stored message is handed to (terminals, the message command);
 //! - [`service`]: the shared state (names, login sessions, the inbox) and its rules;
 //! - `transports`: the name, session and datagram services, and the outbound router;
+//!   `logins` keeps the service's login sessions in step with logind or utmp;
 //! - `control`: the control socket, which turns requests into calls on the layers below
 //!   and their results into replies.
 
@@ -28,6 +29,7 @@ pub(crate) mod delivery;
 pub mod error;
 pub mod gate;
 pub mod host;
+pub(crate) mod logins;
 pub mod service;
 pub(crate) mod transports;
 pub mod util;
@@ -46,9 +48,6 @@ pub use error::StartError;
 pub use host::sockets::Sockets;
 pub use service::Settings;
 
-/// How often utmp is read again for logins and logouts. `who` is no faster; a name appears a
-/// couple of seconds after its user logs in.
-const UTMP_POLL_INTERVAL: Duration = Duration::from_secs(2);
 /// Longest wait at shutdown for tasks to finish: names released, messages being delivered
 /// stored and answered, message commands ended. Release takes one packet per name; a
 /// delivery waits for one inbox commit. systemd's stop timeout in the packaged unit (15 s)
@@ -145,6 +144,7 @@ pub async fn start_with_inbox(
         tasks: tasks.clone(),
         commands,
         local_sends,
+        stopping: shutdown.clone(),
     });
 
     for (i, (iface, rx)) in sockets.interfaces.into_iter().zip(receivers).enumerate() {
@@ -191,7 +191,7 @@ pub async fn start_with_inbox(
         shutdown.clone(),
     ));
     register_initial_names(&service).await?;
-    tasks.spawn(watch_logins(Arc::clone(&service), shutdown.clone()));
+    tasks.spawn(logins::watch(Arc::clone(&service), shutdown.clone()));
     // Closed: `wait` ends once no task is left. Tasks spawned later (connections, displays,
     // commands) are still tracked.
     tasks.close();
@@ -266,29 +266,4 @@ async fn register_initial_names(service: &Arc<service::Service>) -> Result<(), S
         }
     }
     Ok(())
-}
-
-async fn watch_logins(service: Arc<service::Service>, shutdown: CancellationToken) {
-    let path = service.settings.config.utmp_path();
-    let mut last: Option<Vec<host::utmp::LoginSession>> = None;
-    loop {
-        // A read of a file can stall (a hung file system); keep it off the runtime's workers.
-        let read_path = path.clone();
-        let read = tokio::task::spawn_blocking(move || host::utmp::read_sessions(&read_path))
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-        match read {
-            Ok(sessions) => {
-                if last.as_ref() != Some(&sessions) {
-                    service.refresh_sessions(sessions.clone()).await;
-                    last = Some(sessions);
-                }
-            }
-            Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot read utmp"),
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(UTMP_POLL_INTERVAL) => {}
-        }
-    }
 }

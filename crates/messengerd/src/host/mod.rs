@@ -3,6 +3,7 @@
 //! (utmp), and who is calling the control socket. Nothing here knows about messages.
 
 pub mod caller;
+pub mod logind;
 pub mod ownership;
 pub mod privileges;
 pub mod sockets;

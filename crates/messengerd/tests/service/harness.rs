@@ -34,7 +34,7 @@ use tokio_util::task::TaskTracker;
 /// the 2 s utmp poll). Only a broken service takes this long.
 pub const WAIT: Duration = Duration::from_secs(30);
 /// Pause between two looks at a polled condition.
-const POLL: Duration = Duration::from_millis(20);
+pub const POLL: Duration = Duration::from_millis(20);
 
 /// The computer name of the services under test.
 pub const COMPUTER: &str = "TESTPC";

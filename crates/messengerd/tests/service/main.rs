@@ -7,9 +7,11 @@
 //!   "stored before acknowledged";
 //! - [`datagram`]: mailslot messages to the workgroup and to our names;
 //! - [`names`]: logins from utmp, added names across restarts, conflicts, name queries;
+//! - [`logind`]: login sessions from systemd-logind (a stand-in on a private bus);
 //! - [`control`]: who may do what over the control socket;
 //! - [`inbox`]: paged listings, retention and the free-space check;
 //! - [`follow`]: the follow stream: resuming, order, and telling a slow follower of a gap;
+//! - [`receipts`]: senders who wait until their message is read;
 //! - [`process`]: the binary: `--check-config`, SIGKILL durability, SIGTERM shutdown, and
 //!   the message command.
 
@@ -18,6 +20,8 @@ mod datagram;
 mod follow;
 mod harness;
 mod inbox;
+mod logind;
 mod names;
 mod process;
+mod receipts;
 mod session;

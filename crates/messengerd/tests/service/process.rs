@@ -17,7 +17,7 @@ use crate::harness::*;
 const BINARY: &str = env!("CARGO_BIN_EXE_messengerd");
 
 /// A `messengerd` process, killed if a test ends without stopping it.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     dir: tempfile::TempDir,
     session: SocketAddrV4,
@@ -51,6 +51,11 @@ impl Daemon {
     /// the configuration's top level. Started as root, it gives up root for `nobody`, as in
     /// production, so the directory is traversable (see [`open_tempdir`]).
     async fn start(name_port: u16, extra: &str) -> Self {
+        Self::start_with_env(name_port, extra, &[]).await
+    }
+
+    /// [`Daemon::start`] with `env` added to the process's environment.
+    pub(crate) async fn start_with_env(name_port: u16, extra: &str, env: &[(&str, &str)]) -> Self {
         let dir = open_tempdir();
         let session = SocketAddrV4::new(Ipv4Addr::LOCALHOST, free_tcp_port());
         let name_port = if name_port == 0 {
@@ -89,6 +94,7 @@ impl Daemon {
             .arg(&config)
             .arg("--log")
             .arg(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .spawn()
             .expect("start messengerd");
@@ -101,7 +107,7 @@ impl Daemon {
         daemon
     }
 
-    fn control(&self) -> PathBuf {
+    pub(crate) fn control(&self) -> PathBuf {
         self.dir.path().join("run/control.sock")
     }
 
