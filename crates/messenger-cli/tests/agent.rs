@@ -386,6 +386,20 @@ impl Service {
         );
     }
 
+    /// `messenger ARGS` against this service, running, its output piped.
+    fn spawn(&self, args: &[&str]) -> Child {
+        Command::new(assert_cmd::cargo::cargo_bin("messenger"))
+            .env_remove("MESSENGER_SOCKET")
+            .env_remove("MESSENGER_CONFIG")
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// The caller's unread messages.
     fn unread(&self) -> Vec<MessageView> {
         let reply = Client::connect(&self.socket())
@@ -434,8 +448,10 @@ fn laid_out_literally(h: &History, text: &str) -> bool {
 }
 
 #[test]
-fn the_agent_shows_unread_and_new_messages_literally_and_a_dismissal_marks_them_read() {
-    if skip("the_agent_shows_unread_and_new_messages_literally_and_a_dismissal_marks_them_read") {
+fn the_agent_shows_messages_literally_and_a_dismissal_marks_them_read_for_waiting_senders() {
+    if skip(
+        "the_agent_shows_messages_literally_and_a_dismissal_marks_them_read_for_waiting_senders",
+    ) {
         return;
     }
     let _one = ONE_DESKTOP.lock().unwrap_or_else(|e| e.into_inner());
@@ -493,6 +509,23 @@ fn the_agent_shows_unread_and_new_messages_literally_and_a_dismissal_marks_them_
     wait_for("the dismissed messages marked read", || {
         service.unread_texts() == ["before 1", "before 2"]
     });
+
+    // A sender who waits hears that the message was read once it is dismissed...
+    let waiting = service.spawn(&["send", "--wait=20", "--verbose", "pager", "wait for me"]);
+    desktop.wait_displayed(1);
+    let h = desktop.dismiss_one();
+    assert!(h.body.ends_with("\nwait for me"), "{h:?}");
+    let out = waiting.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("has read the message"), "{stdout}");
+    // ... and that it was not, when nobody answers the notification in time (exit 6).
+    let out = service
+        .spawn(&["send", "--wait=1", "pager", "nobody answers"])
+        .wait_with_output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6), "{out:?}");
+    desktop.wait_displayed(1);
     eprintln!("{}", desktop.agent_log());
 }
 
