@@ -502,6 +502,7 @@ impl Agent {
                     return;
                 }
                 if let Some(Some(message)) = self.on_screen.remove(&id) {
+                    tracing::debug!(id = message, action = ?key, "action invoked");
                     self.acknowledge(message);
                     let _ = d.proxy.close_notification(id).await;
                 }

@@ -519,6 +519,25 @@ fn the_agent_shows_messages_literally_and_a_dismissal_marks_them_read_for_waitin
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("has read the message"), "{stdout}");
+    // Clicking a notification (its default action) acknowledges it too.
+    service.messenger(&["send", "pager", "clicked"]);
+    desktop.wait_displayed(1);
+    let clicked = service
+        .unread()
+        .into_iter()
+        .find(|m| m.text == "clicked")
+        .expect("the clicked message unread")
+        .id;
+    desktop.dunstctl(&["action", "0"]).expect("dunstctl action");
+    wait_for("the click heard", || {
+        desktop
+            .agent_log()
+            .contains(&format!("action invoked id={clicked} action=\"default\""))
+    });
+    desktop.wait_displayed(0);
+    wait_for("the clicked message read", || {
+        service.unread_texts() == ["before 1", "before 2"]
+    });
     // ... and that it was not, when nobody answers the notification in time (exit 6).
     let out = service
         .spawn(&["send", "--wait=1", "pager", "nobody answers"])
