@@ -103,12 +103,13 @@ pub fn actions(note: &Note) -> &'static [&'static str] {
     }
 }
 
-/// Shows `note`, never expiring; the server's id for it.
-pub async fn show(proxy: &NotificationsProxy<'_>, note: &Note) -> zbus::Result<u32> {
+/// Shows `note`, never expiring, in place of notification `replaces` (0: none); the
+/// server's id for it.
+pub async fn show(proxy: &NotificationsProxy<'_>, note: &Note, replaces: u32) -> zbus::Result<u32> {
     proxy
         .notify(
             crate::format::APP_NAME,
-            0,
+            replaces,
             "",
             &note.summary,
             &note.body,

@@ -45,6 +45,11 @@ pub const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// once it is back.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// Messages shown one by one at once. Past this, new messages are counted in the summary
+/// notification instead ("and N more: messenger inbox --unread"): a flood from the network
+/// would otherwise bury the desktop under notifications, one per message, each to dismiss.
+pub const MAX_PENDING: usize = 50;
+
 /// What the agent needs to run.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -198,8 +203,11 @@ struct Agent {
     resume: Option<i64>,
     /// The unread messages of before the start were shown.
     caught_up: bool,
-    /// Unread messages before the start that are not shown one by one.
+    /// Unread messages not shown one by one (before the start, or past [`MAX_PENDING`]):
+    /// the count the summary notification shows, until the user dismisses it.
     more_unread: u64,
+    /// The summary notification on the screen, if any.
+    summary: Option<u32>,
 }
 
 impl Agent {
@@ -212,6 +220,7 @@ impl Agent {
             resume: None,
             caught_up: false,
             more_unread: 0,
+            summary: None,
         }
     }
 
@@ -232,6 +241,7 @@ impl Agent {
                         tracing::info!(markup = d.markup, "connected to the session bus");
                         desktop_backoff.reset();
                         self.on_screen.clear();
+                        self.summary = None;
                         desktop = Some(d);
                         self.show_all(desktop.as_ref()).await;
                     }
@@ -270,6 +280,7 @@ impl Agent {
                             tracing::warn!("lost the session bus");
                             desktop = None;
                             self.on_screen.clear();
+                self.summary = None;
                             desktop_retry = tokio::time::Instant::now() + desktop_backoff.next();
                         }
                         event => {
@@ -374,28 +385,39 @@ impl Agent {
         Ok(())
     }
 
-    /// Shows every pending message not on the screen (and the catch-up summary, once).
+    /// Shows (or updates) the summary of the unread messages not shown one by one.
+    async fn show_summary(&mut self, d: &Desktop) {
+        if self.more_unread == 0 {
+            return;
+        }
+        let (summary, body) = format::more_summary(self.more_unread);
+        let note = Note {
+            summary,
+            body: if d.markup {
+                format::escape_markup(&body)
+            } else {
+                body
+            },
+            critical: false,
+            acknowledge: false,
+        };
+        match desktop::show(&d.proxy, &note, self.summary.unwrap_or(0)).await {
+            Ok(id) => {
+                tracing::debug!(more = self.more_unread, "summary shown");
+                if let Some(old) = self.summary.replace(id) {
+                    self.on_screen.remove(&old);
+                }
+                self.on_screen.insert(id, None);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot show a notification"),
+        }
+    }
+
+    /// Shows every pending message not on the screen, and the summary.
     async fn show_all(&mut self, desktop: Option<&Desktop>) {
         let Some(d) = desktop else { return };
-        if self.more_unread > 0 {
-            let (summary, body) = format::more_summary(self.more_unread);
-            let note = Note {
-                summary,
-                body: if d.markup {
-                    format::escape_markup(&body)
-                } else {
-                    body
-                },
-                critical: false,
-                acknowledge: false,
-            };
-            match desktop::show(&d.proxy, &note).await {
-                Ok(id) => {
-                    self.on_screen.insert(id, None);
-                    self.more_unread = 0;
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot show a notification"),
-            }
+        if self.summary.is_none() {
+            self.show_summary(d).await;
         }
         let shown: BTreeSet<i64> = self.on_screen.values().flatten().copied().collect();
         let ids: Vec<i64> = self
@@ -420,7 +442,7 @@ impl Agent {
             critical: m.audience.is_broadcast(),
             acknowledge: true,
         };
-        match desktop::show(&d.proxy, &note).await {
+        match desktop::show(&d.proxy, &note, 0).await {
             Ok(id) => {
                 tracing::debug!(id = m.id, notification = id, "shown");
                 Some(id)
@@ -443,7 +465,14 @@ impl Agent {
                     if self.pending.remove(&m.id).is_some() {
                         self.close_message(desktop, m.id).await;
                     }
-                } else if !self.pending.contains_key(&m.id) && !self.to_mark.contains(&m.id) {
+                } else if self.pending.contains_key(&m.id) || self.to_mark.contains(&m.id) {
+                    // Already shown, or acknowledged and about to be marked read.
+                } else if self.pending.len() >= MAX_PENDING {
+                    self.more_unread += 1;
+                    if let Some(d) = desktop {
+                        self.show_summary(d).await;
+                    }
+                } else {
                     let id = m.id;
                     self.pending.insert(id, m);
                     if let (Some(d), Some(m)) = (desktop, self.pending.get(&id)) {
@@ -487,7 +516,14 @@ impl Agent {
                 let Some(message) = self.on_screen.remove(&id) else {
                     return;
                 };
-                let Some(message) = message else { return };
+                let Some(message) = message else {
+                    // The summary: its count was seen (the messages stay unread).
+                    if self.summary == Some(id) {
+                        self.summary = None;
+                        self.more_unread = 0;
+                    }
+                    return;
+                };
                 if reason == desktop::reason::DISMISSED {
                     self.acknowledge(message);
                 } else {
@@ -510,12 +546,14 @@ impl Agent {
             DesktopEvent::Server(true) => {
                 tracing::info!("a notification server appeared; showing what is unanswered");
                 self.on_screen.clear();
+                self.summary = None;
                 d.refresh_capabilities().await;
                 self.show_all(Some(d)).await;
             }
             DesktopEvent::Server(false) => {
                 tracing::warn!("the notification server went away");
                 self.on_screen.clear();
+                self.summary = None;
             }
             DesktopEvent::Lost => {}
         }

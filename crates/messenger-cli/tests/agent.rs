@@ -549,8 +549,8 @@ fn the_agent_shows_messages_literally_and_a_dismissal_marks_them_read_for_waitin
 }
 
 #[test]
-fn the_agent_survives_restarts_of_the_notification_server_and_the_service() {
-    if skip("the_agent_survives_restarts_of_the_notification_server_and_the_service") {
+fn the_agent_survives_restarts_and_floods_and_only_the_user_marks_read() {
+    if skip("the_agent_survives_restarts_and_floods_and_only_the_user_marks_read") {
         return;
     }
     let _one = ONE_DESKTOP.lock().unwrap_or_else(|e| e.into_inner());
@@ -630,6 +630,45 @@ fn the_agent_survives_restarts_of_the_notification_server_and_the_service() {
     });
     assert_eq!(service.unread_texts(), ["closed by a call"]);
     assert_eq!(desktop.count("displayed"), 0);
+
+    // A flood: past MAX_PENDING, messages are counted in one summary, updated in place.
+    let extra = 5;
+    let mut client = Client::connect(&service.socket()).unwrap();
+    for i in 0..messenger_agent::MAX_PENDING + extra {
+        let reply = client
+            .call(&Request::Send {
+                target: messenger_ipc::SendTarget::Name {
+                    name: "pager".into(),
+                },
+                from: None,
+                text: format!("flood {i}"),
+                allow_long: false,
+                wait_secs: None,
+            })
+            .unwrap();
+        assert!(matches!(reply, Reply::Sent { .. }), "{reply:?}");
+    }
+    desktop.wait_displayed(messenger_agent::MAX_PENDING + 1);
+    wait_for("the summary counting all", || {
+        desktop
+            .agent_log()
+            .contains(&format!("summary shown more={extra}"))
+    });
+    assert_eq!(desktop.count("displayed"), messenger_agent::MAX_PENDING + 1);
+    desktop
+        .dunstctl(&["close-all"])
+        .expect("dunstctl close-all");
+    desktop.wait_displayed(0);
+    let history = desktop.history();
+    let summaries: Vec<&History> = history
+        .iter()
+        .filter(|h| h.summary.starts_with("and "))
+        .collect();
+    assert_eq!(summaries.len(), 1, "{summaries:#?}");
+    assert_eq!(
+        summaries[0].summary,
+        format!("and {extra} more unread messages")
+    );
     eprintln!("{}", desktop.agent_log());
 }
 
