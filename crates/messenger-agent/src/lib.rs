@@ -16,6 +16,9 @@
 //!   yet acknowledged is shown again; when the session bus goes away, the agent connects to
 //!   it again.
 //!
+//! Anyone on the network can send a message, so at most [`MAX_PENDING`] notifications are on
+//! the screen at once; later messages are counted in one summary notification.
+//!
 //! One agent runs per user (a lock in `$XDG_RUNTIME_DIR`, see [`lock`]).
 #![forbid(unsafe_code)]
 
