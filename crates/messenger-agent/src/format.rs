@@ -2,7 +2,7 @@
 //! is given, and the plan for the messages left unread at start.
 //!
 //! Everything in a message came from the network. Its text goes through the terminal's
-//! sanitizer first ([`messenger_core::sanitize`]: control characters, bidi overrides and
+//! sanitizer first ([`messenger_core::sanitize::sanitize`]: control characters, bidi overrides and
 //! invisible characters made visible), and then, when the notification server interprets
 //! markup in bodies (it announces `body-markup`), `&`, `<`, `>`, `'` and `"` become entities:
 //! a text with `<b>`, `&amp;` or `<a href>` shows exactly those characters, never formatting
