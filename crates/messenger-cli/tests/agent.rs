@@ -97,6 +97,21 @@ fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
     }
 }
 
+/// A session bus from `config`, once its socket is there.
+fn start_bus(config: &Path, socket: &Path) -> Proc {
+    let bus = Proc(
+        Command::new("dbus-daemon")
+            .args(["--nofork", "--nopidfile"])
+            .arg(format!("--config-file={}", config.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the session bus", || socket.exists());
+    bus
+}
+
 /// One desktop at a time: the tests of this file would otherwise pick the same free display.
 static ONE_DESKTOP: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -106,7 +121,7 @@ struct Desktop {
     display: String,
     bus: String,
     dunst: Option<Proc>,
-    _dbus: Proc,
+    dbus: Proc,
     _x: Proc,
 }
 
@@ -136,17 +151,7 @@ impl Desktop {
         let bus = format!("unix:path={}", socket.display());
         let bus_config = dir.path().join("bus.conf");
         std::fs::write(&bus_config, BUS_CONFIG.replace("ADDRESS", &bus)).unwrap();
-        let dbus = Proc(
-            Command::new("dbus-daemon")
-                .args(["--nofork", "--nopidfile"])
-                .arg(format!("--config-file={}", bus_config.display()))
-                .env("DISPLAY", &display)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        wait_for("the session bus", || socket.exists());
+        let dbus = start_bus(&bus_config, &socket);
         std::fs::write(dir.path().join("dunstrc"), DUNSTRC).unwrap();
         let runtime = dir.path().join("run");
         std::fs::create_dir(&runtime).unwrap();
@@ -156,7 +161,7 @@ impl Desktop {
             display,
             bus,
             dunst: None,
-            _dbus: dbus,
+            dbus,
             _x: x,
         };
         desktop.start_dunst();
@@ -181,6 +186,18 @@ impl Desktop {
 
     fn stop_dunst(&mut self) {
         self.dunst = None;
+    }
+
+    /// Stops the session bus (and dunst with it) and starts a new one at the same address.
+    fn restart_bus(&mut self) {
+        self.dunst = None;
+        let _ = self.dbus.0.kill();
+        let _ = self.dbus.0.wait();
+        // The killed bus left its socket behind.
+        let socket = self.dir.path().join("bus");
+        std::fs::remove_file(&socket).unwrap();
+        self.dbus = start_bus(&self.dir.path().join("bus.conf"), &socket);
+        self.start_dunst();
     }
 
     fn runtime_dir(&self) -> PathBuf {
@@ -579,6 +596,9 @@ fn the_agent_survives_restarts_and_floods_and_only_the_user_marks_read() {
         "no notification server"
     );
     desktop.start_dunst();
+    desktop.wait_displayed(1);
+    // So does a new session bus.
+    desktop.restart_bus();
     desktop.wait_displayed(1);
 
     // The service restarts; what arrives before the agent is back is shown too.
