@@ -11,6 +11,7 @@
 //! - [`control`]: who may do what over the control socket;
 //! - [`inbox`]: paged listings, retention and the free-space check;
 //! - [`follow`]: the follow stream: resuming, order, and telling a slow follower of a gap;
+//! - [`organisation`]: delivery across subnets through NATS JetStream;
 //! - [`receipts`]: senders who wait until their message is read;
 //! - [`process`]: the binary: `--check-config`, SIGKILL durability, SIGTERM shutdown, and
 //!   the message command.
@@ -22,6 +23,7 @@ mod harness;
 mod inbox;
 mod logind;
 mod names;
+mod organisation;
 mod process;
 mod receipts;
 mod session;
