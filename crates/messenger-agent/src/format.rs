@@ -69,13 +69,8 @@ fn name(n: &str) -> String {
 /// `received_at` (RFC 3339) in the local time zone, as `YYYY-MM-DD HH:MM:SS`; the text as it
 /// came (made safe) if it does not parse.
 fn local_time(rfc3339: &str) -> String {
-    match rfc3339.parse::<jiff::Timestamp>() {
-        Ok(ts) => ts
-            .to_zoned(jiff::tz::TimeZone::system())
-            .strftime("%Y-%m-%d %H:%M:%S")
-            .to_string(),
-        Err(_) => sanitize_line(rfc3339).into_owned(),
-    }
+    messenger_core::shown_time::from_rfc3339(rfc3339)
+        .unwrap_or_else(|| sanitize_line(rfc3339).into_owned())
 }
 
 /// Escapes the characters the notification markup (a subset of XML) gives a meaning.

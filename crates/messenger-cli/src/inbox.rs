@@ -254,13 +254,8 @@ fn format_message(m: &MessageView) -> String {
 /// `received_at` (RFC 3339) in the local time zone, as `YYYY-MM-DD HH:MM:SS`; the text as it
 /// came if it does not parse.
 fn local_time(rfc3339: &str) -> String {
-    match rfc3339.parse::<jiff::Timestamp>() {
-        Ok(ts) => ts
-            .to_zoned(jiff::tz::TimeZone::system())
-            .strftime("%Y-%m-%d %H:%M:%S")
-            .to_string(),
-        Err(_) => output::safe(rfc3339).into_owned(),
-    }
+    messenger_core::shown_time::from_rfc3339(rfc3339)
+        .unwrap_or_else(|| output::safe(rfc3339).into_owned())
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod nerr;
 pub mod policy;
 pub mod samba;
 pub mod sanitize;
+pub mod shown_time;
 pub mod transport;
 
 pub use message::{InboxQuery, NewMessage, StoredMessage, TransportKind};

@@ -135,13 +135,7 @@ impl DeliverySink for TerminalSink {
 
 /// `micros` as local date and time, `YYYY-MM-DD HH:MM:SS`.
 pub fn local_time_string(micros: i64) -> String {
-    match jiff::Timestamp::from_microsecond(micros) {
-        Ok(ts) => ts
-            .to_zoned(jiff::tz::TimeZone::system())
-            .strftime("%Y-%m-%d %H:%M:%S")
-            .to_string(),
-        Err(_) => "unknown time".to_owned(),
-    }
+    messenger_core::shown_time::from_micros(micros).unwrap_or_else(|| "unknown time".to_owned())
 }
 
 #[cfg(test)]

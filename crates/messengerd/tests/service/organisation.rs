@@ -88,14 +88,20 @@ fn on_nats(computer: &'static str, url: String) -> Options {
     })
 }
 
-/// Waits until the directory places `name` on the host `host`.
-async fn wait_until_held(url: &str, name: &str, host: &str) {
+/// A connection to the cluster at `url` with the directory, as a program watching it.
+async fn observe(url: &str) -> (Nats, Directory) {
     let mut settings = NatsSettings::new(vec![url.to_owned()]);
     settings.replicas = 1;
     let nats = Nats::connect(settings).await.expect("connect to nats");
     let directory = Directory::open(&nats, EncodedName::new("OBSERVER").unwrap())
         .await
         .expect("open the directory");
+    (nats, directory)
+}
+
+/// Waits until the directory places `name` on the host `host`.
+async fn wait_until_held(url: &str, name: &str, host: &str) {
+    let (_nats, directory) = observe(url).await;
     let deadline = Instant::now() + WAIT;
     loop {
         if let Ok(Some(holder)) = directory.holder(name).await {
@@ -183,12 +189,7 @@ async fn without_a_reachable_cluster_the_lan_works_as_before() {
 
 /// Waits until the directory has no holder for `name`.
 async fn wait_until_released(url: &str, name: &str) {
-    let mut settings = NatsSettings::new(vec![url.to_owned()]);
-    settings.replicas = 1;
-    let nats = Nats::connect(settings).await.expect("connect to nats");
-    let directory = Directory::open(&nats, EncodedName::new("OBSERVER").unwrap())
-        .await
-        .expect("open the directory");
+    let (_nats, directory) = observe(url).await;
     let deadline = Instant::now() + WAIT;
     while !matches!(directory.holder(name).await, Ok(None)) {
         assert!(Instant::now() < deadline, "{name} was never released");
@@ -210,9 +211,7 @@ async fn a_message_for_a_user_logged_in_nowhere_reaches_them_at_their_next_login
     write_utmp(&b.utmp(), &["nobody"]);
     wait_until_held(&nats.url, "NOBODY", "SITEB").await;
     // B created nobody's queue at the login.
-    let mut settings = NatsSettings::new(vec![nats.url.clone()]);
-    settings.replicas = 1;
-    let observer = Nats::connect(settings).await.unwrap();
+    let (observer, _directory) = observe(&nats.url).await;
     let nobody = EncodedName::new("nobody").unwrap();
     let deadline = Instant::now() + WAIT;
     while !matches!(
