@@ -11,6 +11,7 @@
 //! for what is in flight.
 #![forbid(unsafe_code)]
 
+pub mod activation;
 pub(crate) mod caller;
 pub(crate) mod command;
 pub(crate) mod control;
