@@ -175,6 +175,11 @@ pub struct SendArgs {
     #[arg(long)]
     pub long: bool,
 
+    /// With /USERS on a Samba server, list each client with an SMB session that got the
+    /// message, not only how many did (failures are always listed)
+    #[arg(long, short)]
+    pub verbose: bool,
+
     /// `NAME MESSAGE...`: the recipient (`NAME`, `*`, `/DOMAIN[:NAME]`, `/USERS`, an IP address
     /// or a host name), then the message; without --domain or --users the first word is the
     /// recipient

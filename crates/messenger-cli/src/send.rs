@@ -3,7 +3,8 @@
 //! With the service running the message goes through it (`Request::Send`): it knows this
 //! computer's own names and its users' sessions. Without it, names, addresses and workgroups
 //! are reached directly over the network with the same code the service uses
-//! (`messenger-net`); only `/USERS` needs the service.
+//! (`messenger-net`); only `/USERS` needs the service. On a Samba host `/USERS` also reaches
+//! the clients with an SMB session to smbd (`smb_users`).
 
 use std::io::{IsTerminal, Read};
 
@@ -85,13 +86,21 @@ pub fn run(ctx: &Context, args: SendArgs) -> Exit {
             let request = Request::Send {
                 target,
                 from: args.from.clone(),
-                text,
+                text: text.clone(),
                 allow_long: args.long,
             };
-            match client.call(&request) {
-                Ok(Reply::Sent { results }) => report(&results),
-                Ok(Reply::Error(e)) => request_failed(&recipient, &e),
-                other => output::failed_reply(other),
+            let local = match client.call(&request) {
+                Ok(Reply::Sent { results }) => Ok(results),
+                Ok(Reply::Error(e)) => Err(e),
+                other => return output::failed_reply(other),
+            };
+            if recipient == Recipient::Users && crate::smb_users::samba_here(config) {
+                let from = args.from.clone().unwrap_or(identity.login);
+                return users_with_smb(ctx, config, local, &from, &text, limit, args.verbose);
+            }
+            match local {
+                Ok(results) => report(&results),
+                Err(e) => request_failed(&recipient, &e),
             }
         }
         Err(e) if e.not_running() => {
@@ -196,6 +205,91 @@ fn report(results: &[SendResult]) -> Exit {
     if ok == results.len() {
         Exit::Ok
     } else if ok == 0 {
+        Exit::NotDelivered
+    } else {
+        Exit::Partial
+    }
+}
+
+/// `/USERS` on a Samba host: the local users' results from the service (`Err` when it
+/// refused), then one copy to each client with an SMB session. Each client's result is
+/// printed with `verbose`; otherwise a failure is, and the successes are counted.
+fn users_with_smb(
+    ctx: &Context,
+    config: &messenger_core::config::Config,
+    local: Result<Vec<SendResult>, IpcError>,
+    from: &str,
+    text: &str,
+    limit: LengthLimit,
+    verbose: bool,
+) -> Exit {
+    let local = match local {
+        Ok(results) => results,
+        // Nobody logged in here: the SMB clients may still be there.
+        Err(e) if e.code == nerr::NERR_NAME_NOT_FOUND => Vec::new(),
+        Err(e) => return request_failed(&Recipient::Users, &e),
+    };
+    let computer = match ctx.computer_name() {
+        Ok(n) => n,
+        Err(e) => {
+            output::error(&e.0);
+            return Exit::Failed;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            output::error(&format!("cannot start the network runtime: {e}"));
+            return Exit::Failed;
+        }
+    };
+    let smb = runtime.block_on(crate::smb_users::send(config, &computer, from, text, limit));
+    let mut ok = 0;
+    for r in &local {
+        match &r.error {
+            None => {
+                ok += 1;
+                success(&r.recipient);
+            }
+            Some(e) => failure(&r.recipient, e.code, Some(&e.message)),
+        }
+    }
+    let mut smb_ok = 0;
+    for r in &smb.results {
+        match &r.error {
+            None => {
+                smb_ok += 1;
+                if verbose {
+                    success(&r.recipient);
+                }
+            }
+            Some(e) => failure(&r.recipient, e.code, Some(&e.message)),
+        }
+    }
+    if !verbose && smb_ok > 0 {
+        println!(
+            "The message was successfully sent to {smb_ok} client{} with an SMB session to this \
+             server (--verbose lists them).",
+            if smb_ok == 1 { "" } else { "s" }
+        );
+    }
+    if let Some(note) = crate::smb_users::left_out_note(smb.left_out) {
+        eprintln!("{note}");
+    }
+    let total = local.len() + smb.results.len() + smb.left_out;
+    let delivered = ok + smb_ok;
+    if total == 0 {
+        println!(
+            "There is no user session on this computer and no SMB session to it to send the \
+             message to."
+        );
+        Exit::Ok
+    } else if delivered == total {
+        Exit::Ok
+    } else if delivered == 0 {
         Exit::NotDelivered
     } else {
         Exit::Partial
@@ -334,6 +428,7 @@ mod tests {
             users: false,
             from: None,
             long: false,
+            verbose: false,
             words: words.iter().map(|s| (*s).to_owned()).collect(),
         }
     }
