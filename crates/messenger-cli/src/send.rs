@@ -223,10 +223,10 @@ fn users_with_smb(
     limit: LengthLimit,
     verbose: bool,
 ) -> Exit {
-    let local = match local {
-        Ok(results) => results,
-        // Nobody logged in here: the SMB clients may still be there.
-        Err(e) if e.code == nerr::NERR_NAME_NOT_FOUND => Vec::new(),
+    // Nobody logged in here: the SMB clients may still be there.
+    let (local, nobody_here) = match local {
+        Ok(results) => (results, None),
+        Err(e) if e.code == nerr::NERR_NAME_NOT_FOUND => (Vec::new(), Some(e)),
         Err(e) => return request_failed(&Recipient::Users, &e),
     };
     let computer = match ctx.computer_name() {
@@ -247,6 +247,10 @@ fn users_with_smb(
         }
     };
     let smb = runtime.block_on(crate::smb_users::send(config, &computer, from, text, limit));
+    if let Some(e) = nobody_here.filter(|_| smb.results.is_empty() && smb.left_out == 0) {
+        // Nobody anywhere: as without Samba.
+        return request_failed(&Recipient::Users, &e);
+    }
     let mut ok = 0;
     for r in &local {
         match &r.error {
@@ -282,10 +286,7 @@ fn users_with_smb(
     let total = local.len() + smb.results.len() + smb.left_out;
     let delivered = ok + smb_ok;
     if total == 0 {
-        println!(
-            "There is no user session on this computer and no SMB session to it to send the \
-             message to."
-        );
+        println!("There is no user session on this computer to send the message to.");
         Exit::Ok
     } else if delivered == total {
         Exit::Ok
