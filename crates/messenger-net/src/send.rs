@@ -184,7 +184,10 @@ pub async fn send_to(
 /// a client with a session to this server: calls `machine<03>` (the client's computer name,
 /// which every messenger client holds) at that address with `user` as the DestinationName,
 /// without a name lookup. When `machine` is unknown (empty) or not a NetBIOS name, the
-/// client's `<03>` name is asked of it with a node status request.
+/// client's `<03>` name is asked of it with a node status request. A client where `user` is
+/// not a name (nobody of that name is logged in there: a guest session, or a server account
+/// that is not the desktop's) refuses the message; it then goes to the computer name, which
+/// reaches whoever uses the client.
 pub async fn send_to_session(
     settings: &Settings,
     addr: Ipv4Addr,
@@ -204,14 +207,21 @@ pub async fn send_to_session(
         Some(name) => name,
         None => name_at(settings, addr).await?,
     };
-    let message = Directed {
+    let mut message = Directed {
         called,
         from: from_bytes,
         to: to_bytes,
         text: text_bytes,
     };
     let at = SocketAddrV4::new(addr, settings.session_port);
-    let form = send_directed(settings, at, &message).await?;
+    let form = match send_directed(settings, at, &message).await {
+        Err(NetError::Refused { reason, .. }) if message.to != called.name_bytes() => {
+            tracing::debug!(%at, user, reason, "the user's name refused; sending to the computer name");
+            message.to = called.name_bytes().to_vec();
+            send_directed(settings, at, &message).await?
+        }
+        other => other?,
+    };
     Ok(Delivered {
         name: settings.code_page.decode(called.name_bytes()),
         address: at,

@@ -227,6 +227,33 @@ async fn a_session_client_is_called_by_its_machine_name_with_the_user_as_recipie
 }
 
 #[tokio::test]
+async fn a_session_client_without_the_user_gets_it_for_its_computer_name() {
+    let mut receiver = MessageReceiver::start(ReceiverBehaviour {
+        config: ReceiverConfig::session_port(),
+        names: vec![name("client1")],
+        recipients: vec![b"CLIENT1".to_vec()],
+        ..ReceiverBehaviour::default()
+    })
+    .await;
+    let mut s = settings(1, receiver.port);
+    s.session_request = SessionRequest::Always;
+    send_to_session(
+        &s,
+        Ipv4Addr::LOCALHOST,
+        "client1",
+        "nobody",
+        "admin",
+        "x",
+        LengthLimit::Windows,
+    )
+    .await
+    .unwrap();
+    let message = receiver.next_message().await;
+    assert_eq!(message.to, b"CLIENT1");
+    assert!(receiver.try_message().is_none(), "one copy only");
+}
+
+#[tokio::test]
 async fn a_session_request_for_a_name_the_host_lacks_is_name_not_found() {
     let responder = NameResponder::start(Ipv4Addr::LOCALHOST, &[name("erin")]).await;
     let receiver = MessageReceiver::start(ReceiverBehaviour {
