@@ -408,7 +408,7 @@ async fn inbox_all_shows_every_users_messages_to_root_only() {
     let utmp = s.dir.path().join("utmp");
     std::fs::write(
         &utmp,
-        messengerd::utmp::encode_record("nobody", "pts/77", 1),
+        messengerd::host::utmp::encode_record("nobody", "pts/77", 1),
     )
     .unwrap();
     let mut registered = false;

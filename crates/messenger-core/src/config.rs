@@ -131,6 +131,20 @@ pub enum ConfigError {
     },
 }
 
+/// Where the service learns who is logged in (`login_sessions`).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LoginSessions {
+    /// systemd-logind when it answers on the system bus, else utmp; utmp whenever
+    /// `utmp_path` is set, since naming a file says which list is meant.
+    #[default]
+    Auto,
+    /// systemd-logind only (org.freedesktop.login1): graphical sessions included.
+    Logind,
+    /// utmp(5) only, as `who` reads it.
+    Utmp,
+}
+
 /// The whole configuration. Field docs name the TOML key.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -170,6 +184,9 @@ pub struct Config {
     pub raw_session_ports: Vec<u16>,
     /// `utmp_path`: the file listing logged-in users.
     pub utmp_path: Option<PathBuf>,
+    /// `login_sessions`: where logged-in users are learnt from (see [`LoginSessions`]).
+    #[serde(default)]
+    pub login_sessions: LoginSessions,
     /// `user`: account the service runs as once its ports are bound (when started as root).
     pub user: Option<String>,
     /// `max_message_len`: longest text received, in bytes.
@@ -596,6 +613,15 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_UTMP_PATH))
     }
 
+    /// Where login sessions come from: `login_sessions`, where `auto` with a `utmp_path`
+    /// set means utmp.
+    pub fn login_sessions(&self) -> LoginSessions {
+        match (self.login_sessions, &self.utmp_path) {
+            (LoginSessions::Auto, Some(_)) => LoginSessions::Utmp,
+            (source, _) => source,
+        }
+    }
+
     /// Longest text received.
     pub fn max_message_len(&self) -> usize {
         self.max_message_len.unwrap_or(DEFAULT_MAX_RECEIVE_LEN)
@@ -743,6 +769,7 @@ mod tests {
             "session_port",
             "raw_session_ports",
             "utmp_path",
+            "login_sessions",
             "user",
             "max_message_len",
             "netbios",
@@ -826,6 +853,7 @@ mod tests {
             ("\n\n\nscope = \"..\"\n", 4),
             ("[policy]\n\ndeny = [\"10.0.0.0/33\"]\n", 3),
             ("[policy]\nbroadcast_sources = [\"lan\"]\n", 2),
+            ("\nlogin_sessions = \"wtmp\"\n", 2),
         ] {
             match Config::parse(text, "m.toml").unwrap_err() {
                 ConfigError::Parse { line: l, .. } => assert_eq!(l, line, "{text:?}"),
@@ -917,5 +945,19 @@ mod tests {
         .unwrap();
         assert_eq!(ok.computer_name(&user()), "HOSTA");
         assert!(!ok.policy.rate_limit);
+    }
+
+    #[test]
+    fn login_sessions_default_to_auto_and_a_named_utmp_file_means_utmp() {
+        let c = Config::parse("", "m.toml").unwrap();
+        assert_eq!(c.login_sessions(), LoginSessions::Auto);
+        let c = Config::parse("utmp_path = \"/tmp/u\"\n", "m.toml").unwrap();
+        assert_eq!(c.login_sessions(), LoginSessions::Utmp);
+        let c = Config::parse(
+            "utmp_path = \"/tmp/u\"\nlogin_sessions = \"logind\"\n",
+            "m.toml",
+        )
+        .unwrap();
+        assert_eq!(c.login_sessions(), LoginSessions::Logind);
     }
 }

@@ -194,6 +194,23 @@ pub enum Reply {
     },
 }
 
+impl Reply {
+    /// A failed request: NET or Win32 error `code`, and what went wrong in words.
+    pub fn error(code: u32, message: impl Into<String>) -> Self {
+        Reply::Error(IpcError {
+            code,
+            message: message.into(),
+        })
+    }
+
+    /// The outcome of a send with one entry per recipient.
+    pub fn sent(results: impl IntoIterator<Item = SendResult>) -> Self {
+        Reply::Sent {
+            results: results.into_iter().collect(),
+        }
+    }
+}
+
 /// An error with its NET error number.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{message} (error {code})")]

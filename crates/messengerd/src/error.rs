@@ -71,7 +71,7 @@ pub enum StartError {
     Subnet(#[from] messenger_core::policy::CidrError),
     /// The sockets systemd handed over cannot be served.
     #[error(transparent)]
-    Activation(#[from] crate::activation::ActivationError),
+    Activation(#[from] crate::host::activation::ActivationError),
     /// The computer name or the workgroup is not a NetBIOS name.
     #[error("{name:?} is not a NetBIOS name: {source}")]
     Name {

@@ -23,6 +23,9 @@
 //! 4. Broadcast sources: workgroup broadcasts are taken only from `broadcast_sources`
 //!    (default: every admitted source).
 //!
+//! 5. Local senders: users of this computer are rate-limited per uid with the same numbers
+//!    ([`LocalSendLimit`]), root exempt.
+//!
 //! Every refusal is logged by the caller. Floods of refusals are not rate-limited here:
 //! journald's own rate limit (RateLimitBurst) protects the log.
 
@@ -35,7 +38,8 @@ use messenger_core::config::Config;
 use messenger_core::policy::{Cidr, DatagramBudget, RateLimiter, SourcePolicy};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::service::lock;
+use crate::host::caller::Caller;
+use crate::util::lock;
 
 /// Sources tracked by each per-source rate limiter; see `RateLimiter` for why this bounds
 /// memory (about 64 bytes a source). 4096 covers every host of a /20, far more than a LAN
@@ -80,7 +84,7 @@ impl GateSettings {
         let broadcast_sources = policy.broadcast_sources.clone();
         let limited = |per_second, burst| policy.rate_limit.then_some(Rate { per_second, burst });
         Ok(Self {
-            sources: crate::service::source_policy(config, interfaces)?,
+            sources: source_policy(config, interfaces)?,
             broadcast_sources,
             max_connections: config.limits.max_connections,
             max_connections_per_source: config.limits.max_connections_per_source,
@@ -91,6 +95,59 @@ impl GateSettings {
                 policy.global_datagram_burst,
             ),
         })
+    }
+}
+
+/// The source policy: the configured lists, or, when `allow` is empty, private and local
+/// address space and the subnets of our interfaces (see
+/// [`messenger_core::policy::LOCAL_NETWORKS`] for why).
+pub fn source_policy(
+    config: &Config,
+    interfaces: &[messenger_net::iface::Interface],
+) -> Result<SourcePolicy, crate::error::StartError> {
+    let own_subnets = interfaces
+        .iter()
+        .map(|i| Cidr::new(IpAddr::V4(i.addr), u32::from(i.netmask).count_ones() as u8))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(SourcePolicy {
+        allow: config.policy.allow.clone(),
+        deny: config.policy.deny.clone(),
+    }
+    .or_local_networks(own_subnets))
+}
+
+/// Local users tracked by the send rate limit at once. The table forgets idle users first
+/// when full (see `RateLimiter`), so this bounds memory (about 64 bytes a user), not who may
+/// send; 4096 is more users than send at once on any shared host.
+const MAX_RATE_LIMITED_USERS: usize = 4096;
+
+/// The per-uid rate limit on local sends (see the module documentation).
+pub struct LocalSendLimit {
+    users: Option<Mutex<RateLimiter<u32>>>,
+}
+
+impl LocalSendLimit {
+    /// The limit `config` asks for: `[policy] messages_per_second` after `message_burst`, or
+    /// none with `rate_limit = false`.
+    pub fn from_config(config: &Config) -> Self {
+        let policy = &config.policy;
+        Self {
+            users: policy.rate_limit.then(|| {
+                Mutex::new(RateLimiter::new(
+                    policy.messages_per_second,
+                    policy.message_burst,
+                    MAX_RATE_LIMITED_USERS,
+                ))
+            }),
+        }
+    }
+
+    /// Whether one more send by `caller` at `now` is within their rate; root always is.
+    pub fn admits(&self, caller: &Caller, now: Instant) -> bool {
+        match &self.users {
+            Some(users) if !caller.is_root => lock(users).check_key(caller.uid, now),
+            _ => true,
+        }
     }
 }
 
@@ -216,6 +273,7 @@ impl Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -316,5 +374,50 @@ mod tests {
         });
         assert!(closed.admits_broadcast_from(ip("127.0.0.10")));
         assert!(!closed.admits_broadcast_from(ip("127.0.0.9")));
+    }
+
+    // Local senders.
+
+    fn caller(uid: u32) -> Caller {
+        Caller {
+            uid,
+            gid: uid,
+            user: format!("user{uid}"),
+            is_root: uid == 0,
+            may_broadcast: uid == 0,
+        }
+    }
+
+    fn limited(per_second: f64, burst: u32) -> LocalSendLimit {
+        let mut config = Config::default();
+        config.policy.rate_limit = true;
+        config.policy.messages_per_second = per_second;
+        config.policy.message_burst = burst;
+        LocalSendLimit::from_config(&config)
+    }
+
+    #[test]
+    fn local_users_are_limited_each_on_their_own() {
+        let limit = limited(1.0, 3);
+        let t0 = Instant::now();
+        let alice = caller(1000);
+        let admitted = (0..10).filter(|_| limit.admits(&alice, t0)).count();
+        assert_eq!(admitted, 3, "the burst, then nothing");
+        // Another user's bucket is their own.
+        assert!(limit.admits(&caller(1001), t0));
+        // The rate refills.
+        assert!(!limit.admits(&alice, t0 + Duration::from_millis(500)));
+        assert!(limit.admits(&alice, t0 + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn root_is_not_limited_and_rate_limit_false_limits_nobody() {
+        let limit = limited(0.001, 1);
+        let t0 = Instant::now();
+        assert!((0..100).all(|_| limit.admits(&caller(0), t0)));
+        let mut config = Config::default();
+        config.policy.rate_limit = false;
+        let off = LocalSendLimit::from_config(&config);
+        assert!((0..100).all(|_| off.admits(&caller(1000), t0)));
     }
 }

@@ -9,28 +9,30 @@
 //! share one [`service::Service`]. Every task, down to each connection, control call, display
 //! and message command, is spawned on the service's task tracker, so that shutdown can wait
 //! for what is in flight.
+//!
+//! The modules are layered; each uses only those listed before it, so the daemon reads
+//! top-down without cycles:
+//! - [`util`] and [`error`]: locks, the clock, typed start-up errors;
+//! - [`host`]: sockets, privileges, safe file handling as root, utmp, control-socket callers;
+//! - [`gate`]: admission control, owning the source policy and every rate limit;
+//! - `delivery`: the sinks a stored message is handed to (terminals, the message command);
+//! - [`service`]: the shared state (names, login sessions, the inbox) and its rules;
+//! - `transports`: the name, session and datagram services, and the outbound router;
+//!   `logins` keeps the service's login sessions in step with logind or utmp;
+//! - `control`: the control socket, which turns requests into calls on the layers below
+//!   and their results into replies.
+
 #![forbid(unsafe_code)]
 
-pub mod activation;
-pub(crate) mod caller;
-pub(crate) mod command;
 pub(crate) mod control;
-pub(crate) mod datagram;
-pub(crate) mod deliver;
-pub(crate) mod display;
+pub(crate) mod delivery;
 pub mod error;
 pub mod gate;
-pub mod inbox;
-pub mod names;
-pub(crate) mod nameservice;
-pub mod ownership;
-pub mod privileges;
-pub(crate) mod receive;
-pub(crate) mod send;
+pub mod host;
+pub(crate) mod logins;
 pub mod service;
-pub mod sockets;
-pub(crate) mod udp;
-pub mod utmp;
+pub(crate) mod transports;
+pub mod util;
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -43,27 +45,14 @@ use tokio_util::task::TaskTracker;
 
 pub use error::StartError;
 
+pub use host::sockets::Sockets;
 pub use service::Settings;
-pub use sockets::Sockets;
 
-/// How often utmp is read again for logins and logouts. `who` is no faster; a name appears a
-/// couple of seconds after its user logs in.
-const UTMP_POLL_INTERVAL: Duration = Duration::from_secs(2);
 /// Longest wait at shutdown for tasks to finish: names released, messages being delivered
 /// stored and answered, message commands ended. Release takes one packet per name; a
 /// delivery waits for one inbox commit. systemd's stop timeout in the packaged unit (15 s)
 /// leaves room for this and the inbox's last commit.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-/// How far ahead a task waits when its state machine has no timer running: far enough to
-/// cost nothing, near enough that a wait is never "forever" (tokio's timer wheel handles
-/// instants about two years ahead at most); the task wakes for input before then anyway.
-const NO_DEADLINE: Duration = Duration::from_secs(3600);
-
-/// The instant to wait for when a state machine has no deadline (see [`NO_DEADLINE`]).
-fn no_deadline() -> tokio::time::Instant {
-    tokio::time::Instant::now() + NO_DEADLINE
-}
 
 /// The inbox database's file name inside the data directory.
 pub const INBOX_FILE: &str = "inbox.sqlite3";
@@ -90,9 +79,9 @@ pub async fn start(
 /// Opens (creating if needed) the inbox in the data directory. `main` calls this after it
 /// has given up root (see `ownership`), so the data directory must be reachable by the
 /// service account.
-pub fn open_inbox(settings: &Settings) -> Result<inbox::Inbox, StartError> {
+pub fn open_inbox(settings: &Settings) -> Result<service::inbox::Inbox, StartError> {
     let path = settings.data_dir.join(INBOX_FILE);
-    inbox::Inbox::open(&path, &settings.config.retention)
+    service::inbox::Inbox::open(&path, &settings.config.retention)
         .map_err(|source| StartError::Inbox { path, source })
 }
 
@@ -100,12 +89,12 @@ pub fn open_inbox(settings: &Settings) -> Result<inbox::Inbox, StartError> {
 pub async fn start_with_inbox(
     settings: Settings,
     sockets: Sockets,
-    inbox: inbox::Inbox,
+    inbox: service::inbox::Inbox,
     shutdown: CancellationToken,
 ) -> Result<Running, StartError> {
     let tasks = TaskTracker::new();
     let commands = settings.config.message_command.as_deref().map(|template| {
-        Arc::new(command::CommandRunner::new(
+        Arc::new(delivery::command::CommandRunner::new(
             template,
             settings.data_dir.join("spool"),
         ))
@@ -132,11 +121,11 @@ pub async fn start_with_inbox(
         &settings.config,
         &interfaces,
     )?));
-    let local_sends = send::LocalSendLimit::from_config(&settings.config);
-    let mut sinks: Vec<Arc<dyn display::DeliverySink>> =
-        vec![Arc::new(display::TerminalSink::new())];
+    let local_sends = gate::LocalSendLimit::from_config(&settings.config);
+    let mut sinks: Vec<Arc<dyn delivery::DeliverySink>> =
+        vec![Arc::new(delivery::terminal::TerminalSink::new())];
     if let Some(runner) = &commands {
-        sinks.push(Arc::new(command::CommandSink::new(
+        sinks.push(Arc::new(delivery::command::CommandSink::new(
             Arc::clone(runner),
             tasks.clone(),
         )));
@@ -144,7 +133,7 @@ pub async fn start_with_inbox(
     let service = Arc::new(service::Service {
         settings,
         inbox,
-        names: Mutex::new(names::NameTable::default()),
+        names: Mutex::new(service::names::NameTable::default()),
         sessions: RwLock::new(Vec::new()),
         sinks,
         name_services,
@@ -160,7 +149,7 @@ pub async fn start_with_inbox(
     for (i, (iface, rx)) in sockets.interfaces.into_iter().zip(receivers).enumerate() {
         let s = Arc::clone(&service);
         let token = shutdown.clone();
-        tasks.spawn(nameservice::run(
+        tasks.spawn(transports::nameservice::run(
             s.clone(),
             i,
             iface.interface.clone(),
@@ -169,7 +158,7 @@ pub async fn start_with_inbox(
             rx,
             token.clone(),
         ));
-        tasks.spawn(datagram::run(
+        tasks.spawn(transports::datagram::run(
             s,
             iface.datagram,
             iface.datagram_broadcast,
@@ -177,7 +166,7 @@ pub async fn start_with_inbox(
         ));
     }
     for listener in sockets.sessions {
-        tasks.spawn(receive::serve(
+        tasks.spawn(transports::session::serve(
             Arc::clone(&service),
             listener,
             shutdown.clone(),
@@ -196,12 +185,12 @@ pub async fn start_with_inbox(
         shutdown.clone(),
     ));
 
-    tasks.spawn(inbox::prune_periodically(
+    tasks.spawn(service::inbox::prune_periodically(
         service.inbox.clone(),
         shutdown.clone(),
     ));
     register_initial_names(&service).await?;
-    tasks.spawn(watch_logins(Arc::clone(&service), shutdown.clone()));
+    tasks.spawn(logins::watch(Arc::clone(&service), shutdown.clone()));
     // Closed: `wait` ends once no task is left. Tasks spawned later (connections, displays,
     // commands) are still tracked.
     tasks.close();
@@ -215,7 +204,7 @@ pub async fn start_with_inbox(
 pub async fn run(
     settings: Settings,
     sockets: Sockets,
-    inbox: inbox::Inbox,
+    inbox: service::inbox::Inbox,
     shutdown: CancellationToken,
     on_ready: impl FnOnce(&Running),
 ) -> Result<(), StartError> {
@@ -276,29 +265,4 @@ async fn register_initial_names(service: &Arc<service::Service>) -> Result<(), S
         }
     }
     Ok(())
-}
-
-async fn watch_logins(service: Arc<service::Service>, shutdown: CancellationToken) {
-    let path = service.settings.config.utmp_path();
-    let mut last: Option<Vec<utmp::LoginSession>> = None;
-    loop {
-        // A read of a file can stall (a hung file system); keep it off the runtime's workers.
-        let read_path = path.clone();
-        let read = tokio::task::spawn_blocking(move || utmp::read_sessions(&read_path))
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-        match read {
-            Ok(sessions) => {
-                if last.as_ref() != Some(&sessions) {
-                    service.refresh_sessions(sessions.clone()).await;
-                    last = Some(sessions);
-                }
-            }
-            Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot read utmp"),
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(UTMP_POLL_INTERVAL) => {}
-        }
-    }
 }

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use messenger_core::config::{Config, DEFAULT_CONFIG_PATH};
-use messengerd::ownership::{self, Account, RunDir};
+use messengerd::host::ownership::{self, Account, RunDir};
 use messengerd::{Settings, Sockets};
 use tokio_util::sync::CancellationToken;
 
@@ -105,10 +105,10 @@ fn serve(config: Config) -> anyhow::Result<()> {
     let settings = Settings::resolve(config)?;
     let account = service_account(&settings)?;
     let run_dir = RunDir::prepare(&settings.control_socket)
-        .map_err(|e| anyhow::anyhow!("{e}{}", messengerd::sockets::not_root_hint()))?;
+        .map_err(|e| anyhow::anyhow!("{e}{}", messengerd::host::sockets::not_root_hint()))?;
     // Socket activation (messengerd.socket) hands the NetBIOS ports over; else bind them here.
     let sockets =
-        match messengerd::activation::from_env(&settings.config, &settings.control_socket)? {
+        match messengerd::host::activation::from_env(&settings.config, &settings.control_socket)? {
             Some(sockets) => sockets,
             None => Sockets::bind(&settings.config, &settings.control_socket)?,
         };
@@ -128,7 +128,7 @@ fn serve_from_pid_file(
     if let Some((user, account)) = &account {
         ownership::give_data_dir(&settings.data_dir, *account)?;
         run_dir.give_to(*account)?;
-        if messengerd::privileges::drop_to(user)? {
+        if messengerd::host::privileges::drop_to(user)? {
             tracing::info!(user, "running without root");
         }
     }
@@ -148,8 +148,8 @@ fn serve_from_pid_file(
         });
         messengerd::run(settings, sockets, inbox, shutdown, |running| {
             tracing::info!(
-                computer = %running.service.settings.computer_name,
-                workgroup = %running.service.settings.workgroup,
+                computer = %running.service.settings().computer_name,
+                workgroup = %running.service.settings().workgroup,
                 "Messenger service started"
             );
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);

@@ -300,7 +300,7 @@ fn default_allow_list_is_private_and_local_space_and_our_subnets() {
         broadcast: Ipv4Addr::new(198, 51, 100, 255),
         loopback: false,
     };
-    let policy = messengerd::service::source_policy(&Config::default(), &[lan]).unwrap();
+    let policy = messengerd::gate::source_policy(&Config::default(), &[lan]).unwrap();
     // Routed subnets of a private network (what a WINS server serves) are admitted.
     for ok in [
         "198.51.100.1",
@@ -332,7 +332,7 @@ fn default_allow_list_is_private_and_local_space_and_our_subnets() {
         "10.0.0.0/8".parse().unwrap(),
     ];
     config.policy.deny = vec!["10.9.0.0/16".parse().unwrap()];
-    let policy = messengerd::service::source_policy(&config, &[]).unwrap();
+    let policy = messengerd::gate::source_policy(&config, &[]).unwrap();
     assert!(policy.admits("203.0.113.7".parse().unwrap()));
     assert!(policy.admits("10.1.2.3".parse().unwrap()));
     assert!(!policy.admits("10.9.2.3".parse().unwrap()));
@@ -945,7 +945,7 @@ async fn escape_sequences_from_the_network_never_reach_a_terminal() {
     let dir = Arc::new(open_tempdir());
     {
         let mut utmp = std::fs::File::create(dir.path().join("utmp")).unwrap();
-        utmp.write_all(&messengerd::utmp::encode_record(&user, &line, 4242))
+        utmp.write_all(&messengerd::host::utmp::encode_record(&user, &line, 4242))
             .unwrap();
     }
     log();

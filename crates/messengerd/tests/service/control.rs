@@ -9,7 +9,6 @@ use std::path::Path;
 use messenger_ipc::{Client, Reply, Request, SendTarget};
 
 use crate::harness::*;
-use messengerd::service::lock;
 
 /// The user the calls are made as.
 const NOBODY_UID: u32 = 65534;
@@ -427,7 +426,7 @@ async fn concurrent_adds_cannot_exceed_the_per_user_cap() {
         }
     }
     assert_eq!(done, CAP);
-    assert_eq!(lock(&svc.service.names).aliases_owned_by(NOBODY_UID), CAP);
+    assert_eq!(svc.service.names().aliases_owned_by(NOBODY_UID), CAP);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

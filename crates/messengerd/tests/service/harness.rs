@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use messenger_core::config::Config;
 use messenger_core::message::{InboxQuery, StoredMessage};
 use messenger_ipc::{Client, Reply, Request};
-use messengerd::service::{lock, Service};
+use messengerd::service::Service;
 use messengerd::{Settings, Sockets};
 use netbios::nbns::{AddrEntry, NbFlags, NodeType, Packet, PacketKind};
 use netbios::nbss::{frame_message, Framer, FramerMode, SessionPacket};
@@ -34,7 +34,7 @@ use tokio_util::task::TaskTracker;
 /// the 2 s utmp poll). Only a broken service takes this long.
 pub const WAIT: Duration = Duration::from_secs(30);
 /// Pause between two looks at a polled condition.
-const POLL: Duration = Duration::from_millis(20);
+pub const POLL: Duration = Duration::from_millis(20);
 
 /// The computer name of the services under test.
 pub const COMPUTER: &str = "TESTPC";
@@ -77,7 +77,7 @@ pub fn write_utmp(path: &Path, users: &[&str]) {
     let mut data = Vec::new();
     for (i, user) in users.iter().enumerate() {
         let pid = 1000 + i as i32;
-        data.extend_from_slice(&messengerd::utmp::encode_record(user, "", pid));
+        data.extend_from_slice(&messengerd::host::utmp::encode_record(user, "", pid));
     }
     // Replace the file at once, as login programs do, so the service never reads half of it.
     let tmp = path.with_extension("new");
@@ -225,7 +225,7 @@ impl TestService {
         tokio::time::timeout(WAIT, self.tasks.wait())
             .await
             .expect("tasks stop in time");
-        self.service.inbox.close();
+        self.service.inbox().close();
         Arc::clone(&self.dir)
     }
 
@@ -263,15 +263,13 @@ impl TestService {
 
     /// Whether `name<03>` is one of our names and usable.
     pub fn has_usable_name(&self, name: &str) -> bool {
-        lock(&self.service.names)
-            .find_usable(name.as_bytes())
-            .is_some()
+        self.service.names().find_usable(name.as_bytes()).is_some()
     }
 
     /// Whether `name<03>` is in the name table in any state.
     pub fn has_name(&self, name: &str) -> bool {
         let wanted = NetbiosName::messenger(name).expect("valid name");
-        lock(&self.service.names).get(&wanted).is_some()
+        self.service.names().get(&wanted).is_some()
     }
 
     /// Waits until `name<03>` is registered and usable.
@@ -285,7 +283,7 @@ impl TestService {
     /// Every message in the inbox, oldest first.
     pub async fn messages(&self) -> Vec<StoredMessage> {
         self.service
-            .inbox
+            .inbox()
             .list(InboxQuery::default())
             .await
             .expect("list the inbox")
@@ -316,7 +314,7 @@ impl TestService {
     pub async fn hold_inbox_writer(&self) -> WriterHold {
         let (held_tx, held_rx) = tokio::sync::oneshot::channel();
         let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-        let inbox = self.service.inbox.clone();
+        let inbox = self.service.inbox().clone();
         let done = tokio::spawn(async move {
             inbox
                 .with_store(move |_store| {

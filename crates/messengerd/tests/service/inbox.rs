@@ -25,7 +25,7 @@ fn message(i: usize, recipients: &[&str], text_len: usize) -> NewMessage {
 
 async fn fill(svc: &TestService, batch: Vec<NewMessage>) -> Vec<i64> {
     svc.service
-        .inbox
+        .inbox()
         .with_store(move |s| s.insert_batch(&batch))
         .await
         .unwrap()
@@ -136,7 +136,7 @@ async fn the_service_prunes_to_its_retention_limits() {
         .collect();
     let ids = fill(&svc, batch).await;
     let now = 1_700_000_000_000_000 + 1000;
-    let removed = svc.service.inbox.prune(now).await.unwrap();
+    let removed = svc.service.inbox().prune(now).await.unwrap();
     let left: Vec<i64> = svc.messages().await.iter().map(|m| m.id).collect();
     assert_eq!(removed, 1000 - left.len());
     // Alice's newest 100 are the even ones from index 800 on; for everyone, the odd ones of
@@ -148,12 +148,12 @@ async fn the_service_prunes_to_its_retention_limits() {
         .map(|(_, id)| *id)
         .collect();
     assert_eq!(left, expected);
-    assert_eq!(svc.service.inbox.prune(now).await.unwrap(), 0);
+    assert_eq!(svc.service.inbox().prune(now).await.unwrap(), 0);
     // Age: a day past the newest message plus the limit removes everything.
-    let days = svc.service.inbox.retention().max_age_days as i64;
+    let days = svc.service.inbox().retention().max_age_days as i64;
     let later = now + (days + 1) * 86_400 * 1_000_000;
     assert_eq!(
-        svc.service.inbox.prune(later).await.unwrap(),
+        svc.service.inbox().prune(later).await.unwrap(),
         expected.len()
     );
     assert!(svc.messages().await.is_empty());
@@ -190,7 +190,12 @@ async fn a_nearly_full_disk_refuses_new_messages_with_errnoroom() {
     let r = s.call(&d0("ALICE", COMPUTER, "room now")).await;
     assert!(r.header.status.is_success(), "{r:?}");
     svc.wait_for_message("room now").await;
-    let listed = svc.service.inbox.list(InboxQuery::default()).await.unwrap();
+    let listed = svc
+        .service
+        .inbox()
+        .list(InboxQuery::default())
+        .await
+        .unwrap();
     assert_eq!(listed.len(), 1);
 }
 
@@ -203,7 +208,7 @@ async fn a_listing_is_served_while_the_writer_is_busy() {
     let ids = fill(&svc, (0..20).map(|i| message(i, &[], 10)).collect()).await;
     let (release, held) = std::sync::mpsc::channel::<()>();
     let (started_tx, started) = tokio::sync::oneshot::channel();
-    let inbox = svc.service.inbox.clone();
+    let inbox = svc.service.inbox().clone();
     let busy = tokio::spawn(async move {
         inbox
             .with_store(move |_| {

@@ -7,6 +7,7 @@
 //!   "stored before acknowledged";
 //! - [`datagram`]: mailslot messages to the workgroup and to our names;
 //! - [`names`]: logins from utmp, added names across restarts, conflicts, name queries;
+//! - [`logind`]: login sessions from systemd-logind (a stand-in on a private bus);
 //! - [`control`]: who may do what over the control socket;
 //! - [`inbox`]: paged listings, retention and the free-space check;
 //! - [`process`]: the binary: `--check-config`, SIGKILL durability, SIGTERM shutdown, and
@@ -16,6 +17,7 @@ mod control;
 mod datagram;
 mod harness;
 mod inbox;
+mod logind;
 mod names;
 mod process;
 mod session;

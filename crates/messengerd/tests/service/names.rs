@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use messenger_core::names::{NameKind, Owner};
 use messenger_ipc::{Reply, Request};
-use messengerd::service::lock;
 use netbios::nbns::{Packet, PacketKind, RData};
 use netbios::{NetbiosName, QualifiedName};
 
@@ -204,7 +203,7 @@ async fn name_queries_and_node_status_are_answered_for_our_names() {
 /// The names stored in the inbox database.
 async fn stored_names(svc: &TestService) -> Vec<String> {
     svc.service
-        .inbox
+        .inbox()
         .with_store(|s| s.list_names())
         .await
         .expect("list stored names")
@@ -242,12 +241,15 @@ async fn a_user_who_logs_in_takes_their_name_from_anothers_alias() {
     write_utmp(&svc.utmp(), &["carol"]);
     let carol = NetbiosName::messenger("carol").unwrap();
     wait_until("CAROL to become carol's name", || {
-        lock(&svc.service.names)
+        svc.service
+            .names()
             .get(&carol)
             .is_some_and(|e| e.kind == NameKind::User)
     })
     .await;
-    let owner = lock(&svc.service.names)
+    let owner = svc
+        .service
+        .names()
         .get(&carol)
         .and_then(|e| e.owner.clone())
         .map(|o| o.name);
@@ -281,7 +283,7 @@ async fn a_stored_alias_that_is_another_accounts_login_name_is_dropped() {
     };
     let (theft, fine) = (alias("DAEMON"), alias("NOBODYPAGER"));
     svc.service
-        .inbox
+        .inbox()
         .with_store(move |s| {
             s.add_name(&theft)?;
             s.add_name(&fine)
@@ -319,7 +321,7 @@ async fn an_add_that_fails_after_a_login_took_the_name_leaves_it_to_the_user() {
         .expect("add the alias");
     // dave logs in while the alias is still being settled, and takes the name.
     svc.service
-        .refresh_sessions(vec![messengerd::utmp::LoginSession {
+        .refresh_sessions(vec![messengerd::host::utmp::LoginSession {
             user: "dave".into(),
             line: String::new(),
             host: String::new(),
@@ -329,7 +331,9 @@ async fn an_add_that_fails_after_a_login_took_the_name_leaves_it_to_the_user() {
     assert!(!svc.service.is_alias_of(&dave, alias_owner));
     // What an `/ADD` that then fails (conflict, timeout, store error) does to clean up.
     svc.service.remove_alias_of(&dave, alias_owner);
-    let owner = lock(&svc.service.names)
+    let owner = svc
+        .service
+        .names()
         .get(&dave)
         .and_then(|e| e.owner.clone())
         .map(|o| o.name);

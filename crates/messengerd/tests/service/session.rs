@@ -261,7 +261,7 @@ async fn protocol_errors_get_smb_errors_and_the_connection_survives() {
 async fn sender_gets_errnoroom_when_the_inbox_cannot_take_the_message() {
     let svc = TestService::start(Options::default()).await;
     svc.service
-        .inbox
+        .inbox()
         .with_store(|s| s.set_read_only(true))
         .await
         .unwrap();
@@ -287,7 +287,7 @@ async fn sender_gets_errnoroom_when_the_inbox_cannot_take_the_message() {
     assert_eq!(r.header.status, errsrv(dos::ERR_NOROOM), "{r:?}");
 
     svc.service
-        .inbox
+        .inbox()
         .with_store(|s| s.set_read_only(false))
         .await
         .unwrap();
@@ -298,7 +298,7 @@ async fn sender_gets_errnoroom_when_the_inbox_cannot_take_the_message() {
 
     // A size limit says the same.
     svc.service
-        .inbox
+        .inbox()
         .with_store(|s| s.set_size_limit(Some(1)))
         .await
         .unwrap();

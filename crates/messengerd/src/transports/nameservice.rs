@@ -15,8 +15,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::service::{lock, NameCommand, Service};
-use crate::udp::UdpPair;
+use crate::host::udp::UdpPair;
+use crate::service::{NameCommand, Service};
+use crate::util::lock;
 
 /// Largest name service datagram read. What arrives here (queries, registrations, releases,
 /// their answers and node status requests) fits RFC 1002's 576-byte datagram guideline; the
@@ -82,7 +83,7 @@ async fn serve(
         let deadline = ns
             .poll_timeout()
             .map(tokio::time::Instant::from_std)
-            .unwrap_or_else(crate::no_deadline);
+            .unwrap_or_else(crate::util::no_deadline);
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep_until(deadline) => ns.handle_timeout(Instant::now()),

@@ -16,9 +16,9 @@ use messenger_core::names::NameKind;
 use messenger_core::nerr::{ERROR_ACCESS_DENIED, ERROR_INVALID_PARAMETER, NERR_BAD_RECEIVE};
 use messenger_ipc::{Delivery, Reply};
 
-use crate::caller::Caller;
-use crate::control::error;
-use crate::service::{lock, now_micros, Service};
+use crate::host::caller::Caller;
+use crate::service::Service;
+use crate::util::{lock, now_micros};
 
 /// Longest sender, recipient or machine name taken. NetBIOS names have 15 characters; smbd
 /// hands names through `fstring` buffers of 256 bytes, and a name longer than that is no name
@@ -28,7 +28,7 @@ pub const MAX_DELIVERED_NAME_LEN: usize = 255;
 /// Handles a `Deliver` request from `caller`.
 pub async fn deliver(service: &Arc<Service>, caller: &Caller, delivery: Delivery) -> Reply {
     if !caller.is_root && !is_samba_guest(service, caller.uid).await {
-        return error(
+        return Reply::error(
             ERROR_ACCESS_DENIED,
             format!(
                 "Only root and Samba's guest account ({}) may deliver messages.",
@@ -42,7 +42,7 @@ pub async fn deliver(service: &Arc<Service>, caller: &Caller, delivery: Delivery
         ("recipient", delivery.to.as_ref().unwrap_or(&String::new())),
     ] {
         if value.len() > MAX_DELIVERED_NAME_LEN {
-            return error(
+            return Reply::error(
                 ERROR_INVALID_PARAMETER,
                 format!("The {what} name is longer than {MAX_DELIVERED_NAME_LEN} bytes."),
             );
@@ -50,14 +50,14 @@ pub async fn deliver(service: &Arc<Service>, caller: &Caller, delivery: Delivery
     }
     let max = service.settings.config.max_message_len();
     if delivery.text.chars().count() > max {
-        return error(
+        return Reply::error(
             ERROR_INVALID_PARAMETER,
             format!("The message is longer than {max} characters."),
         );
     }
     if !service.gate.admits_source(delivery.address) {
         tracing::info!(source = %delivery.address, "delivered message refused by the source policy");
-        return error(
+        return Reply::error(
             ERROR_ACCESS_DENIED,
             format!(
                 "Messages from {} are refused by this computer's policy.",
@@ -82,7 +82,7 @@ pub async fn deliver(service: &Arc<Service>, caller: &Caller, delivery: Delivery
     };
     match service.deliver(message, delivery.machine).await {
         Ok(id) => Reply::Delivered { id },
-        Err(_) => error(NERR_BAD_RECEIVE, "The inbox could not take the message."),
+        Err(_) => Reply::error(NERR_BAD_RECEIVE, "The inbox could not take the message."),
     }
 }
 

@@ -7,9 +7,9 @@
 //!
 //! Nothing slow runs on the writer, because every sender's acknowledgement waits behind what
 //! runs there: listings are read in pages on a small pool of read-only connections of their
-//! own (WAL lets them read while the writer commits), on blocking threads rather than the
-//! async runtime; pruning to the `[retention]` limits is planned on a reader and carried out
-//! in small batches. New messages are refused (ERRnoroom) while the data directory's file
+//! own (WAL lets them read while the writer commits), on threads of their own at a lower CPU
+//! priority rather than on the async runtime; pruning to the `[retention]` limits is planned
+//! on a reader and carried out in small batches. New messages are refused (ERRnoroom) while the data directory's file
 //! system is nearly full.
 
 use std::fs::File;
@@ -157,15 +157,24 @@ impl Inbox {
         self.read(move |s| s.list(&query)).await
     }
 
-    /// One page of a listing, read on a reader in one snapshot. `size_of` measures a message
-    /// as it will be sent, for `max_bytes`.
-    pub async fn page(
+    /// One page of a listing, read on a reader in one snapshot and handed to `finish` there
+    /// (which encodes it, so that the work of a large page stays on the reader). `size_of`
+    /// measures a message as it will be sent, for `max_bytes`.
+    pub async fn page<T, F>(
         &self,
         request: PageRequest,
         size_of: fn(&StoredMessage) -> usize,
-    ) -> Result<Page, StoreError> {
-        self.read(move |s| s.consistent_read(|s| read_page(s, &request, size_of)))
-            .await
+        finish: F,
+    ) -> Result<T, StoreError>
+    where
+        F: FnOnce(Page) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.read(move |s| {
+            s.consistent_read(|s| read_page(s, &request, size_of))
+                .map(finish)
+        })
+        .await
     }
 
     /// The retention limits this inbox keeps to.
@@ -220,7 +229,7 @@ impl Inbox {
 /// Prunes `inbox` now and every [`PRUNE_INTERVAL`] until `shutdown`.
 pub async fn prune_periodically(inbox: Inbox, shutdown: CancellationToken) {
     loop {
-        match inbox.prune(crate::service::now_micros()).await {
+        match inbox.prune(crate::util::now_micros()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "pruned the inbox to its retention limits"),
             Err(e) => tracing::warn!(error = %e, "could not prune the inbox; trying again later"),
@@ -274,20 +283,48 @@ fn read_page(
     })
 }
 
-/// The read-only connections, handed out one per blocking task.
+/// How much lower than the rest of the service the readers run, as a nice increment: a
+/// listing is the only bulk work the service does, and when the cores are busy the kernel
+/// should run the writer and the network tasks, whose work a sender waits for, before
+/// another page of someone's listing. 10 gives a reader about a tenth of the CPU share of a
+/// default thread under contention (sched(7): each nice step is about 1.25x), and nothing
+/// less than that when the cores are idle.
+const READER_NICE_INCREMENT: i32 = 10;
+
+/// A read to run on one of the readers.
+type ReadJob = Box<dyn FnOnce(&Store) + Send>;
+
+/// The read-only connections, each on a thread of its own at a lower CPU priority.
 struct Readers {
-    idle: Mutex<Vec<Store>>,
+    /// Jobs for the reader threads; a reader takes the next when it is free. At most as
+    /// many jobs are queued or running as there are permits.
+    jobs: Mutex<std::sync::mpsc::Sender<ReadJob>>,
     permits: Arc<Semaphore>,
 }
 
 impl Readers {
     fn open(path: &Path, count: usize) -> Result<Self, StoreError> {
-        let idle = (0..count.max(1))
+        let stores = (0..count.max(1))
             .map(|_| Store::open_read_only(path))
             .collect::<Result<Vec<_>, _>>()?;
+        let permits = Arc::new(Semaphore::new(stores.len()));
+        let (jobs, queue) = std::sync::mpsc::channel::<ReadJob>();
+        let queue = Arc::new(Mutex::new(queue));
+        for (i, store) in stores.into_iter().enumerate() {
+            let queue = Arc::clone(&queue);
+            std::thread::Builder::new()
+                .name(format!("inbox-reader-{i}"))
+                .spawn(move || serve_reads(&store, &queue))
+                .map_err(|e| {
+                    StoreError::new(
+                        ErrorKind::Other,
+                        format!("cannot start an inbox reader: {e}"),
+                    )
+                })?;
+        }
         Ok(Self {
-            permits: Arc::new(Semaphore::new(idle.len())),
-            idle: Mutex::new(idle),
+            jobs: Mutex::new(jobs),
+            permits,
         })
     }
 
@@ -300,21 +337,46 @@ impl Readers {
             .acquire_owned()
             .await
             .map_err(|_| closed())?;
-        let this = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
-            // A permit guarantees an idle connection: there are as many permits as
-            // connections, and each is put back before its permit is released.
-            let store = crate::service::lock(&this.idle).pop();
-            let Some(store) = store else {
-                return Err(closed());
-            };
-            let result = f(&store);
-            crate::service::lock(&this.idle).push(store);
+        let (done, result) = oneshot::channel();
+        let job: ReadJob = Box::new(move |store| {
+            let outcome = f(store);
             drop(permit);
-            result
-        })
-        .await
-        .map_err(|_| StoreError::new(ErrorKind::Other, "an inbox read did not complete"))?
+            let _ = done.send(outcome);
+        });
+        crate::util::lock(&self.jobs)
+            .send(job)
+            .map_err(|_| closed())?;
+        result
+            .await
+            .map_err(|_| StoreError::new(ErrorKind::Other, "an inbox read did not complete"))?
+    }
+}
+
+/// A reader thread: lowers its own priority, then runs jobs on `store` until the inbox is
+/// dropped. A job that panics loses its answer (its caller gets an error), not the reader.
+fn serve_reads(store: &Store, queue: &Mutex<std::sync::mpsc::Receiver<ReadJob>>) {
+    lower_this_threads_priority();
+    loop {
+        let job = match crate::util::lock(queue).recv() {
+            Ok(job) => job,
+            Err(_) => return,
+        };
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(store)));
+        if ran.is_err() {
+            tracing::error!("an inbox read panicked");
+        }
+    }
+}
+
+/// Raises the calling thread's nice value by [`READER_NICE_INCREMENT`]. Linux keeps the nice
+/// value per thread, and setpriority(2) given a thread id changes that thread alone. Failing
+/// costs only the priority, so it is logged, not fatal.
+fn lower_this_threads_priority() {
+    let tid = rustix::thread::gettid();
+    let current = rustix::process::getpriority_process(Some(tid)).unwrap_or(0);
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), current + READER_NICE_INCREMENT)
+    {
+        tracing::debug!(error = %e, "cannot lower an inbox reader's priority");
     }
 }
 
@@ -370,4 +432,48 @@ impl DiskGuard {
 
 fn closed() -> StoreError {
     StoreError::new(ErrorKind::Closed, "the inbox writer has stopped")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open_inbox() -> (tempfile::TempDir, Inbox) {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = Inbox::open(&dir.path().join("inbox.sqlite3"), &Retention::default()).unwrap();
+        (dir, inbox)
+    }
+
+    fn this_threads_nice() -> i32 {
+        rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn reads_run_below_the_priority_of_the_rest_of_the_service() {
+        let (_dir, inbox) = open_inbox();
+        let ours = this_threads_nice();
+        let readers = inbox.read(|_| Ok(this_threads_nice())).await.unwrap();
+        // The nice value stops at 19 (setpriority(2)).
+        assert_eq!(readers, (ours + READER_NICE_INCREMENT).min(19));
+        assert_eq!(
+            this_threads_nice(),
+            ours,
+            "only the reader threads are lowered"
+        );
+        inbox.close();
+    }
+
+    #[tokio::test]
+    async fn a_read_that_panics_fails_alone_and_the_readers_go_on() {
+        let (_dir, inbox) = open_inbox();
+        for _ in 0..READER_CONNECTIONS * 2 {
+            let failed = inbox
+                .read(|_| -> Result<(), StoreError> { panic!("a broken read") })
+                .await;
+            assert!(failed.is_err());
+        }
+        let listed = inbox.list(InboxQuery::default()).await.unwrap();
+        assert!(listed.is_empty());
+        inbox.close();
+    }
 }

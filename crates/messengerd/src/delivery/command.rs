@@ -34,7 +34,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
-use crate::display::{Arrival, Audience, DeliverySink};
+use super::{Arrival, Audience, DeliverySink};
 
 /// Commands running at once. A notification hook, not a work queue: a handful keeps a flood
 /// of messages from becoming a flood of processes on a two-core host.

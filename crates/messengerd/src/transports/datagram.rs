@@ -14,8 +14,8 @@ use netbios::mailslot::MessengerDatagram;
 use netbios::name::{SUFFIX_MESSENGER, SUFFIX_WORKSTATION};
 use tokio_util::sync::CancellationToken;
 
+use crate::host::udp::UdpPair;
 use crate::service::{Incoming, Service};
-use crate::udp::UdpPair;
 
 /// Largest datagram read: the RFC 1002 MAX_DATAGRAM_LENGTH is 576, but peers on Ethernet
 /// send up to the MTU; anything longer is not a messenger datagram.
@@ -105,7 +105,7 @@ async fn handle(service: &Arc<Service>, data: &[u8], from: SocketAddr) {
 /// its `To` says.
 fn addressed_to_us(service: &Service, dest: &netbios::NetbiosName) -> bool {
     match dest.suffix() {
-        SUFFIX_MESSENGER => crate::service::lock(&service.names)
+        SUFFIX_MESSENGER => crate::util::lock(&service.names)
             .find_usable(dest.name_bytes())
             .is_some(),
         SUFFIX_WORKSTATION => dest

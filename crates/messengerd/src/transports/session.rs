@@ -26,8 +26,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::gate::Refused;
-use crate::service::{lock, Incoming, Refusal, Service};
-use crate::sockets::SessionListener;
+use crate::host::sockets::SessionListener;
+use crate::service::{Incoming, Refusal, Service};
+use crate::util::lock;
 
 /// Bytes read from a connection at a time; a whole multi-block message of 1600 bytes in 128
 /// byte blocks fits in a couple of reads.
@@ -199,7 +200,7 @@ async fn connection(
         let deadline = session
             .poll_timeout()
             .map(tokio::time::Instant::from_std)
-            .unwrap_or_else(crate::no_deadline);
+            .unwrap_or_else(crate::util::no_deadline);
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep_until(deadline) => session.handle_timeout(Instant::now()),

@@ -1,7 +1,7 @@
 //! The control socket: what the `messenger` command line asks, and who may ask what.
 //!
 //! Callers are identified by the kernel (SO_PEERCRED), never by anything they send (see
-//! [`crate::caller`]). A user may add and delete only their own aliases, never another
+//! [`crate::host::caller`]). A user may add and delete only their own aliases, never another
 //! account's login name or a logged-in user's name, read only their own inbox, and send only
 //! under their own name; root may do anything. The computer name can never be deleted (2278).
 
@@ -14,17 +14,22 @@ use messenger_core::nerr::{
     self, ERROR_ACCESS_DENIED, ERROR_INVALID_PARAMETER, NERR_DEL_COMPUTER_NAME,
     NERR_INTERNAL_ERROR, NERR_NOT_LOCAL_NAME,
 };
+use messenger_core::transport::SendError;
 use messenger_ipc::{
-    decode_line, encode_line, IpcError, MessageView, NameInfo, Reply, Request, StatusInfo,
-    MAX_LINE_LEN, MAX_PAGE_BYTES, MAX_PAGE_MESSAGES, PROTOCOL_VERSION,
+    decode_line, encode_line, IpcError, MessageView, NameInfo, Reply, Request, SendResult,
+    StatusInfo, MAX_LINE_LEN, MAX_PAGE_BYTES, MAX_PAGE_MESSAGES, PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::caller::Caller;
-use crate::inbox::PageRequest;
-use crate::service::{lock, now_micros, rfc3339, Service};
+use crate::host::caller::Caller;
+use crate::service::inbox::PageRequest;
+use crate::service::Service;
+use crate::transports::outbound::{self, Outcome};
+use crate::util::{lock, now_micros, rfc3339};
+
+mod deliver;
 
 /// Connections to the control socket served at once; the command line opens one per command.
 const MAX_CONTROL_CONNECTIONS: usize = 256;
@@ -35,15 +40,9 @@ const ACCEPT_ERROR_BACKOFF: std::time::Duration = std::time::Duration::from_mill
 /// registration takes three retries 250 ms apart (RFC 1002 s.6), a WINS registration longer.
 const NAME_ADD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-pub(crate) fn error(code: u32, message: impl Into<String>) -> Reply {
-    Reply::Error(IpcError {
-        code,
-        message: message.into(),
-    })
-}
-
-pub(crate) fn nerr_reply(code: u32) -> Reply {
-    error(code, nerr::text(code).unwrap_or("An error occurred."))
+/// The reply for NET error `code`, with its standard text.
+fn nerr_reply(code: u32) -> Reply {
+    Reply::error(code, nerr::text(code).unwrap_or("An error occurred."))
 }
 
 /// Serves the control socket until `shutdown`.
@@ -106,7 +105,7 @@ async fn handle_connection(
         let request: Request = match decode_line(&line) {
             Ok(r) => r,
             Err(e) => {
-                let reply = error(ERROR_INVALID_PARAMETER, format!("bad request: {e}"));
+                let reply = Reply::error(ERROR_INVALID_PARAMETER, format!("bad request: {e}"));
                 write.write_all(&encode_line(&reply)).await?;
                 continue;
             }
@@ -114,8 +113,25 @@ async fn handle_connection(
         if let Request::InboxFollow { all_users } = request {
             return follow(&service, &caller, all_users, &mut write, &shutdown).await;
         }
-        let reply = handle(&service, &caller, request).await;
-        write.write_all(&encode_line(&reply)).await?;
+        let reply = match request {
+            Request::InboxList {
+                unread_only,
+                all_users,
+                after_id,
+                limit,
+                last,
+            } => {
+                let query = InboxQuery {
+                    user: (!all_users).then(|| caller.user.clone()),
+                    unread_only,
+                    after_id,
+                    limit: None,
+                };
+                list(&service, &caller, query, limit, last).await
+            }
+            request => encode_line(&handle(&service, &caller, request).await),
+        };
+        write.write_all(&reply).await?;
     }
 }
 
@@ -184,6 +200,39 @@ pub fn view(m: &StoredMessage) -> MessageView {
     }
 }
 
+/// One page of a listing, as the encoded reply line. The page is read, turned into views and
+/// encoded on an inbox reader: a page is megabytes of JSON, and encoding it on the runtime's
+/// workers would hold up the network tasks that acknowledge senders.
+async fn list(
+    service: &Arc<Service>,
+    caller: &Caller,
+    query: InboxQuery,
+    limit: Option<usize>,
+    last: Option<u64>,
+) -> Vec<u8> {
+    if query.user.is_none() && !caller.is_root {
+        return encode_line(&nerr_reply(ERROR_ACCESS_DENIED));
+    }
+    let request = PageRequest {
+        query,
+        limit: limit.unwrap_or(MAX_PAGE_MESSAGES).min(MAX_PAGE_MESSAGES),
+        last,
+        max_bytes: MAX_PAGE_BYTES,
+    };
+    let encoded = service
+        .inbox
+        .page(request, encoded_len_bound, |page| {
+            encode_line(&Reply::Messages {
+                messages: page.messages.iter().map(view).collect(),
+                more: page.more,
+                older: page.older,
+            })
+        })
+        .await;
+    encoded
+        .unwrap_or_else(|e| encode_line(&Reply::error(NERR_INTERNAL_ERROR, format!("inbox: {e}"))))
+}
+
 async fn handle(service: &Arc<Service>, caller: &Caller, request: Request) -> Reply {
     match request {
         Request::Status => {
@@ -219,36 +268,6 @@ async fn handle(service: &Arc<Service>, caller: &Caller, request: Request) -> Re
         }
         Request::NameAdd { name } => name_add(service, caller, &name).await,
         Request::NameDelete { name } => name_delete(service, caller, &name).await,
-        Request::InboxList {
-            unread_only,
-            all_users,
-            after_id,
-            limit,
-            last,
-        } => {
-            if all_users && !caller.is_root {
-                return nerr_reply(ERROR_ACCESS_DENIED);
-            }
-            let request = PageRequest {
-                query: InboxQuery {
-                    user: (!all_users).then(|| caller.user.clone()),
-                    unread_only,
-                    after_id,
-                    limit: None,
-                },
-                limit: limit.unwrap_or(MAX_PAGE_MESSAGES).min(MAX_PAGE_MESSAGES),
-                last,
-                max_bytes: MAX_PAGE_BYTES,
-            };
-            match service.inbox.page(request, encoded_len_bound).await {
-                Ok(page) => Reply::Messages {
-                    messages: page.messages.iter().map(view).collect(),
-                    more: page.more,
-                    older: page.older,
-                },
-                Err(e) => error(NERR_INTERNAL_ERROR, format!("inbox: {e}")),
-            }
-        }
         Request::InboxMarkRead { ids } => {
             let user = caller.user.clone();
             match service
@@ -257,31 +276,48 @@ async fn handle(service: &Arc<Service>, caller: &Caller, request: Request) -> Re
                 .await
             {
                 Ok(count) => Reply::MarkedRead { count },
-                Err(e) => error(NERR_INTERNAL_ERROR, format!("inbox: {e}")),
+                Err(e) => Reply::error(NERR_INTERNAL_ERROR, format!("inbox: {e}")),
             }
         }
-        Request::InboxFollow { .. } => error(ERROR_INVALID_PARAMETER, "follow is a stream"),
+        // Answered by the connection itself (see `handle_connection`).
+        Request::InboxFollow { .. } | Request::InboxList { .. } => {
+            Reply::error(ERROR_INVALID_PARAMETER, "not a simple request")
+        }
         Request::Send {
             target,
             from,
             text,
             allow_long,
-        } => crate::send::send(service, caller, target, from, text, allow_long).await,
-        Request::Deliver(delivery) => crate::deliver::deliver(service, caller, delivery).await,
+        } => send_reply(outbound::send(service, caller, target, from, text, allow_long).await),
+        Request::Deliver(delivery) => deliver::deliver(service, caller, delivery).await,
+    }
+}
+
+/// The reply to a send: its outcome per recipient, or why it failed as a whole.
+fn send_reply(outcome: Result<Vec<Outcome>, SendError>) -> Reply {
+    match outcome {
+        Ok(outcomes) => Reply::sent(outcomes.into_iter().map(|o| SendResult {
+            recipient: o.recipient,
+            error: o.result.err().map(|e| IpcError {
+                code: e.code,
+                message: e.message,
+            }),
+        })),
+        Err(e) => Reply::error(e.code, e.message),
     }
 }
 
 async fn name_add(service: &Arc<Service>, caller: &Caller, typed: &str) -> Reply {
     let name = match parse_messaging_name(typed) {
         Ok(n) => n,
-        Err(e) => return error(e.nerr(), e.to_string()),
+        Err(e) => return Reply::error(e.nerr(), e.to_string()),
     };
     if !caller.is_root {
         // Names belong to their users: another account's login name, or the name of someone
         // logged in here, is not anyone else's alias. The account lookups may block.
         let logged_in: Vec<String> = {
             let sessions = service.sessions.read().unwrap_or_else(|e| e.into_inner());
-            crate::utmp::users(&sessions).into_iter().collect()
+            crate::host::utmp::users(&sessions).into_iter().collect()
         };
         let identity = caller.identity();
         let typed = typed.to_owned();
@@ -291,8 +327,8 @@ async fn name_add(service: &Arc<Service>, caller: &Caller, typed: &str) -> Reply
         .await;
         match verdict {
             Ok(Ok(())) => {}
-            Ok(Err(refused)) => return error(refused.nerr(), refused.to_string()),
-            Err(_) => return error(NERR_INTERNAL_ERROR, "the account lookup failed"),
+            Ok(Err(refused)) => return Reply::error(refused.nerr(), refused.to_string()),
+            Err(_) => return Reply::error(NERR_INTERNAL_ERROR, "the account lookup failed"),
         }
     }
     let owner = Owner {
@@ -310,7 +346,7 @@ async fn name_add(service: &Arc<Service>, caller: &Caller, typed: &str) -> Reply
         Ok(Ok(Ok(()))) => {
             // A user whose login name this is may have logged in meanwhile and taken it.
             if !service.is_alias_of(&name, owner.uid) {
-                return error(
+                return Reply::error(
                     ERROR_ACCESS_DENIED,
                     "the name is now the name of a user who logged in",
                 );
@@ -325,7 +361,7 @@ async fn name_add(service: &Arc<Service>, caller: &Caller, typed: &str) -> Reply
                 Ok(_) => Reply::Done,
                 Err(e) => {
                     service.remove_alias_of(&name, caller.uid);
-                    error(NERR_INTERNAL_ERROR, format!("could not save the name: {e}"))
+                    Reply::error(NERR_INTERNAL_ERROR, format!("could not save the name: {e}"))
                 }
             }
         }
@@ -337,7 +373,7 @@ async fn name_add(service: &Arc<Service>, caller: &Caller, typed: &str) -> Reply
         }
         _ => {
             service.remove_alias_of(&name, caller.uid);
-            error(NERR_INTERNAL_ERROR, "the name registration did not finish")
+            Reply::error(NERR_INTERNAL_ERROR, "the name registration did not finish")
         }
     }
 }
@@ -345,7 +381,7 @@ async fn name_add(service: &Arc<Service>, caller: &Caller, typed: &str) -> Reply
 async fn name_delete(service: &Arc<Service>, caller: &Caller, typed: &str) -> Reply {
     let name = match parse_messaging_name(typed) {
         Ok(n) => n,
-        Err(e) => return error(e.nerr(), e.to_string()),
+        Err(e) => return Reply::error(e.nerr(), e.to_string()),
     };
     let (kind, owner_uid) = {
         let names = lock(&service.names);

@@ -32,7 +32,7 @@ use messenger_core::config::Config;
 use messenger_net::iface::Interface;
 use socket2::SockRef;
 
-use crate::sockets::{InterfaceSockets, SessionListener, Sockets};
+use crate::host::sockets::{InterfaceSockets, SessionListener, Sockets};
 
 /// Why inherited sockets cannot be served.
 #[derive(Debug, thiserror::Error)]
@@ -201,7 +201,7 @@ pub fn from_env(
     }
     let interfaces = messenger_net::iface::interfaces(&config.listen_addresses)?;
     let (interface_sockets, sessions) = assign(config, &interfaces, inherited)?;
-    let control = crate::sockets::bind_control(control_path)?;
+    let control = crate::host::sockets::bind_control(control_path)?;
     Ok(Some(Sockets {
         interfaces: vec![interface_sockets],
         sessions,

@@ -330,7 +330,7 @@ mod tests {
     fn a_created_run_dir_is_reachable_by_everyone_and_writable_by_its_owner_only() {
         let parent = tempfile::tempdir().unwrap();
         // Even under a umask that would hide it from every other user.
-        let prepared = crate::sockets::with_umask(0o077, || {
+        let prepared = crate::host::sockets::with_umask(0o077, || {
             RunDir::prepare(&parent.path().join("run/deeper/control.sock"))
         });
         let dir = prepared.unwrap();

@@ -4,8 +4,14 @@
 //! to [`Service::accept_message`], which checks that it is for one of our names, stores it
 //! durably, and only then lets the transport acknowledge it; showing it to users and running
 //! the message command happen afterwards and never delay the sender.
+//!
+//! The state is private to the daemon; callers outside it (`main`, tests) read it through the
+//! accessors [`Service::settings`], [`Service::inbox`] and [`Service::names`].
 
-use std::net::{IpAddr, SocketAddr};
+pub mod inbox;
+pub mod names;
+
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
@@ -19,11 +25,12 @@ use netbios::NetbiosName;
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
-use crate::command::CommandRunner;
-use crate::display::{reaches, Arrival, Audience, DeliverySink};
-use crate::inbox::Inbox;
-use crate::names::NameTable;
-use crate::utmp::LoginSession;
+use crate::delivery::command::CommandRunner;
+use crate::delivery::{reaches, Arrival, Audience, DeliverySink};
+use crate::host::utmp::LoginSession;
+use crate::util::{lock, now_micros};
+use inbox::Inbox;
+use names::NameTable;
 
 /// Why a message was not accepted; each maps to the SMB error the sender gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,13 +121,13 @@ pub enum NameCommand {
 /// State shared by every task of the service.
 pub struct Service {
     /// Resolved settings.
-    pub settings: Settings,
+    pub(crate) settings: Settings,
     /// The durable inbox.
-    pub inbox: Inbox,
+    pub(crate) inbox: Inbox,
     /// Our messaging names.
-    pub names: Mutex<NameTable>,
+    pub(crate) names: Mutex<NameTable>,
     /// Login sessions, as last read from utmp.
-    pub sessions: RwLock<Vec<LoginSession>>,
+    pub(crate) sessions: RwLock<Vec<LoginSession>>,
     /// Where every stored message is handed: terminals, the message command, and so on.
     pub(crate) sinks: Vec<Arc<dyn DeliverySink>>,
     /// Name service tasks, one per interface.
@@ -140,10 +147,25 @@ pub struct Service {
     /// still runs at shutdown).
     pub(crate) commands: Option<Arc<CommandRunner>>,
     /// The rate limit on messages local users send through the control socket.
-    pub(crate) local_sends: crate::send::LocalSendLimit,
+    pub(crate) local_sends: crate::gate::LocalSendLimit,
 }
 
 impl Service {
+    /// The resolved settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The durable inbox.
+    pub fn inbox(&self) -> &Inbox {
+        &self.inbox
+    }
+
+    /// Our messaging names, locked: hold the guard briefly, every receiving task needs it.
+    pub fn names(&self) -> std::sync::MutexGuard<'_, NameTable> {
+        lock(&self.names)
+    }
+
     /// Asks every interface to register `name`.
     pub fn register_everywhere(&self, name: NetbiosName, group: bool) {
         for ns in &self.name_services {
@@ -361,7 +383,7 @@ impl Service {
     /// deleted from the store, and a warning says whose it was. The account lookups run on
     /// the blocking pool.
     pub async fn refresh_sessions(&self, sessions: Vec<LoginSession>) {
-        let users = crate::utmp::users(&sessions);
+        let users = crate::host::utmp::users(&sessions);
         {
             let mut current = self.sessions.write().unwrap_or_else(|e| e.into_inner());
             *current = sessions;
@@ -514,43 +536,4 @@ pub struct Incoming {
 fn trim_nuls(bytes: &[u8]) -> &[u8] {
     let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     &bytes[..end]
-}
-
-/// Locks a mutex, recovering from poisoning: a panic elsewhere must not take names down.
-pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Now, in microseconds since the Unix epoch.
-pub fn now_micros() -> i64 {
-    jiff::Timestamp::now().as_microsecond()
-}
-
-pub use crate::display::local_time_string;
-
-/// `micros` in RFC 3339, UTC.
-pub fn rfc3339(micros: i64) -> String {
-    match jiff::Timestamp::from_microsecond(micros) {
-        Ok(ts) => ts.to_string(),
-        Err(_) => String::new(),
-    }
-}
-
-/// The source policy: the configured lists, or, when `allow` is empty, private and local
-/// address space and the subnets of our interfaces (see
-/// [`messenger_core::policy::LOCAL_NETWORKS`] for why).
-pub fn source_policy(
-    config: &Config,
-    interfaces: &[messenger_net::iface::Interface],
-) -> Result<messenger_core::policy::SourcePolicy, crate::error::StartError> {
-    use messenger_core::policy::{Cidr, SourcePolicy};
-    let own_subnets = interfaces
-        .iter()
-        .map(|i| Cidr::new(IpAddr::V4(i.addr), u32::from(i.netmask).count_ones() as u8))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(SourcePolicy {
-        allow: config.policy.allow.clone(),
-        deny: config.policy.deny.clone(),
-    }
-    .or_local_networks(own_subnets))
 }

@@ -1,0 +1,9 @@
+//! The ways messages come in and go out, each driving the service state: the name service
+//! (UDP 137), the session service (TCP 139) and the datagram service (UDP 138) on the
+//! receiving side, and the router of outgoing messages (local delivery, NetBIOS, and any
+//! further [`messenger_core::transport::Transport`]).
+
+pub(crate) mod datagram;
+pub(crate) mod nameservice;
+pub(crate) mod outbound;
+pub(crate) mod session;
