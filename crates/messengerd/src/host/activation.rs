@@ -200,7 +200,14 @@ pub fn from_env(
         return Err(ActivationError::NetbiosOff(inherited.len()).into());
     }
     let interfaces = messenger_net::iface::interfaces(&config.listen_addresses)?;
+    let count = inherited.len();
     let (interface_sockets, sessions) = assign(config, &interfaces, inherited)?;
+    tracing::info!(
+        sockets = count,
+        interface = %interface_sockets.interface.name,
+        addr = %interface_sockets.interface.addr,
+        "serving the sockets systemd handed over"
+    );
     let control = crate::host::sockets::bind_control(control_path)?;
     Ok(Some(Sockets {
         interfaces: vec![interface_sockets],
