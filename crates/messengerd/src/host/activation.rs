@@ -23,6 +23,13 @@
 //!   `listen_addresses` to one address, or run `messengerd.service`, which binds each
 //!   interface itself.
 //!
+//! Serving every interface from wildcard sockets would take one reader per socket that turns
+//! on `IP_PKTINFO`, reads with `recvmsg` to get each datagram's interface index (and the
+//! address it was sent to, telling a broadcast from a unicast), and hands the datagram to that
+//! interface's name service or datagram task; those tasks would send with an `IP_PKTINFO`
+//! control message (`ipi_spec_dst`) so that answers leave from the interface's address. Until
+//! then the one-interface rule above keeps every answer right.
+//!
 //! The session service (TCP 139) has no such question: a connection knows both its ends.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
