@@ -13,7 +13,8 @@ Exit status:
   2  usage error: bad syntax, unknown switch, empty or too long message, invalid name
   3  the Messenger service is not running and the command needs it
   4  the message reached none of its recipients
-  5  the message reached some recipients but not all";
+  5  the message reached some recipients but not all
+  6  --wait: the message was delivered, but not every recipient read it in time";
 
 /// Shown after the exit statuses in `--help`.
 const ENVIRONMENT_HELP: &str = "\
@@ -175,14 +176,29 @@ pub struct SendArgs {
     #[arg(long)]
     pub long: bool,
 
-    /// With /USERS on a Samba server, list each client with an SMB session that got the
-    /// message, not only how many did (failures are always listed)
-    #[arg(long, short)]
+    /// Wait until each recipient has read the message (dismissed or confirmed it on their
+    /// desktop, listed it with `messenger inbox`, or had it shown on their terminal), at most
+    /// SECONDS [default: 3600]. Windows, Samba and other hosts over NetBIOS only say that
+    /// they accepted a message; for them it says so instead of waiting
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = DEFAULT_WAIT_SECS,
+        value_parser = clap::value_parser!(u64).range(1..=messenger_ipc::MAX_WAIT_SECS),
+    )]
+    pub wait: Option<u64>,
+
+    /// Report every recipient's outcome (with @FILE, and for the clients with an SMB session
+    /// that /USERS reaches on a Samba server, only failures and a count are reported
+    /// otherwise)
+    #[arg(long, short = 'v')]
     pub verbose: bool,
 
     /// `NAME MESSAGE...`: the recipient (`NAME`, `*`, `/DOMAIN[:NAME]`, `/USERS`, an IP address
-    /// or a host name), then the message; without --domain or --users the first word is the
-    /// recipient
+    /// or a host name, or `@FILE`: the recipients listed in FILE, one per line), then the
+    /// message; without --domain or --users the first word is the recipient
     #[arg(
         value_name = "NAME MESSAGE",
         trailing_var_arg = true,
@@ -190,6 +206,10 @@ pub struct SendArgs {
     )]
     pub words: Vec<String>,
 }
+
+/// How long `send --wait` waits without SECONDS: an hour, long enough for someone away
+/// from their desk for a meeting, short enough that a forgotten waiting command ends.
+const DEFAULT_WAIT_SECS: &str = "3600";
 
 /// `deliver`.
 #[derive(Debug, Args)]

@@ -34,6 +34,8 @@ pub enum Exit {
     NotDelivered = 4,
     /// 5: some recipients got it, some did not.
     Partial = 5,
+    /// 6: delivered, but not read in time by every recipient (`send --wait`).
+    NotRead = 6,
 }
 
 impl From<Exit> for ExitCode {

@@ -70,6 +70,7 @@ pub async fn send(
                         code: nerr::NERR_NETWORK_ERROR,
                         message,
                     }),
+                    receipt: None,
                 }],
                 left_out: 0,
             }
@@ -85,6 +86,7 @@ pub async fn send(
                         code: nerr::NERR_NETWORK_ERROR,
                         message: e.to_string(),
                     }),
+                    receipt: None,
                 }],
                 left_out: listing.left_out,
             }
@@ -144,6 +146,7 @@ async fn send_one(
                 message: "the client is connected over IPv6; NetBIOS messages go over IPv4 only"
                     .to_owned(),
             }),
+            receipt: None,
         };
     };
     let sent = messenger_net::send_to_session(
@@ -162,6 +165,7 @@ async fn send_one(
             code: e.nerr(),
             message: e.to_string(),
         }),
+        receipt: None,
     }
 }
 

@@ -97,6 +97,27 @@ async fn start_service() -> Service {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(ok, "the service did not answer");
+    // And until the computer name is registered: before that, a send to it is not yet local.
+    let socket = service.dir.path().join("control.sock");
+    let registered = tokio::task::spawn_blocking(move || {
+        for _ in 0..200 {
+            let names = messenger_ipc::Client::connect(&socket)
+                .and_then(|mut c| c.call(&messenger_ipc::Request::NameList));
+            if let Ok(messenger_ipc::Reply::Names { names }) = names {
+                if names
+                    .iter()
+                    .any(|n| n.name.trim() == "SVCPC" && n.state == "registered")
+                {
+                    return true;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        false
+    })
+    .await
+    .unwrap();
+    assert!(registered, "the computer name was not registered");
     service
 }
 
@@ -629,4 +650,85 @@ async fn a_large_inbox_is_listed_in_pages() {
             .code(2)
             .stderr(contains("not a number of messages"));
     }
+}
+
+/// `send --wait`: a message read with `messenger inbox` while its sender waits ends the wait
+/// with "has read"; one nobody reads ends it with exit status 6 and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn send_wait_returns_once_the_message_is_read() {
+    use std::process::Stdio;
+
+    let s = start_service().await;
+    let mut cmd = messenger(&s);
+    cmd.args(["send", "--wait=2", "svcpc", "nobody reads this"]);
+    run(cmd)
+        .await
+        .code(6)
+        .stdout(contains("The message was successfully sent to SVCPC."))
+        .stdout(contains("SVCPC has not read the message within 2 seconds."));
+
+    // A waiting sender, and a reader who lists the inbox meanwhile.
+    let waiting = std::process::Command::new(env!("CARGO_BIN_EXE_messenger"))
+        .env_remove("MESSENGER_SOCKET")
+        .env_remove("MESSENGER_CONFIG")
+        .arg("--config")
+        .arg(&s.config)
+        .args(["send", "--wait=60", "svcpc", "please", "read"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let mut cmd = messenger(&s);
+        cmd.args(["inbox", "--unread"]);
+        let out = run(cmd).await.success().get_output().stdout.clone();
+        if String::from_utf8_lossy(&out).contains("please read") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the message never arrived"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let out = tokio::task::spawn_blocking(move || waiting.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("SVCPC has read the message."),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// `send @FILE`: every recipient listed gets it; without --verbose a count and the failures
+/// are reported, with it every recipient.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn send_to_the_recipients_of_a_file() {
+    let s = start_service().await;
+    let list = s.dir.path().join("recipients");
+    std::fs::write(
+        &list,
+        "# this computer, twice, and a name nobody has\nsvcpc\nSVCPC\nno-such-name\n",
+    )
+    .unwrap();
+    let word = format!("@{}", list.display());
+    let mut cmd = messenger(&s);
+    cmd.args(["send", &word, "to a list"]);
+    run(cmd)
+        .await
+        .code(5)
+        .stdout(contains("The message was sent to 2 of 3 recipients."))
+        .stdout(contains("successfully sent").not())
+        .stderr(contains("NET HELPMSG 2273"));
+    let mut cmd = messenger(&s);
+    cmd.args(["send", "--verbose", &word, "to a list again"]);
+    run(cmd)
+        .await
+        .code(5)
+        .stdout(contains("The message was successfully sent to SVCPC."));
+    let mut cmd = messenger(&s);
+    cmd.args(["send", "@/nonexistent/list", "hi"]);
+    run(cmd).await.code(2).stderr(contains("cannot read"));
 }

@@ -105,6 +105,10 @@ pub enum Request {
         /// Allow texts longer than the Windows limit (for receivers that take them).
         #[serde(default)]
         allow_long: bool,
+        /// Wait up to this many seconds (at most [`MAX_WAIT_SECS`]) for each recipient to
+        /// read the message, and say in each result's `receipt` whether they did.
+        #[serde(default)]
+        wait_secs: Option<u64>,
     },
     /// Store a message that Samba's smbd received for this host (`messenger deliver`, run as
     /// smbd's `message command`). Only root and smbd's guest account may ask.
@@ -283,7 +287,29 @@ pub struct SendResult {
     pub recipient: String,
     /// None when it was delivered.
     pub error: Option<IpcError>,
+    /// For a send that waited (`wait_secs`) and was delivered: whether it was read.
+    #[serde(default)]
+    pub receipt: Option<Receipt>,
 }
+
+/// What a sender who waits learns about a delivered message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Receipt {
+    /// The recipient read it: dismissed or confirmed its notification, listed it with
+    /// `messenger inbox`, or had it shown on their terminal.
+    Read,
+    /// Nobody it is for read it within the wait.
+    NotReadInTime,
+    /// The receiver only reports that it accepted the message (Windows, Samba, another
+    /// host over NetBIOS): whether anyone read it cannot be known.
+    AcceptedOnly,
+}
+
+/// The longest a send may wait for its recipients to read it: a day, past which a sender's
+/// terminal is better served by `messenger inbox` on the other side than by a waiting
+/// process (msg.exe's /TIME has no limit, but nobody waits longer in practice).
+pub const MAX_WAIT_SECS: u64 = 24 * 60 * 60;
 
 /// Errors talking to the daemon.
 #[derive(Debug, thiserror::Error)]
@@ -364,6 +390,13 @@ impl Client {
         decode_line(&line).map_err(|e| ClientError::BadReply(e.to_string()))
     }
 
+    /// Waits up to `timeout` for each reply from now on (a send that waits for its readers
+    /// takes as long as its wait).
+    pub fn set_reply_timeout(&mut self, timeout: Duration) -> Result<(), ClientError> {
+        self.reader.get_ref().set_read_timeout(Some(timeout))?;
+        Ok(())
+    }
+
     /// Waits without a timeout from now on (for `--follow`).
     pub fn wait_forever(&mut self) -> Result<(), ClientError> {
         self.reader.get_ref().set_read_timeout(None)?;
@@ -396,6 +429,7 @@ mod tests {
                 from: None,
                 text: "line one\nline \"two\"".into(),
                 allow_long: false,
+                wait_secs: Some(30),
             },
         ];
         for r in requests {

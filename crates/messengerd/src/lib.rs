@@ -144,6 +144,7 @@ pub async fn start_with_inbox(
         tasks: tasks.clone(),
         commands,
         local_sends,
+        stopping: shutdown.clone(),
     });
 
     for (i, (iface, rx)) in sockets.interfaces.into_iter().zip(receivers).enumerate() {

@@ -6,6 +6,7 @@
 //! under their own name; root may do anything. The computer name can never be deleted (2278).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use messenger_core::access::{self, SystemAccounts};
 use messenger_core::message::{InboxQuery, NewMessage, StoredMessage};
@@ -17,7 +18,7 @@ use messenger_core::nerr::{
 use messenger_core::transport::SendError;
 use messenger_ipc::{
     decode_line, encode_line, IpcError, MessageView, NameInfo, Reply, Request, SendResult,
-    StatusInfo, MAX_LINE_LEN, MAX_PAGE_BYTES, MAX_PAGE_MESSAGES, PROTOCOL_VERSION,
+    StatusInfo, MAX_LINE_LEN, MAX_PAGE_BYTES, MAX_PAGE_MESSAGES, MAX_WAIT_SECS, PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -26,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::host::caller::Caller;
 use crate::service::inbox::PageRequest;
 use crate::service::Service;
-use crate::transports::outbound::{self, Outcome};
+use crate::transports::outbound::{self, Outcome, SendOptions};
 use crate::util::{lock, now_micros, rfc3339};
 
 mod deliver;
@@ -269,12 +270,7 @@ async fn handle(service: &Arc<Service>, caller: &Caller, request: Request) -> Re
         Request::NameAdd { name } => name_add(service, caller, &name).await,
         Request::NameDelete { name } => name_delete(service, caller, &name).await,
         Request::InboxMarkRead { ids } => {
-            let user = caller.user.clone();
-            match service
-                .inbox
-                .with_store(move |s| s.mark_read(&user, &ids))
-                .await
-            {
+            match service.inbox.mark_read(caller.user.clone(), ids).await {
                 Ok(count) => Reply::MarkedRead { count },
                 Err(e) => Reply::error(NERR_INTERNAL_ERROR, format!("inbox: {e}")),
             }
@@ -288,7 +284,15 @@ async fn handle(service: &Arc<Service>, caller: &Caller, request: Request) -> Re
             from,
             text,
             allow_long,
-        } => send_reply(outbound::send(service, caller, target, from, text, allow_long).await),
+            wait_secs,
+        } => {
+            let options = SendOptions {
+                from,
+                allow_long,
+                wait: wait_secs.map(|s| Duration::from_secs(s.min(MAX_WAIT_SECS))),
+            };
+            send_reply(outbound::send(service, caller, target, text, options).await)
+        }
         Request::Deliver(delivery) => deliver::deliver(service, caller, delivery).await,
     }
 }
@@ -302,6 +306,7 @@ fn send_reply(outcome: Result<Vec<Outcome>, SendError>) -> Reply {
                 code: e.code,
                 message: e.message,
             }),
+            receipt: o.receipt,
         })),
         Err(e) => Reply::error(e.code, e.message),
     }

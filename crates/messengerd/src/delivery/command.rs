@@ -503,9 +503,23 @@ mod tests {
             .trim()
             .parse()
             .unwrap();
-        // Killed: gone, or a zombie until init reaps it.
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+        // Killed: gone, or a zombie until init reaps it. SIGKILL is delivered asynchronously,
+        // so a process being killed on a busy machine may still show as running for a moment.
+        let state = || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            stat.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .to_owned()
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !(state().is_empty() || state().starts_with('Z'))
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let state = state();
         assert!(
             state.is_empty() || state.starts_with('Z'),
             "the command's own child survived: {state}"

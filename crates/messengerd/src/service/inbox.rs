@@ -28,6 +28,10 @@ use tokio_util::sync::CancellationToken;
 /// miss anything lists the inbox after the last id it saw.
 const FOLLOW_BACKLOG: usize = 1024;
 
+/// Read receipts a slow waiting sender may fall behind by before it checks the inbox
+/// itself; reads come at the pace people read, so this is seldom near.
+const READ_BACKLOG: usize = 1024;
+
 /// Read-only connections for listings, and so the most listings that run at once (others
 /// wait for one; their number is bounded by the control socket's connection cap). Two let one
 /// user's long listing not hold up another's; more would only take cores from the writer and
@@ -53,6 +57,16 @@ pub struct Inbox {
     disk: Arc<DiskGuard>,
     retention: Retention,
     new_messages: broadcast::Sender<StoredMessage>,
+    reads: broadcast::Sender<ReadReceipt>,
+}
+
+/// A user read messages (for senders who wait until they are read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadReceipt {
+    /// Who read them.
+    pub user: String,
+    /// The messages' ids.
+    pub ids: Vec<i64>,
 }
 
 /// One page of a listing.
@@ -93,12 +107,14 @@ impl Inbox {
             .unwrap_or(Path::new("."));
         let disk = DiskGuard::open(dir, retention.clone())?;
         let (new_messages, _) = broadcast::channel(FOLLOW_BACKLOG);
+        let (reads, _) = broadcast::channel(READ_BACKLOG);
         Ok(Self {
             committer: Arc::new(GroupCommitter::new(store)?),
             readers: Arc::new(readers),
             disk: Arc::new(disk),
             retention: retention.clone(),
             new_messages,
+            reads,
         })
     }
 
@@ -211,6 +227,22 @@ impl Inbox {
             }
             removed += n;
         }
+    }
+
+    /// Marks `ids` read by `user`, and tells those who wait for the reads. Returns how many
+    /// were unread.
+    pub async fn mark_read(&self, user: String, ids: Vec<i64>) -> Result<usize, StoreError> {
+        let (reader, marked) = (user.clone(), ids.clone());
+        let count = self
+            .with_store(move |s| s.mark_read(&reader, &marked))
+            .await?;
+        let _ = self.reads.send(ReadReceipt { user, ids });
+        Ok(count)
+    }
+
+    /// Reads as they are committed.
+    pub fn subscribe_reads(&self) -> broadcast::Receiver<ReadReceipt> {
+        self.reads.subscribe()
     }
 
     /// New messages as they are committed.

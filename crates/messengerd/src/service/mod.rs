@@ -146,6 +146,8 @@ pub struct Service {
     /// Runs `message_command`, when there is one (one of the `sinks`; here to count what
     /// still runs at shutdown).
     pub(crate) commands: Option<Arc<CommandRunner>>,
+    /// Cancelled when the service stops: senders waiting for their readers stop waiting.
+    pub(crate) stopping: tokio_util::sync::CancellationToken,
     /// The rate limit on messages local users send through the control socket.
     pub(crate) local_sends: crate::gate::LocalSendLimit,
 }
@@ -347,12 +349,7 @@ impl Service {
         .await
         .unwrap_or_default();
         for user in shown {
-            let ids = vec![id];
-            if let Err(e) = self
-                .inbox
-                .with_store(move |s| s.mark_read(&user, &ids))
-                .await
-            {
+            if let Err(e) = self.inbox.mark_read(user, vec![id]).await {
                 tracing::warn!(error = %e, "could not mark a shown message read");
             }
         }

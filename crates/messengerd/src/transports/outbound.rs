@@ -15,8 +15,9 @@
 //! stop the service or write the inbox anyway, and administrators' scripts announce to many.
 //! An over-limit send is refused with ERROR_NOT_ENOUGH_QUOTA (1816).
 
+use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use messenger_core::message::{NewMessage, TransportKind};
 use messenger_core::names::NameKind;
@@ -25,10 +26,12 @@ use messenger_core::nerr::{
     NERR_NAME_NOT_FOUND, NERR_NETWORK_ERROR,
 };
 use messenger_core::transport::{Delivery, Outgoing, Reach, Recipient, SendError, Transport};
-use messenger_ipc::SendTarget;
+use messenger_ipc::{Receipt, SendTarget};
 use messenger_net::NetBios;
+use tokio::sync::broadcast;
 
 use crate::host::caller::Caller;
+use crate::service::inbox::ReadReceipt;
 use crate::service::Service;
 use crate::util::{lock, now_micros};
 
@@ -39,6 +42,29 @@ pub(crate) struct Outcome {
     pub recipient: String,
     /// Whether it reached them.
     pub result: Result<(), SendError>,
+    /// For a send that waited, whether it was read (see [`Receipt`]).
+    pub receipt: Option<Receipt>,
+}
+
+impl Outcome {
+    fn new(recipient: String, result: Result<(), SendError>) -> Self {
+        Self {
+            recipient,
+            result,
+            receipt: None,
+        }
+    }
+}
+
+/// What a send asks for besides its recipient and text.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SendOptions {
+    /// Sender name to show, if not the caller's.
+    pub from: Option<String>,
+    /// Allow texts longer than the Windows limit.
+    pub allow_long: bool,
+    /// Wait this long for the recipients to read it.
+    pub wait: Option<Duration>,
 }
 
 /// A send refused as a whole, before anything went out.
@@ -56,10 +82,14 @@ pub(crate) async fn send(
     service: &Arc<Service>,
     caller: &Caller,
     target: SendTarget,
-    from: Option<String>,
     text: String,
-    allow_long: bool,
+    options: SendOptions,
 ) -> Result<Vec<Outcome>, SendError> {
+    let SendOptions {
+        from,
+        allow_long,
+        wait,
+    } = options;
     let from = match from {
         Some(f) if !messenger_core::access::may_send_as(&caller.identity(), &f) => {
             return Err(refused(
@@ -95,9 +125,35 @@ pub(crate) async fn send(
             // A name of ours never leaves the computer; anything else goes to the first
             // network transport that can try it.
             let local = LocalDelivery { service };
-            let result = if local.reach(&outgoing.to) == Reach::Local {
-                local.send(&outgoing).await
-            } else {
+            if local.reach(&outgoing.to) == Reach::Local {
+                // Subscribed before delivering, so that no read is missed.
+                let reads = wait.map(|_| service.inbox.subscribe_reads());
+                return Ok(vec![match local.deliver(&outgoing).await {
+                    Ok(delivered) => {
+                        let receipt = match (wait, reads) {
+                            (Some(wait), Some(reads)) => {
+                                let readers = Readers::of(&delivered.recipients);
+                                let read =
+                                    wait_for_readers(service, reads, delivered.id, readers, wait)
+                                        .await;
+                                Some(if read.is_empty() {
+                                    Receipt::NotReadInTime
+                                } else {
+                                    Receipt::Read
+                                })
+                            }
+                            _ => None,
+                        };
+                        Outcome {
+                            recipient: delivered.shown,
+                            result: Ok(()),
+                            receipt,
+                        }
+                    }
+                    Err(e) => Outcome::new(typed, Err(e)),
+                }]);
+            }
+            let result = {
                 let netbios = match netbios(service) {
                     Ok(t) => t,
                     Err(e) => return Err(refused(NERR_NETWORK_ERROR, e)),
@@ -110,15 +166,14 @@ pub(crate) async fn send(
                     other => other,
                 }
             };
+            // Another host over NetBIOS says only that it accepted the message.
+            let accepted = wait.map(|_| Receipt::AcceptedOnly);
             Ok(vec![match result {
                 Ok(d) => Outcome {
-                    recipient: d.recipient,
-                    result: Ok(()),
+                    receipt: accepted,
+                    ..Outcome::new(d.recipient, Ok(()))
                 },
-                Err(e) => Outcome {
-                    recipient: typed,
-                    result: Err(e),
-                },
+                Err(e) => Outcome::new(typed, Err(e)),
             }])
         }
         SendTarget::Workgroup { name } => {
@@ -145,18 +200,18 @@ pub(crate) async fn send(
                 Err(e) if e.input => return Err(e),
                 other => other.map(|_| ()),
             };
+            // A broadcast has no reader to wait for; its receivers only accept it.
+            let accepted = wait.map(|_| Receipt::AcceptedOnly);
+            let receipt = if network.is_ok() { accepted } else { None };
             let mut outcomes = vec![Outcome {
-                recipient: workgroup,
-                result: network,
+                receipt,
+                ..Outcome::new(workgroup, network)
             }];
             // A broadcast to our own workgroup reaches our own users too.
             let local = LocalDelivery { service };
             if local.reach(&outgoing.to) == Reach::Local {
                 if let Err(e) = local.send(&outgoing).await {
-                    outcomes.push(Outcome {
-                        recipient: service.settings.computer_name.clone(),
-                        result: Err(e),
-                    });
+                    outcomes.push(Outcome::new(service.settings.computer_name.clone(), Err(e)));
                 }
             }
             Ok(outcomes)
@@ -179,14 +234,30 @@ pub(crate) async fn send(
                 ));
             }
             let to = service.settings.computer_name.clone();
-            let result = deliver_locally(service, &from, &to, users.clone(), &text)
-                .await
-                .map(|_| ());
+            let reads = wait.map(|_| service.inbox.subscribe_reads());
+            let delivered = deliver_locally(service, &from, &to, users.clone(), &text).await;
+            // One copy for every user: each result says whether that user read it.
+            let read = match (&delivered, wait, reads) {
+                (Ok(id), Some(wait), Some(reads)) => Some(
+                    wait_for_readers(service, reads, *id, Readers::Each(users.clone()), wait).await,
+                ),
+                _ => None,
+            };
+            let result = delivered.map(|_| ());
             Ok(users
                 .into_iter()
-                .map(|recipient| Outcome {
-                    recipient,
-                    result: result.clone(),
+                .map(|recipient| {
+                    let receipt = read.as_ref().map(|read| {
+                        if read.contains(&recipient) {
+                            Receipt::Read
+                        } else {
+                            Receipt::NotReadInTime
+                        }
+                    });
+                    Outcome {
+                        receipt,
+                        ..Outcome::new(recipient, result.clone())
+                    }
                 })
                 .collect())
         }
@@ -202,6 +273,102 @@ fn netbios(service: &Service) -> Result<NetBios, String> {
     )
     .map(NetBios::new)
     .map_err(|e| e.to_string())
+}
+
+/// Whose reading a waiting sender waits for.
+#[derive(Debug, Clone)]
+enum Readers {
+    /// Anyone here (a message for everyone on this computer): the first reader ends the wait.
+    Anyone,
+    /// Each of these users: the wait ends once all of them have read it.
+    Each(Vec<String>),
+}
+
+impl Readers {
+    /// The readers of a message for `recipients` (none: everyone).
+    fn of(recipients: &[String]) -> Self {
+        if recipients.is_empty() {
+            Readers::Anyone
+        } else {
+            Readers::Each(recipients.to_vec())
+        }
+    }
+
+    fn includes(&self, user: &str) -> bool {
+        match self {
+            Readers::Anyone => true,
+            Readers::Each(users) => users.iter().any(|u| u == user),
+        }
+    }
+
+    fn all_read(&self, read: &HashSet<String>) -> bool {
+        match self {
+            Readers::Anyone => !read.is_empty(),
+            Readers::Each(users) => users.iter().all(|u| read.contains(u)),
+        }
+    }
+}
+
+/// Waits up to `wait` (or until the service stops) for `readers` to read message `id`, and
+/// returns who did. `reads` was subscribed before the message was delivered, so that a read
+/// that comes at once is not missed.
+async fn wait_for_readers(
+    service: &Arc<Service>,
+    mut reads: broadcast::Receiver<ReadReceipt>,
+    id: i64,
+    readers: Readers,
+    wait: Duration,
+) -> HashSet<String> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut read = HashSet::new();
+    while !readers.all_read(&read) {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = service.stopping.cancelled() => break,
+            receipt = reads.recv() => match receipt {
+                Ok(r) => {
+                    if r.ids.contains(&id) && readers.includes(&r.user) {
+                        read.insert(r.user);
+                    }
+                }
+                // Receipts were missed: ask the inbox about each reader instead.
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    if let Readers::Each(users) = &readers {
+                        read.extend(already_read(service, users.clone(), id).await);
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+        }
+    }
+    read
+}
+
+/// Which of `users` have read message `id`, from the inbox.
+async fn already_read(service: &Arc<Service>, users: Vec<String>, id: i64) -> Vec<String> {
+    service
+        .inbox
+        .read(move |s| {
+            let mut read = Vec::new();
+            for user in users {
+                if s.get_for_user(&user, id)?.is_some_and(|m| m.read) {
+                    read.push(user);
+                }
+            }
+            Ok(read)
+        })
+        .await
+        .unwrap_or_default()
+}
+
+/// A message delivered to this computer.
+struct Delivered {
+    /// The name it was for, as shown.
+    shown: String,
+    /// The users it is for (none: everyone).
+    recipients: Vec<String>,
+    /// Its inbox id.
+    id: i64,
 }
 
 /// Delivery to this computer's own names and workgroup, straight into the inbox.
@@ -242,6 +409,15 @@ impl Transport for LocalDelivery<'_> {
     }
 
     async fn send(&self, message: &Outgoing) -> Result<Delivery, SendError> {
+        self.deliver(message)
+            .await
+            .map(|d| Delivery { recipient: d.shown })
+    }
+}
+
+impl LocalDelivery<'_> {
+    /// Stores `message` for the users of the name it is for.
+    async fn deliver(&self, message: &Outgoing) -> Result<Delivered, SendError> {
         let (shown, recipients) = match &message.to {
             Recipient::Name(name) => self.find(name).ok_or_else(|| SendError {
                 code: NERR_NAME_NOT_FOUND,
@@ -250,15 +426,19 @@ impl Transport for LocalDelivery<'_> {
             })?,
             Recipient::Workgroup(workgroup) => (workgroup.clone(), Vec::new()),
         };
-        deliver_locally(
+        let id = deliver_locally(
             self.service,
             &message.from,
             &shown,
-            recipients,
+            recipients.clone(),
             &message.text,
         )
         .await?;
-        Ok(Delivery { recipient: shown })
+        Ok(Delivered {
+            shown,
+            recipients,
+            id,
+        })
     }
 }
 

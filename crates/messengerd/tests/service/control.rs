@@ -42,7 +42,7 @@ fn is_root() -> bool {
 }
 
 /// Makes `requests` as `nobody` over one connection and returns the replies.
-async fn as_nobody(socket: &Path, requests: Vec<Request>) -> Vec<Reply> {
+pub(crate) async fn as_nobody(socket: &Path, requests: Vec<Request>) -> Vec<Reply> {
     as_nobody_in_group(socket, NOBODY_GID, requests).await
 }
 
@@ -102,7 +102,7 @@ fn error_code(reply: &Reply) -> Option<u32> {
     }
 }
 
-fn skip_unless_root(test: &str) -> bool {
+pub(crate) fn skip_unless_root(test: &str) -> bool {
     if is_root() {
         return false;
     }
@@ -126,6 +126,7 @@ fn send(target: SendTarget, from: Option<&str>, text: &str) -> Request {
         from: from.map(str::to_owned),
         text: text.into(),
         allow_long: false,
+        wait_secs: None,
     }
 }
 
