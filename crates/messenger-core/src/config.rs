@@ -209,6 +209,38 @@ pub struct Config {
     /// `[retention]`: how long and how many messages the inbox keeps.
     #[serde(default)]
     pub retention: Retention,
+    /// `[nats]`: organisation-wide delivery over NATS JetStream; absent, the service uses
+    /// NetBIOS only. Validated by the `messenger-nats` crate.
+    pub nats: Option<NatsTable>,
+}
+
+/// `[nats]` as written. Only its shape is checked here; `messenger-nats` validates the values
+/// (server addresses, files, that at most one credential is given).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NatsTable {
+    /// `servers`: the cluster members to connect to (`nats://host:4222`, `tls://host:4222`).
+    #[serde(default)]
+    pub servers: Vec<String>,
+    /// `credentials`: a `.creds` file (user JWT and NKey seed).
+    pub credentials: Option<PathBuf>,
+    /// `token`: an authentication token, instead of `credentials`.
+    pub token: Option<String>,
+    /// `tls_ca`: the CA certificate (PEM) the servers' certificates must chain to.
+    pub tls_ca: Option<PathBuf>,
+    /// `tls_cert`: this host's client certificate (PEM), with `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// `tls_key`: the private key (PEM) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// `replicas`: copies JetStream keeps of the stream and the directory (1 to 5);
+    /// default 3, which needs a cluster of at least 3 servers.
+    pub replicas: Option<usize>,
+    /// `directory_max_age_secs`: how long a directory entry lives without a refresh.
+    pub directory_max_age_secs: Option<u64>,
+    /// `retention_days`: how long a message waits in the stream for a host that is down or a
+    /// user logged in nowhere; default 7. The stream is shared: configure every host alike
+    /// (a host that connects brings the stream to its own value).
+    pub retention_days: Option<u64>,
 }
 
 /// `[policy]`: what the service accepts and from whom.

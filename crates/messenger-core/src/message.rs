@@ -22,6 +22,8 @@ pub enum TransportKind {
     Mailslot,
     /// Sent by a local user through the control socket; never touched the network.
     Local,
+    /// Organisation-wide delivery over NATS JetStream.
+    Nats,
 }
 
 impl TransportKind {
@@ -31,6 +33,7 @@ impl TransportKind {
             TransportKind::Session => "session",
             TransportKind::Mailslot => "mailslot",
             TransportKind::Local => "local",
+            TransportKind::Nats => "nats",
         }
     }
 }
@@ -53,6 +56,7 @@ impl FromStr for TransportKind {
         match s {
             "session" => Ok(TransportKind::Session),
             "mailslot" => Ok(TransportKind::Mailslot),
+            "nats" => Ok(TransportKind::Nats),
             "local" => Ok(TransportKind::Local),
             other => Err(UnknownTransport(other.to_owned())),
         }

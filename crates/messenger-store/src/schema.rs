@@ -62,6 +62,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         added_at   INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 2: ids of messages that came from a network which retries (NATS JetStream delivers at
+    // least once), so that a redelivered message is stored once.
+    r#"
+    CREATE TABLE origin_ids (
+        origin_id  TEXT PRIMARY KEY,
+        message_id INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE
+    ) WITHOUT ROWID;
+    CREATE INDEX origin_ids_by_message ON origin_ids (message_id);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -13,6 +13,10 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transactio
 use crate::error::{ctx, ErrorKind, StoreError};
 use crate::schema;
 
+/// Longest origin id [`Store::insert_once`] accepts, in bytes: network message ids are short
+/// (NATS ids here are 32 hex digits); the bound keeps a hostile id from bloating the index.
+pub const MAX_ORIGIN_ID_LEN: usize = 128;
+
 /// How long a statement waits for another connection's lock before failing with
 /// [`ErrorKind::Busy`]. WAL readers never block the writer, so only a second writer (an
 /// administrator's `sqlite3`, a backup) can make us wait; five seconds rides out a short
@@ -239,6 +243,100 @@ impl Store {
         }
         tx.commit().map_err(ctx("committing messages"))?;
         Ok(ids)
+    }
+
+    /// Stores `msg` unless a message with the same `origin_id` (the id the sending network
+    /// gave it) is already stored: returns the new id, or `None` for a duplicate. The check
+    /// and the insert are one transaction, so a redelivery racing the first delivery is
+    /// still stored once.
+    pub fn insert_once(
+        &mut self,
+        origin_id: &str,
+        msg: &NewMessage,
+    ) -> Result<Option<i64>, StoreError> {
+        let ids = self.insert_once_batch(&[(origin_id, msg)])?;
+        Ok(ids.into_iter().next().flatten())
+    }
+
+    /// [`Store::insert_once`] for several messages in one transaction (one fsync for all):
+    /// for each, the new id or `None` for a duplicate (of a stored message or of an earlier
+    /// one in `msgs`). All or nothing: on error none is stored.
+    pub fn insert_once_batch(
+        &mut self,
+        msgs: &[(&str, &NewMessage)],
+    ) -> Result<Vec<Option<i64>>, StoreError> {
+        for (origin_id, msg) in msgs {
+            Self::validate(msg)?;
+            if origin_id.is_empty() || origin_id.len() > MAX_ORIGIN_ID_LEN {
+                return Err(StoreError::new(
+                    ErrorKind::Invalid,
+                    format!("origin id of {} bytes", origin_id.len()),
+                ));
+            }
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(ctx("starting to store a message"))?;
+        let ids = msgs
+            .iter()
+            .map(|(origin_id, msg)| Self::insert_once_in(&tx, origin_id, msg))
+            .collect::<Result<Vec<_>, _>>()?;
+        tx.commit().map_err(ctx("committing messages"))?;
+        Ok(ids)
+    }
+
+    fn insert_once_in(
+        tx: &rusqlite::Transaction<'_>,
+        origin_id: &str,
+        msg: &NewMessage,
+    ) -> Result<Option<i64>, StoreError> {
+        let seen: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM origin_ids WHERE origin_id = ?1)",
+                params![origin_id],
+                |r| r.get(0),
+            )
+            .map_err(ctx("looking up a message id"))?;
+        if seen {
+            return Ok(None);
+        }
+        let id = {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO messages (received_at, from_name, to_name, recipients, \
+                     for_everyone, source, transport, text, raw) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )
+                .map_err(ctx("storing a message"))?;
+            let id = insert
+                .insert(params![
+                    msg.received_at,
+                    msg.from,
+                    msg.to,
+                    msg.recipients.join("\n"),
+                    msg.is_for_everyone(),
+                    msg.source.map(|s| s.to_string()),
+                    msg.transport.as_str(),
+                    msg.text,
+                    msg.raw,
+                ])
+                .map_err(ctx("storing a message"))?;
+            for user in &msg.recipients {
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO recipients (user, message_id, read) VALUES (?1, ?2, 0)",
+                )
+                .and_then(|mut s| s.execute(params![user, id]))
+                .map_err(ctx("storing a recipient"))?;
+            }
+            tx.execute(
+                "INSERT INTO origin_ids (origin_id, message_id) VALUES (?1, ?2)",
+                params![origin_id, id],
+            )
+            .map_err(ctx("storing a message id"))?;
+            id
+        };
+        Ok(Some(id))
     }
 
     /// Messages matching `query`, the oldest first.

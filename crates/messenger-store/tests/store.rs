@@ -798,3 +798,50 @@ fn committer_throughput() {
         stats.messages as f64 / stats.transactions.max(1) as f64
     );
 }
+
+#[test]
+fn a_message_id_from_the_network_is_stored_once() {
+    let (dir, mut store) = temp_store();
+    let first = store.insert_once("id-1", &msg("one", &["bob"])).unwrap();
+    assert!(first.is_some());
+    assert_eq!(
+        store.insert_once("id-1", &msg("again", &["bob"])).unwrap(),
+        None
+    );
+    // In a batch: against what is stored and against an earlier message of the batch.
+    let two = msg("two", &[]);
+    let three = msg("three", &["carol"]);
+    let got = store
+        .insert_once_batch(&[
+            ("id-2", &two),
+            ("id-1", &two),
+            ("id-2", &three),
+            ("id-3", &three),
+        ])
+        .unwrap();
+    assert!(got[0].is_some() && got[3].is_some());
+    assert_eq!((got[1], got[2]), (None, None));
+    let texts: Vec<String> = store
+        .list(&InboxQuery::default())
+        .unwrap()
+        .into_iter()
+        .map(|m| m.message.text)
+        .collect();
+    assert_eq!(texts, ["one", "two", "three"]);
+    // "two" is for everyone, "three" for carol.
+    assert_eq!(
+        ids_of(&store, &for_user("carol")),
+        [got[0].unwrap(), got[3].unwrap()]
+    );
+    // All or nothing: an invalid message refuses the whole batch.
+    let bad = msg("bad", &["x\ny"]);
+    assert!(store
+        .insert_once_batch(&[("id-4", &msg("four", &[])), ("id-5", &bad)])
+        .is_err());
+    assert!(store.insert_once("", &msg("no id", &[])).is_err());
+    assert_eq!(store.list(&InboxQuery::default()).unwrap().len(), 3);
+    // The ids survive a reopen.
+    drop(store);
+    let mut store = Store::open(dir.path().join("inbox.db")).unwrap();
+    assert_eq!(store.insert_once("id-3", &msg("three", &[])).unwrap(), None);
+}

@@ -19,6 +19,9 @@ pub enum StartError {
     /// The interfaces could not be listed.
     #[error(transparent)]
     Interfaces(#[from] messenger_net::InterfaceError),
+    /// The `[nats]` table is not valid.
+    #[error("[nats] in the configuration: {0}")]
+    Nats(#[from] messenger_nats::NatsConfigError),
     /// No interface is left to serve on.
     #[error("no IPv4 interface to serve on")]
     NoInterface,

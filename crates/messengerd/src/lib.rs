@@ -145,6 +145,7 @@ pub async fn start_with_inbox(
         commands,
         local_sends,
         stopping: shutdown.clone(),
+        organisation: Default::default(),
     });
 
     for (i, (iface, rx)) in sockets.interfaces.into_iter().zip(receivers).enumerate() {
@@ -192,6 +193,13 @@ pub async fn start_with_inbox(
     ));
     register_initial_names(&service).await?;
     tasks.spawn(logins::watch(Arc::clone(&service), shutdown.clone()));
+    if let Some(nats) = service.settings.nats.clone() {
+        tasks.spawn(transports::organisation::run(
+            Arc::clone(&service),
+            nats,
+            shutdown.clone(),
+        ));
+    }
     // Closed: `wait` ends once no task is left. Tasks spawned later (connections, displays,
     // commands) are still tracked.
     tasks.close();

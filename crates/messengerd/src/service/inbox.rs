@@ -143,6 +143,30 @@ impl Inbox {
         Ok(id)
     }
 
+    /// Stores `message` unless one with the same `origin_id` (the id its sending network gave
+    /// it) is stored already: the new id, or `None` for a redelivery. Refused like
+    /// [`Inbox::store`] while the disk is nearly full.
+    pub async fn store_once(
+        &self,
+        origin_id: String,
+        message: NewMessage,
+    ) -> Result<Option<i64>, StoreError> {
+        self.disk.check()?;
+        let copy = (self.new_messages.receiver_count() > 0).then(|| message.clone());
+        let id = self
+            .with_store(move |s| s.insert_once(&origin_id, &message))
+            .await?;
+        if let (Some(id), Some(message)) = (id, copy) {
+            let _ = self.new_messages.send(StoredMessage {
+                id,
+                message,
+                read: false,
+                read_by: Vec::new(),
+            });
+        }
+        Ok(id)
+    }
+
     /// Runs `f` on the store's writer thread and returns its result. For writes and quick
     /// reads only: every sender waits behind it.
     pub async fn with_store<R, F>(&self, f: F) -> Result<R, StoreError>

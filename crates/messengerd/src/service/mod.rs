@@ -63,6 +63,8 @@ pub struct Settings {
     /// The account Samba's smbd runs `message command` as (smb.conf `guest account`), which
     /// may deliver messages smbd received.
     pub samba_guest_account: String,
+    /// The organisation's network (`[nats]`), validated; `None` without the table.
+    pub nats: Option<messenger_nats::NatsSettings>,
 }
 
 impl Settings {
@@ -74,8 +76,14 @@ impl Settings {
             .samba()
             .map(|s| s.guest_account().to_owned())
             .unwrap_or_else(|| messenger_core::samba::DEFAULT_SAMBA_GUEST_ACCOUNT.to_owned());
+        let nats = config
+            .nats
+            .as_ref()
+            .map(messenger_nats::NatsSettings::from_table)
+            .transpose()?;
         Ok(Self {
             samba_guest_account,
+            nats,
             computer_name: config.computer_name(&invoker),
             workgroup: config.workgroup(),
             data_dir: config
@@ -146,6 +154,8 @@ pub struct Service {
     /// Runs `message_command`, when there is one (one of the `sinks`; here to count what
     /// still runs at shutdown).
     pub(crate) commands: Option<Arc<CommandRunner>>,
+    /// The organisation's network (NATS), once connected; never set without `[nats]`.
+    pub(crate) organisation: crate::transports::organisation::OrganisationSlot,
     /// Cancelled when the service stops: senders waiting for their readers stop waiting.
     pub(crate) stopping: tokio_util::sync::CancellationToken,
     /// The rate limit on messages local users send through the control socket.
@@ -271,6 +281,28 @@ impl Service {
         message: NewMessage,
         machine: String,
     ) -> Result<i64, Refusal> {
+        self.deliver_inner(None, message, machine)
+            .await
+            .map(|id| id.unwrap_or_default())
+    }
+
+    /// [`Service::deliver`] for a message its network may deliver more than once: stored
+    /// (and shown) only the first time `origin_id` is seen; `None` for a redelivery.
+    pub async fn deliver_once(
+        self: &Arc<Self>,
+        origin_id: String,
+        message: NewMessage,
+        machine: String,
+    ) -> Result<Option<i64>, Refusal> {
+        self.deliver_inner(Some(origin_id), message, machine).await
+    }
+
+    async fn deliver_inner(
+        self: &Arc<Self>,
+        origin_id: Option<String>,
+        message: NewMessage,
+        machine: String,
+    ) -> Result<Option<i64>, Refusal> {
         // Under load most messages have nobody to be shown to (no session of their
         // recipients, no message command): for those, skip the copy of the text and the
         // display task altogether. Who is logged in may change meanwhile; a message is then
@@ -283,8 +315,16 @@ impl Service {
             message.source,
         );
         let text = tracing::enabled!(tracing::Level::DEBUG).then(|| message.text.clone());
-        let id = match self.inbox.store(message).await {
-            Ok(id) => id,
+        let stored = match origin_id {
+            None => self.inbox.store(message).await.map(Some),
+            Some(origin_id) => self.inbox.store_once(origin_id, message).await,
+        };
+        let id = match stored {
+            Ok(Some(id)) => id,
+            Ok(None) => {
+                tracing::debug!("a message delivered again is already in the inbox");
+                return Ok(None);
+            }
             Err(e) => {
                 tracing::error!(error = %e, "inbox cannot take a message; sender gets ERRnoroom");
                 return Err(Refusal::NoRoom);
@@ -306,7 +346,7 @@ impl Service {
             self.tasks
                 .spawn(async move { this.show(id, message, machine).await });
         }
-        Ok(id)
+        Ok(Some(id))
     }
 
     /// Whether anything happens after `message` is stored: a login session of one of its

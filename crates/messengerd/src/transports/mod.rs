@@ -1,9 +1,11 @@
 //! The ways messages come in and go out, each driving the service state: the name service
 //! (UDP 137), the session service (TCP 139) and the datagram service (UDP 138) on the
-//! receiving side, and the router of outgoing messages (local delivery, NetBIOS, and any
-//! further [`messenger_core::transport::Transport`]).
+//! receiving side, the router of outgoing messages (local delivery, NetBIOS, and any
+//! further [`messenger_core::transport::Transport`]), and the organisation's network over
+//! NATS JetStream, which both sends and receives.
 
 pub(crate) mod datagram;
 pub(crate) mod nameservice;
+pub(crate) mod organisation;
 pub(crate) mod outbound;
 pub(crate) mod session;

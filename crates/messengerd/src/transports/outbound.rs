@@ -2,7 +2,8 @@
 //!
 //! Each way out is a `messenger_core::transport::Transport`, asked whether it can reach the
 //! recipient before it is used. Names of this computer are delivered locally, straight into
-//! the inbox; anything else goes over NetBIOS through the same client code the command line
+//! the inbox; a name the organisation's directory places on another host goes through NATS
+//! JetStream (with `[nats]`); anything else goes over NetBIOS through the same client code the command line
 //! uses when no service runs (`messenger-net`). Broadcasts (`*`, `/DOMAIN`, `/USERS`) need root or the configured
 //! broadcast group, and a broadcast to our own workgroup reaches our own users too. Who may
 //! sign with which name and who may broadcast are the rules of `messenger_core::access`, the
@@ -152,6 +153,28 @@ pub(crate) async fn send(
                     }
                     Err(e) => Outcome::new(typed, Err(e)),
                 }]);
+            }
+            // A name the organisation's directory places on another host goes there through
+            // JetStream at once, without waiting out broadcast name queries; a name it does
+            // not know, or no reachable cluster, leaves the LAN as before.
+            if let Some(organisation) = service.organisation.get() {
+                let nats = &organisation.transport;
+                if nats.reach(&outgoing.to) == Reach::Network {
+                    match nats.send(&outgoing).await {
+                        Err(e) if e.input => return Err(e),
+                        Err(e) if e.code == NERR_NAME_NOT_FOUND => {}
+                        result => {
+                            let accepted = wait.map(|_| Receipt::AcceptedOnly);
+                            return Ok(vec![match result {
+                                Ok(d) => Outcome {
+                                    receipt: accepted,
+                                    ..Outcome::new(d.recipient, Ok(()))
+                                },
+                                Err(e) => Outcome::new(typed, Err(e)),
+                            }]);
+                        }
+                    }
+                }
             }
             let result = {
                 let netbios = match netbios(service) {

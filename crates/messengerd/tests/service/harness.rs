@@ -214,7 +214,8 @@ impl TestService {
             name,
             datagram,
         };
-        service.wait_for_name(COMPUTER).await;
+        let computer = service.service.settings().computer_name.clone();
+        service.wait_for_name(&computer).await;
         service
     }
 

@@ -10,6 +10,7 @@
 //! - [`logind`]: login sessions from systemd-logind (a stand-in on a private bus);
 //! - [`control`]: who may do what over the control socket;
 //! - [`inbox`]: paged listings, retention and the free-space check;
+//! - [`organisation`]: delivery across subnets through NATS JetStream;
 //! - [`receipts`]: senders who wait until their message is read;
 //! - [`process`]: the binary: `--check-config`, SIGKILL durability, SIGTERM shutdown, and
 //!   the message command.
@@ -20,6 +21,7 @@ mod harness;
 mod inbox;
 mod logind;
 mod names;
+mod organisation;
 mod process;
 mod receipts;
 mod session;

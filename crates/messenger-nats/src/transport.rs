@@ -1,0 +1,252 @@
+//! Directed messages over JetStream as a [`Transport`].
+//!
+//! A message to a name the directory places on another host is published to that host's
+//! subject with a fresh [`MessageId`] as `Nats-Msg-Id`; a publish whose acknowledgement is
+//! lost is retried with the same id, and JetStream drops the duplicate. The send succeeds when
+//! JetStream acknowledges the message, that is when it is stored on a quorum of replicas.
+
+use std::time::Duration;
+
+use async_nats::jetstream::message::PublishMessage;
+use bytes::Bytes;
+
+use messenger_core::nerr::{
+    ERROR_INVALID_NAME, ERROR_INVALID_PARAMETER, NERR_NAME_NOT_FOUND, NERR_NETWORK_ERROR,
+};
+use messenger_core::transport::{Delivery, Outgoing, Reach, Recipient, SendError, Transport};
+
+use crate::connection::Nats;
+use crate::consumer;
+use crate::directory::{Directory, DirectoryError};
+use crate::subject::EncodedName;
+use crate::wire::{MessageId, WireMessage, CLASSIC_TEXT_CHARS, MAX_TEXT_CHARS};
+
+/// How many times a publish is tried when its acknowledgement does not come: enough to ride
+/// out a leader election after a node dies, few enough that a sender is not kept for long.
+pub const PUBLISH_ATTEMPTS: usize = 4;
+/// The pause between publish attempts.
+pub const PUBLISH_RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+/// What became of a message JetStream acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    /// Stored for the host holding the name.
+    Host {
+        /// The name, as shown to the sender.
+        recipient: String,
+        /// The host holding it.
+        host: String,
+    },
+    /// Stored in the queue of a user logged in on `host` now, whose host pulls it at once.
+    User {
+        /// The user.
+        user: String,
+        /// Where they are logged in.
+        host: String,
+    },
+    /// Stored in the queue of a user logged in nowhere: delivered when they next log in on
+    /// any host of the organisation, if within the stream's retention.
+    Queued {
+        /// The user.
+        user: String,
+    },
+}
+
+impl Sent {
+    /// The name as shown to the sender.
+    pub fn recipient(&self) -> &str {
+        match self {
+            Sent::Host { recipient, .. } => recipient,
+            Sent::User { user, .. } | Sent::Queued { user } => user,
+        }
+    }
+
+    /// What the sender is told besides success, if anything.
+    pub fn notice(&self) -> Option<String> {
+        match self {
+            Sent::Queued { user } => Some(format!(
+                "{user} is not logged on; the message will be delivered when {user} logs on."
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Sends directed messages through JetStream to the host the directory names.
+#[derive(Debug, Clone)]
+pub struct NatsTransport {
+    nats: Nats,
+    directory: Directory,
+}
+
+impl NatsTransport {
+    /// A transport over `nats`, resolving names with `directory`.
+    pub fn new(nats: Nats, directory: Directory) -> Self {
+        Self { nats, directory }
+    }
+
+    fn unreachable() -> SendError {
+        SendError {
+            code: NERR_NETWORK_ERROR,
+            message: "The organisation's message network (NATS) is unreachable; \
+                      the message was not sent."
+                .to_owned(),
+            input: false,
+        }
+    }
+
+    /// Publishes `message` to `host` with its id as `Nats-Msg-Id`, retrying with the same id;
+    /// returns whether JetStream saw it as a duplicate.
+    pub async fn publish(
+        &self,
+        host: &EncodedName,
+        message: &WireMessage,
+    ) -> Result<bool, SendError> {
+        self.publish_to(&host.host_subject(), message).await
+    }
+
+    async fn publish_to(&self, subject: &str, message: &WireMessage) -> Result<bool, SendError> {
+        let payload = Bytes::from(message.encode());
+        let mut last = String::new();
+        for attempt in 0..PUBLISH_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(PUBLISH_RETRY_PAUSE).await;
+            }
+            if !self.nats.ready().await {
+                return Err(Self::unreachable());
+            }
+            let publish = PublishMessage::build()
+                .payload(payload.clone())
+                .message_id(message.id.as_str());
+            let ack = match self
+                .nats
+                .jetstream
+                .send_publish(subject.to_owned(), publish)
+                .await
+            {
+                Ok(future) => future.await,
+                Err(e) => Err(e),
+            };
+            match ack {
+                Ok(ack) => return Ok(ack.duplicate),
+                Err(e) => {
+                    tracing::debug!(attempt, error = %e, "a JetStream publish was not acknowledged");
+                    last = e.to_string();
+                }
+            }
+        }
+        Err(SendError {
+            code: NERR_NETWORK_ERROR,
+            message: format!("The message network (NATS) did not store the message: {last}"),
+            input: false,
+        })
+    }
+}
+
+impl Transport for NatsTransport {
+    fn name(&self) -> &'static str {
+        "nats"
+    }
+
+    /// Names only (broadcasts are not carried yet), and only while connected or reconnecting
+    /// (see [`crate::connection::RECONNECT_GRACE`]), so that the router falls back to the LAN
+    /// when NATS is down.
+    fn reach(&self, to: &Recipient) -> Reach {
+        match to {
+            Recipient::Name(_) if self.nats.is_usable() => Reach::Network,
+            _ => Reach::Unreachable,
+        }
+    }
+
+    async fn send(&self, message: &Outgoing) -> Result<Delivery, SendError> {
+        let sent = self.send_message(message).await?;
+        Ok(Delivery {
+            recipient: sent.recipient().to_owned(),
+        })
+    }
+}
+
+impl NatsTransport {
+    /// Sends `message` and says where it went: to the host holding the name, or to a user's
+    /// queue (logged in somewhere now, or nowhere: then it waits for their next login).
+    /// [`Transport::send`] is this without the details.
+    pub async fn send_message(&self, message: &Outgoing) -> Result<Sent, SendError> {
+        let Recipient::Name(name) = &message.to else {
+            return Err(SendError {
+                code: ERROR_INVALID_PARAMETER,
+                message: "Broadcasts are not sent over the organisation's network.".to_owned(),
+                input: true,
+            });
+        };
+        let to = EncodedName::new(name).map_err(|e| SendError {
+            code: ERROR_INVALID_NAME,
+            message: e.to_string(),
+            input: true,
+        })?;
+        let from = EncodedName::new(&message.from).map_err(|e| SendError {
+            code: ERROR_INVALID_NAME,
+            message: format!("the sender's name: {e}"),
+            input: true,
+        })?;
+        let limit = if message.allow_long {
+            MAX_TEXT_CHARS
+        } else {
+            CLASSIC_TEXT_CHARS
+        };
+        let chars = message.text.chars().count();
+        if chars > limit {
+            return Err(SendError {
+                code: ERROR_INVALID_PARAMETER,
+                message: format!("the message is {chars} characters long; the limit is {limit}"),
+                input: true,
+            });
+        }
+        if !self.nats.ready().await {
+            return Err(Self::unreachable());
+        }
+        let failed = |e: DirectoryError| {
+            if matches!(e, DirectoryError::Nats(_)) && !self.nats.is_usable() {
+                return Self::unreachable();
+            }
+            SendError {
+                code: e.nerr(),
+                message: e.to_string(),
+                input: false,
+            }
+        };
+        let wire = WireMessage {
+            id: MessageId::random(),
+            from: from.display().to_owned(),
+            from_host: self.directory.host().display().to_owned(),
+            to: to.display().to_owned(),
+            text: message.text.clone(),
+        };
+        if let Some(host) = self.directory.holder(to.display()).await.map_err(failed)? {
+            self.publish_to(&host.host_subject(), &wire).await?;
+            return Ok(Sent::Host {
+                recipient: to.display().to_owned(),
+                host: host.display().to_owned(),
+            });
+        }
+        let user = to.display().to_owned();
+        let sent = match self.directory.user_host(&user).await.map_err(failed)? {
+            Some(host) => Sent::User {
+                user,
+                host: host.display().to_owned(),
+            },
+            None => match consumer::user_has_queue(&self.nats, &to).await {
+                Ok(true) => Sent::Queued { user },
+                Ok(false) => {
+                    return Err(SendError {
+                        code: NERR_NAME_NOT_FOUND,
+                        message: format!("{user} is held by no computer of the organisation."),
+                        input: false,
+                    })
+                }
+                Err(e) => return Err(failed(DirectoryError::Nats(e))),
+            },
+        };
+        self.publish_to(&to.user_subject(), &wire).await?;
+        Ok(sent)
+    }
+}

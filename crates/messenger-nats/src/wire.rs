@@ -1,0 +1,178 @@
+//! What a directed message looks like in the stream, and the checks on what is read back.
+
+use serde::{Deserialize, Serialize};
+
+use messenger_core::config::{DEFAULT_MAX_RECEIVE_LEN, WINDOWS_MAX_MESSAGE_LEN};
+
+use crate::subject::EncodedName;
+
+/// Longest text, in characters, a message may carry: the same as the longest message this
+/// service takes over NetBIOS by default.
+pub const MAX_TEXT_CHARS: usize = DEFAULT_MAX_RECEIVE_LEN;
+/// Longest text without `/LONG`: what Windows' NET SEND allows.
+pub const CLASSIC_TEXT_CHARS: usize = WINDOWS_MAX_MESSAGE_LEN;
+/// Largest payload read from the stream, in bytes: the longest text at four bytes a character
+/// plus JSON escaping and the names, with room to spare. Anything larger is refused unread.
+pub const MAX_PAYLOAD: usize = 8 * 1024;
+/// Length of a message id: 128 random bits in hex.
+pub const MESSAGE_ID_LEN: usize = 32;
+
+/// A message id: 128 random bits as 32 lowercase hex digits, sent as `Nats-Msg-Id`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct MessageId(String);
+
+impl MessageId {
+    /// A fresh random id.
+    pub fn random() -> Self {
+        let mut bytes = [0u8; MESSAGE_ID_LEN / 2];
+        getrandom::fill(&mut bytes).expect("the system's random source is readable");
+        Self(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for MessageId {
+    type Error = WireError;
+
+    fn try_from(s: String) -> Result<Self, WireError> {
+        if s.len() == MESSAGE_ID_LEN
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            Ok(Self(s))
+        } else {
+            Err(WireError::BadId)
+        }
+    }
+}
+
+impl From<MessageId> for String {
+    fn from(id: MessageId) -> String {
+        id.0
+    }
+}
+
+/// A directed message as published.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireMessage {
+    /// The id, also sent as `Nats-Msg-Id`.
+    pub id: MessageId,
+    /// The sender's name as signed.
+    pub from: String,
+    /// The sending host.
+    pub from_host: String,
+    /// The messaging name it is for.
+    pub to: String,
+    /// The text, UTF-8, line breaks as `\n`.
+    pub text: String,
+}
+
+impl WireMessage {
+    /// The payload to publish.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a message of strings serializes")
+    }
+
+    /// Reads and checks a payload from the stream: every field is validated, as with a
+    /// packet from the network.
+    pub fn decode(payload: &[u8]) -> Result<Self, WireError> {
+        if payload.len() > MAX_PAYLOAD {
+            return Err(WireError::TooLarge(payload.len()));
+        }
+        let message: WireMessage =
+            serde_json::from_slice(payload).map_err(|_| WireError::Malformed)?;
+        for name in [&message.from, &message.from_host, &message.to] {
+            EncodedName::new(name).map_err(|_| WireError::BadName)?;
+        }
+        let chars = message.text.chars().count();
+        if chars > MAX_TEXT_CHARS {
+            return Err(WireError::TextTooLong(chars));
+        }
+        if message.text.trim().is_empty() {
+            return Err(WireError::Empty);
+        }
+        Ok(message)
+    }
+}
+
+/// Why a payload read from the stream was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// Larger than [`MAX_PAYLOAD`].
+    #[error("payload of {0} bytes is too large")]
+    TooLarge(usize),
+    /// Not a message.
+    #[error("payload is not a message")]
+    Malformed,
+    /// A message id that is not 32 hex digits.
+    #[error("bad message id")]
+    BadId,
+    /// A name that is not a messaging name.
+    #[error("bad name")]
+    BadName,
+    /// Text over [`MAX_TEXT_CHARS`].
+    #[error("text of {0} characters is too long")]
+    TextTooLong(usize),
+    /// Empty text.
+    #[error("empty text")]
+    Empty,
+    /// A message in a user's queue addressed to someone else.
+    #[error("addressed to another recipient than its queue's")]
+    WrongRecipient,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message() -> WireMessage {
+        WireMessage {
+            id: MessageId::random(),
+            from: "ALICE".into(),
+            from_host: "HOSTA".into(),
+            to: "BOB".into(),
+            text: "hello".into(),
+        }
+    }
+
+    #[test]
+    fn a_message_round_trips() {
+        let m = message();
+        assert_eq!(WireMessage::decode(&m.encode()), Ok(m));
+    }
+
+    #[test]
+    fn ids_are_random_and_well_formed() {
+        let (a, b) = (MessageId::random(), MessageId::random());
+        assert_ne!(a, b);
+        assert_eq!(a.as_str().len(), MESSAGE_ID_LEN);
+    }
+
+    #[test]
+    fn hostile_payloads_are_refused() {
+        assert_eq!(
+            WireMessage::decode(&vec![b' '; MAX_PAYLOAD + 1]),
+            Err(WireError::TooLarge(MAX_PAYLOAD + 1))
+        );
+        assert_eq!(WireMessage::decode(b"{"), Err(WireError::Malformed));
+        let mut m = message();
+        m.to = "A.>.*.TOO-LONG-FOR-NETBIOS".into();
+        assert_eq!(WireMessage::decode(&m.encode()), Err(WireError::BadName));
+        let mut m = message();
+        m.text = "x".repeat(MAX_TEXT_CHARS + 1);
+        assert_eq!(
+            WireMessage::decode(&m.encode()),
+            Err(WireError::TextTooLong(MAX_TEXT_CHARS + 1))
+        );
+        let bad_id = br#"{"id":"0000000000000000000000000000000Z","from":"A","from_host":"H","to":"B","text":"t"}"#;
+        assert_eq!(WireMessage::decode(bad_id), Err(WireError::Malformed));
+        let extra = br#"{"id":"00000000000000000000000000000000","from":"A","from_host":"H","to":"B","text":"t","x":1}"#;
+        assert_eq!(WireMessage::decode(extra), Err(WireError::Malformed));
+    }
+}

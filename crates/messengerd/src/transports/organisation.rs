@@ -1,0 +1,304 @@
+//! Organisation-wide delivery over NATS JetStream (`[nats]` in the configuration).
+//!
+//! The service connects to the cluster, opens the directory (a replicated key-value bucket,
+//! `messenger_nats::directory`), and keeps its names there: the computer name, its logged-in
+//! users' names and their aliases are claimed for this host (create or compare-and-set, so
+//! that no two hosts hold one unique name), refreshed while the service lives, released when
+//! they go, and each logged-in user is recorded as being here. Messages for this host arrive
+//! on its durable consumer and are committed to the inbox before JetStream is told (and only
+//! once per message id). The outbound router sends a directed message for a name that the
+//! directory places on another host through JetStream.
+//!
+//! Without `[nats]` nothing here runs and the service behaves as on a LAN alone. Everything
+//! read from NATS is as untrusted as a packet: the consumer's wire decoding checks it, and
+//! the names in it reach the inbox through the same store checks as any message.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use messenger_core::message::NewMessage;
+use messenger_core::names::NameKind;
+use messenger_nats::consumer::{self, Received};
+use messenger_nats::directory::{Directory, DirectoryError, Holding};
+use messenger_nats::subject::EncodedName;
+use messenger_nats::{Nats, NatsSettings, NatsTransport};
+use netbios::name::SUFFIX_MESSENGER;
+use tokio_util::sync::CancellationToken;
+
+use crate::service::Service;
+use crate::util::now_micros;
+
+/// Pause before connecting again after the cluster could not be reached: short enough that
+/// the organisation's delivery comes back soon after the cluster does, long enough not to
+/// flood a cluster that is starting.
+const CONNECT_RETRY: Duration = Duration::from_secs(5);
+
+/// How often the names this host holds are compared with the directory: a user who logs in
+/// is reachable from other subnets within this time. Claims of names already held are not
+/// repeated; only their refresh (every [`NatsSettings::refresh_interval`]) writes again.
+const NAME_SYNC_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Longest wait at shutdown for this host's names to be released from the directory; past
+/// it they expire on their own (`directory_max_age_secs`).
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The organisation's network, once connected: what the outbound router sends through.
+pub(crate) struct Organisation {
+    /// Directed messages to other hosts.
+    pub transport: NatsTransport,
+}
+
+/// Set once the service has connected to the cluster and opened the directory.
+pub(crate) type OrganisationSlot = OnceLock<Organisation>;
+
+/// Connects, keeps this host's names in the directory and receives its messages, until
+/// `shutdown`. Runs only when `[nats]` is configured.
+pub(crate) async fn run(
+    service: Arc<Service>,
+    settings: NatsSettings,
+    shutdown: CancellationToken,
+) {
+    let host = match EncodedName::new(&service.settings().computer_name) {
+        Ok(host) => host,
+        Err(e) => {
+            tracing::error!(error = %e, "the computer name cannot be used on NATS; organisation-wide delivery is off");
+            return;
+        }
+    };
+    let Some((nats, directory)) = connect(&settings, &host, &shutdown).await else {
+        return;
+    };
+    tracing::info!(servers = ?settings.servers, "connected to the organisation's NATS cluster");
+    let _ = service.organisation.set(Organisation {
+        transport: NatsTransport::new(nats.clone(), directory.clone()),
+    });
+    let inbox = ServiceInbox {
+        service: Arc::clone(&service),
+    };
+    let for_users = inbox.clone();
+    let receiving = {
+        let (nats, host, stop) = (nats.clone(), host.clone(), shutdown.clone());
+        service.tasks.spawn(async move {
+            consumer::run(&nats, &host, &inbox, stop.cancelled()).await;
+        })
+    };
+    let link = Link {
+        nats: &nats,
+        directory: &directory,
+        inbox: &for_users,
+    };
+    keep_names(&service, link, &settings, &shutdown).await;
+    let _ = receiving.await;
+}
+
+/// Connects and opens the directory, trying again every [`CONNECT_RETRY`]; `None` at
+/// shutdown.
+async fn connect(
+    settings: &NatsSettings,
+    host: &EncodedName,
+    shutdown: &CancellationToken,
+) -> Option<(Nats, Directory)> {
+    loop {
+        let attempt = async {
+            let nats = Nats::connect(settings.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            let directory = Directory::open(&nats, host.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((nats, directory))
+        };
+        let error = tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            result = attempt => match result {
+                Ok(connected) => return Some(connected),
+                Err(e) => e,
+            },
+        };
+        tracing::warn!(error = %error, "cannot reach the organisation's NATS cluster; trying again");
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(CONNECT_RETRY) => {}
+        }
+    }
+}
+
+/// The names this host should hold in the directory now: every unique messaging name in
+/// the name table, as shown (`ALICE`), and the users logged in here.
+fn wanted(service: &Service) -> (Vec<String>, Vec<String>) {
+    let names = service
+        .names()
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.kind,
+                NameKind::Computer | NameKind::User | NameKind::Alias
+            )
+        })
+        .map(|e| messenger_core::names::display_name(&e.name))
+        .collect();
+    let users = {
+        let sessions = service.sessions.read().unwrap_or_else(|e| e.into_inner());
+        crate::host::utmp::users(&sessions).into_iter().collect()
+    };
+    (names, users)
+}
+
+/// Claims, refreshes and releases this host's names and records its users, until
+/// `shutdown`; then releases what it holds.
+async fn keep_names(
+    service: &Arc<Service>,
+    link: Link<'_>,
+    settings: &NatsSettings,
+    shutdown: &CancellationToken,
+) {
+    let Link {
+        nats,
+        directory,
+        inbox,
+    } = link;
+    let mut held: HashMap<String, Holding> = HashMap::new();
+    // The queues of the users logged in here, each received while its user is: messages
+    // that waited while they were logged in nowhere arrive at their login.
+    let mut queues: HashMap<String, CancellationToken> = HashMap::new();
+    // Names another host holds: not tried again until they leave the name table.
+    let mut refused: Vec<String> = Vec::new();
+    let mut users_recorded: Vec<String> = Vec::new();
+    let mut last_refresh = tokio::time::Instant::now();
+    loop {
+        let (names, users) = wanted(service);
+        let refresh_due = last_refresh.elapsed() >= settings.refresh_interval();
+        for name in &names {
+            if refused.contains(name) {
+                continue;
+            }
+            let outcome = match held.get_mut(name) {
+                Some(holding) if refresh_due => directory.refresh(holding).await,
+                Some(_) => Ok(()),
+                None => match directory.claim(name).await {
+                    Ok(holding) => {
+                        tracing::info!(%name, "name registered in the organisation's directory");
+                        held.insert(name.clone(), holding);
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                },
+            };
+            match outcome {
+                Ok(()) => {}
+                Err(DirectoryError::Duplicate { .. }) | Err(DirectoryError::Lost { .. }) => {
+                    tracing::warn!(%name, "another computer of the organisation holds this name; messages to it from other subnets go there");
+                    held.remove(name);
+                    refused.push(name.clone());
+                }
+                Err(e) => {
+                    tracing::warn!(%name, error = %e, "cannot keep a name in the organisation's directory")
+                }
+            }
+        }
+        if refresh_due {
+            last_refresh = tokio::time::Instant::now();
+        }
+        refused.retain(|n| names.contains(n));
+        let gone: Vec<String> = held
+            .keys()
+            .filter(|n| !names.contains(n))
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some(holding) = held.remove(&name) {
+                if let Err(e) = directory.release(holding).await {
+                    tracing::debug!(%name, error = %e, "releasing a name from the directory failed");
+                }
+            }
+        }
+        for user in &users {
+            if !users_recorded.contains(user) || refresh_due {
+                if let Err(e) = directory.set_user_here(user).await {
+                    tracing::debug!(%user, error = %e, "cannot record a login in the directory");
+                }
+            }
+        }
+        for user in &users {
+            if queues.contains_key(user) {
+                continue;
+            }
+            let Ok(name) = EncodedName::new(user) else {
+                continue;
+            };
+            let stop = shutdown.child_token();
+            queues.insert(user.clone(), stop.clone());
+            let (nats, inbox, account) = (nats.clone(), inbox.clone(), user.clone());
+            service.tasks.spawn(async move {
+                consumer::run_user(&nats, &name, &account, &inbox, stop.cancelled()).await;
+            });
+        }
+        queues.retain(|user, stop| {
+            let here = users.contains(user);
+            if !here {
+                stop.cancel();
+            }
+            here
+        });
+        users_recorded = users;
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(NAME_SYNC_INTERVAL) => {}
+        }
+    }
+    let release = async {
+        for (_, holding) in held {
+            let _ = directory.release(holding).await;
+        }
+    };
+    let _ = tokio::time::timeout(RELEASE_TIMEOUT, release).await;
+}
+
+/// What [`keep_names`] works with on the cluster.
+struct Link<'a> {
+    nats: &'a Nats,
+    directory: &'a Directory,
+    inbox: &'a ServiceInbox,
+}
+
+/// The service's inbox as the consumer's: each message stored once per id, then shown like
+/// any other.
+#[derive(Clone)]
+struct ServiceInbox {
+    service: Arc<Service>,
+}
+
+impl consumer::Inbox for ServiceInbox {
+    async fn commit(&self, received: Received) -> Result<bool, String> {
+        // Whom it is for: from a user's queue, the local account that queue is received for;
+        // else by the name it was sent to.
+        let recipients = match &received.user {
+            Some(account) => vec![account.clone()],
+            None => self.recipients_of(&received.message.to),
+        };
+        let mut message: NewMessage = consumer::new_message(&received, recipients);
+        message.received_at = now_micros();
+        let machine = received.message.from_host.clone();
+        self.service
+            .deliver_once(received.id.as_str().to_owned(), message, machine)
+            .await
+            .map(|id| id.is_some())
+            .map_err(|refusal| format!("{refusal:?}"))
+    }
+}
+
+impl ServiceInbox {
+    /// The users a message sent to the name `to` is for: a user's name or alias reaches that
+    /// user; the computer name, or a name no longer ours, everyone here (none listed).
+    fn recipients_of(&self, to: &str) -> Vec<String> {
+        let Ok(name) = netbios::NetbiosName::new_uppercase(to.as_bytes(), SUFFIX_MESSENGER) else {
+            return Vec::new();
+        };
+        let names = self.service.names();
+        match names.get(&name).map(|e| (&e.kind, &e.owner)) {
+            Some((NameKind::User | NameKind::Alias, Some(owner))) => vec![owner.name.clone()],
+            _ => Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! Organisation-wide delivery over NATS JetStream, with a real nats-server (JetStream on, one
+//! node; the 3-node cluster, fail-over and de-duplication are tested in messenger-nats).
+//! Two services on loopback with different name service ports cannot hear each other's
+//! broadcasts, as two subnets without WINS cannot: only the organisation's directory joins
+//! them.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use messenger_core::config::NatsTable;
+use messenger_core::message::TransportKind;
+use messenger_ipc::{Reply, Request, SendTarget};
+use messenger_nats::subject::EncodedName;
+use messenger_nats::{Directory, Nats, NatsSettings};
+
+use crate::harness::*;
+
+/// Set by scripts/test: a missing nats-server fails these tests instead of skipping them.
+const REQUIRE_ENV: &str = "MESSENGER_TEST_REQUIRE_NATS";
+
+struct NatsServer {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
+impl NatsServer {
+    /// One JetStream server on loopback, or `None` (said loudly) without nats-server.
+    fn start() -> Option<Self> {
+        let server = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file());
+        let Some(server) = server else {
+            assert!(
+                std::env::var_os(REQUIRE_ENV).is_none(),
+                "nats-server is not installed and {REQUIRE_ENV} is set"
+            );
+            eprintln!("#### SKIPPED: nats-server is not installed (Debian package nats-server)");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = Command::new(server)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        let deadline = Instant::now() + WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(Self {
+            child,
+            url: format!("nats://127.0.0.1:{port}"),
+            _dir: dir,
+        })
+    }
+}
+
+fn on_nats(computer: &'static str, url: String) -> Options {
+    Options::configured(move |c| {
+        c.computer_name = Some(computer.into());
+        c.nats = Some(NatsTable {
+            servers: vec![url],
+            replicas: Some(1),
+            ..NatsTable::default()
+        });
+    })
+}
+
+/// Waits until the directory places `name` on the host `host`.
+async fn wait_until_held(url: &str, name: &str, host: &str) {
+    let mut settings = NatsSettings::new(vec![url.to_owned()]);
+    settings.replicas = 1;
+    let nats = Nats::connect(settings).await.expect("connect to nats");
+    let directory = Directory::open(&nats, EncodedName::new("OBSERVER").unwrap())
+        .await
+        .expect("open the directory");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Ok(Some(holder)) = directory.holder(name).await {
+            if holder.display() == host {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} never appeared in the directory"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn send_to(name: &str, text: &str) -> Request {
+    Request::Send {
+        target: SendTarget::Name { name: name.into() },
+        from: None,
+        text: text.into(),
+        allow_long: false,
+        wait_secs: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_on_another_subnet_is_reached_through_the_organisations_network() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let a = TestService::start(on_nats("SITEA", nats.url.clone())).await;
+    let b = TestService::start(on_nats("SITEB", nats.url.clone())).await;
+    wait_until_held(&nats.url, "SITEB", "SITEB").await;
+    wait_until_held(&nats.url, "SITEA", "SITEA").await;
+
+    let reply = control_call(&a.control(), send_to("siteb", "across subnets")).await;
+    let Reply::Sent { results } = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(results[0].recipient, "SITEB");
+    assert_eq!(results[0].error, None, "JetStream stored it");
+    let stored = b.wait_for_message("across subnets").await;
+    assert_eq!(stored.message.transport, TransportKind::Nats);
+    assert_eq!(stored.message.to, "SITEB");
+    assert!(
+        !a.messages()
+            .await
+            .iter()
+            .any(|m| m.message.text == "across subnets"),
+        "the sender's own host does not keep a copy"
+    );
+}
+
+/// A name that is on neither the LAN nor the directory is not found, as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_in_no_directory_is_still_not_found() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let a = TestService::start(on_nats("SITEA", nats.url.clone())).await;
+    wait_until_held(&nats.url, "SITEA", "SITEA").await;
+    let reply = control_call(&a.control(), send_to("NOWHERE", "lost")).await;
+    let Reply::Sent { results } = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(
+        results[0].error.as_ref().map(|e| e.code),
+        Some(messenger_core::nerr::NERR_NAME_NOT_FOUND)
+    );
+}
+
+/// With the cluster unreachable the service starts, and delivery on this computer works as
+/// without `[nats]`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_reachable_cluster_the_lan_works_as_before() {
+    let nowhere = format!("nats://127.0.0.1:{}", free_port());
+    let a = TestService::start(on_nats("SITEA", nowhere)).await;
+    let reply = control_call(&a.control(), send_to("SITEA", "still here")).await;
+    let Reply::Sent { results } = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(results[0].error, None);
+    a.wait_for_message("still here").await;
+}
+
+/// Waits until the directory has no holder for `name`.
+async fn wait_until_released(url: &str, name: &str) {
+    let mut settings = NatsSettings::new(vec![url.to_owned()]);
+    settings.replicas = 1;
+    let nats = Nats::connect(settings).await.expect("connect to nats");
+    let directory = Directory::open(&nats, EncodedName::new("OBSERVER").unwrap())
+        .await
+        .expect("open the directory");
+    let deadline = Instant::now() + WAIT;
+    while !matches!(directory.holder(name).await, Ok(None)) {
+        assert!(Instant::now() < deadline, "{name} was never released");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A user who has logged out everywhere gets the message at their next login, on another
+/// computer of the organisation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_for_a_user_logged_in_nowhere_reaches_them_at_their_next_login() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let a = TestService::start(on_nats("SITEA", nats.url.clone())).await;
+    let b = TestService::start(on_nats("SITEB", nats.url.clone())).await;
+    let c = TestService::start(on_nats("SITEC", nats.url.clone())).await;
+    // nobody logs in on B (which creates their queue), then out again.
+    write_utmp(&b.utmp(), &["nobody"]);
+    wait_until_held(&nats.url, "NOBODY", "SITEB").await;
+    // B created nobody's queue at the login.
+    let mut settings = NatsSettings::new(vec![nats.url.clone()]);
+    settings.replicas = 1;
+    let observer = Nats::connect(settings).await.unwrap();
+    let nobody = EncodedName::new("nobody").unwrap();
+    let deadline = Instant::now() + WAIT;
+    while !matches!(
+        messenger_nats::consumer::user_has_queue(&observer, &nobody).await,
+        Ok(true)
+    ) {
+        assert!(
+            Instant::now() < deadline,
+            "nobody's queue was never created"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    write_utmp(&b.utmp(), &[]);
+    wait_until_released(&nats.url, "NOBODY").await;
+
+    let reply = control_call(&a.control(), send_to("nobody", "while you were out")).await;
+    let Reply::Sent { results } = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(results[0].error, None, "stored in nobody's queue");
+
+    // nobody logs in on C: the message is there, for nobody.
+    write_utmp(&c.utmp(), &["nobody"]);
+    let stored = c.wait_for_message("while you were out").await;
+    assert_eq!(stored.message.recipients, vec!["nobody".to_owned()]);
+    assert_eq!(stored.message.transport, TransportKind::Nats);
+    assert!(
+        !b.messages()
+            .await
+            .iter()
+            .any(|m| m.message.text == "while you were out"),
+        "not delivered where nobody was no longer logged in"
+    );
+}
