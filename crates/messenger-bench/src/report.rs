@@ -93,6 +93,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(dir) = &args.criterion {
         codec(&mut out, dir);
     }
+    if let Ok(old) = std::fs::read_to_string(&args.out) {
+        out.push_str(&sections_of_other_benchmarks(&old));
+    }
     if let Some(notes) = &args.notes {
         out.push_str(&std::fs::read_to_string(notes)?);
     }
@@ -525,6 +528,30 @@ fn codec(out: &mut String, dir: &Path) {
     out.push('\n');
 }
 
+/// The numbered sections this writer produces (1 to 7); higher-numbered sections of a report
+/// come from other benchmarks (section 8 from `cargo bench -p messenger-nats --bench
+/// delivery`, which needs a NATS cluster rather than Samba) and are kept as they are.
+const LAST_GENERATED_SECTION: u32 = 7;
+
+/// The sections of the report `old` numbered above [`LAST_GENERATED_SECTION`], verbatim, up
+/// to the next section of any kind.
+fn sections_of_other_benchmarks(old: &str) -> String {
+    let mut kept = String::new();
+    let mut keeping = false;
+    for line in old.split_inclusive('\n') {
+        if let Some(heading) = line.strip_prefix("## ") {
+            let number = heading
+                .split_once('.')
+                .and_then(|(n, _)| n.trim().parse::<u32>().ok());
+            keeping = number.is_some_and(|n| n > LAST_GENERATED_SECTION);
+        }
+        if keeping {
+            kept.push_str(line);
+        }
+    }
+    kept
+}
+
 /// Finds `<bench>/new/estimates.json` under `dir` and reads the mean of each.
 fn collect_estimates(root: &Path, dir: &Path, rows: &mut Vec<(String, f64)>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -549,5 +576,22 @@ fn collect_estimates(root: &Path, dir: &Path, rows: &mut Vec<(String, f64)>) {
         } else {
             collect_estimates(root, &path, rows);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_of_other_benchmarks_survive_a_new_report() {
+        let old = "# Benchmarks\n\n## 6. The inbox under load\n\nold figures\n\n\
+                   ## 8. Organisation-wide delivery\n\n| a | b |\n\n\
+                   ## Notes on these figures\n\n- a note\n";
+        assert_eq!(
+            sections_of_other_benchmarks(old),
+            "## 8. Organisation-wide delivery\n\n| a | b |\n\n"
+        );
+        assert_eq!(sections_of_other_benchmarks("# Benchmarks\n"), "");
     }
 }

@@ -114,6 +114,22 @@ pub enum Command {
     )]
     Inbox(InboxArgs),
 
+    /// Show your messages as desktop notifications (run in your graphical session)
+    #[command(
+        long_about = "Run the desktop agent: follow your inbox and show each new message as a \
+            desktop notification (org.freedesktop.Notifications on the session bus) that \
+            stays until dismissed; messages to everyone are critical. At start the unread \
+            messages are shown, a few one by one and the rest in one summary. Dismissing a \
+            notification, or its OK action, marks the message read; one that expired or that \
+            the notification server closed stays unread. The agent reconnects when the \
+            service or the notification server restarts and misses nothing meanwhile. One \
+            agent runs per user (a lock in $XDG_RUNTIME_DIR). Usually started by the \
+            systemd user unit messenger-agent.service or the XDG autostart entry; it runs \
+            until SIGTERM.",
+        after_long_help = EXIT_STATUS_HELP
+    )]
+    Agent,
+
     /// Store a message that Samba's smbd received (for smbd's `message command`)
     #[command(
         long_about = "Store a message that Samba's smbd received in the Messenger service's \

@@ -46,6 +46,7 @@ pub fn run(ctx: &Context, args: InboxArgs) -> Exit {
         };
         match f.call(&Request::InboxFollow {
             all_users: args.all,
+            after_id: None,
         }) {
             Ok(Reply::Following) => follower = Some(f),
             other => return output::failed_reply(other),
@@ -76,6 +77,12 @@ pub fn run(ctx: &Context, args: InboxArgs) -> Exit {
                 if !args.keep_unread && !args.all {
                     mark_read(&mut client, std::slice::from_ref(&m));
                 }
+            }
+            Ok(Reply::Lagged { missed, after_id }) => {
+                let hint = after_id.map_or_else(String::new, |id| {
+                    format!(": `messenger inbox --after {id}` shows them")
+                });
+                eprintln!("({missed} messages arrived too fast to follow{hint}.)");
             }
             Ok(Reply::Error(e)) => {
                 output::net_error_with_detail(e.code, Some(&e.message));
@@ -270,6 +277,7 @@ mod tests {
             source: Some("10.0.0.5:49152".into()),
             transport: "session".into(),
             read: false,
+            audience: messenger_ipc::Audience::User,
         }
     }
 

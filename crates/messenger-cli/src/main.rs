@@ -108,6 +108,7 @@ fn run(args: &[String], net_mode: bool) -> Exit {
         Command::StartedServices => service::list_started(&ctx),
         Command::Inbox(a) => inbox::run(&ctx, a),
         Command::Deliver(a) => deliver::run(&ctx, a),
+        Command::Agent => agent(&ctx),
         Command::Helpmsg { number } => helpmsg::run(&number),
         Command::Completions { shell } => {
             clap_complete::generate(
@@ -129,6 +130,25 @@ fn run(args: &[String], net_mode: bool) -> Exit {
                     Exit::Failed
                 }
             }
+        }
+    }
+}
+
+/// Runs `agent` until it is stopped.
+fn agent(ctx: &context::Context) -> Exit {
+    let socket = match ctx.socket() {
+        Ok(s) => s,
+        Err(e) => {
+            output::error(&e.0);
+            return Exit::Failed;
+        }
+    };
+    messenger_agent::init_logging();
+    match messenger_agent::run(messenger_agent::Options { socket }) {
+        Ok(()) => Exit::Ok,
+        Err(e) => {
+            output::error(&e.to_string());
+            Exit::Failed
         }
     }
 }

@@ -332,6 +332,9 @@ fn report(results: &[SendResult], reporting: Reporting) -> Exit {
                 if reporting.each {
                     success(&r.recipient);
                 }
+                if let Some(notice) = &r.notice {
+                    println!("{}", output::safe(notice));
+                }
                 not_read |= report_receipt(&r.recipient, r.receipt, reporting);
             }
             Some(e) => failure(&r.recipient, e.code, Some(&e.message)),

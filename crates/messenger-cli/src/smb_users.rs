@@ -71,6 +71,7 @@ pub async fn send(
                         message,
                     }),
                     receipt: None,
+                    notice: None,
                 }],
                 left_out: 0,
             }
@@ -87,6 +88,7 @@ pub async fn send(
                         message: e.to_string(),
                     }),
                     receipt: None,
+                    notice: None,
                 }],
                 left_out: listing.left_out,
             }
@@ -147,6 +149,7 @@ async fn send_one(
                     .to_owned(),
             }),
             receipt: None,
+            notice: None,
         };
     };
     let sent = messenger_net::send_to_session(
@@ -166,6 +169,7 @@ async fn send_one(
             message: e.to_string(),
         }),
         receipt: None,
+        notice: None,
     }
 }
 

@@ -87,11 +87,18 @@ pub enum Request {
         ids: Vec<i64>,
     },
     /// Stream messages for the caller as they arrive: the daemon answers `Following`, then a
-    /// `Message` reply per message until the client hangs up.
+    /// `Message` reply per message, in id order, until the client hangs up. With `after_id`
+    /// the stream starts with the messages already in the inbox after that id, so a follower
+    /// that reconnects resumes where it stopped without a gap. When the service could not keep
+    /// up with a slow follower it says so with `Lagged` and goes on with newer messages.
     InboxFollow {
         /// Root only: every user's messages.
         #[serde(default)]
         all_users: bool,
+        /// Replay the messages with an id greater than this first (read or not; see their
+        /// `read`).
+        #[serde(default)]
+        after_id: Option<i64>,
     },
     /// Send a message through the daemon.
     Send {
@@ -186,6 +193,18 @@ pub enum Reply {
     Following,
     /// One message of an `InboxFollow` stream.
     Message(MessageView),
+    /// The follow stream fell behind and `missed` messages after `after_id` (the last id this
+    /// stream sent, if any) were not sent on it. They are in the inbox: a follower that must
+    /// not miss any lists the inbox after `after_id`, or follows again with that `after_id`.
+    /// Newer messages keep coming on the stream.
+    Lagged {
+        /// How many messages the stream skipped.
+        missed: u64,
+        /// The last id sent on this stream before the gap (the `after_id` it was started
+        /// with if it had sent none).
+        #[serde(default)]
+        after_id: Option<i64>,
+    },
     /// A delivered message is in the inbox under this id.
     Delivered {
         /// Its inbox id.
@@ -278,6 +297,42 @@ pub struct MessageView {
     pub transport: String,
     /// Whether the caller has read it.
     pub read: bool,
+    /// Who it is for. A daemon that does not say is read as [`Audience::User`].
+    #[serde(default)]
+    pub audience: Audience,
+}
+
+/// Who a message is for, as far as the receiving computer can tell: what a desktop needs to
+/// show a message to everyone more urgently than one to a single user.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Audience {
+    /// One user: their name or one of their aliases.
+    #[default]
+    User,
+    /// Several users named by the sender's service (`/USERS`: everyone logged in).
+    Users,
+    /// Everyone on this computer: a broadcast to the workgroup or domain (`*`, `/DOMAIN`),
+    /// or a message to the computer's name.
+    Everyone,
+}
+
+impl Audience {
+    /// Whether the message went to more than one person (`*`, `/DOMAIN`, `/USERS`, the
+    /// computer's name): a broadcast.
+    pub fn is_broadcast(self) -> bool {
+        !matches!(self, Audience::User)
+    }
+
+    /// The audience of a message stored for `recipients` (the users it is for; none for
+    /// everyone).
+    pub fn of_recipients(recipients: &[String]) -> Self {
+        match recipients.len() {
+            0 => Audience::Everyone,
+            1 => Audience::User,
+            _ => Audience::Users,
+        }
+    }
 }
 
 /// Outcome of a send to one recipient.
@@ -290,6 +345,10 @@ pub struct SendResult {
     /// For a send that waited (`wait_secs`) and was delivered: whether it was read.
     #[serde(default)]
     pub receipt: Option<Receipt>,
+    /// What the sender should know about a delivered message besides (it waits for its
+    /// recipient to log on somewhere).
+    #[serde(default)]
+    pub notice: Option<String>,
 }
 
 /// What a sender who waits learns about a delivered message.
@@ -431,11 +490,27 @@ mod tests {
                 allow_long: false,
                 wait_secs: Some(30),
             },
+            Request::InboxFollow {
+                all_users: false,
+                after_id: Some(12),
+            },
         ];
         for r in requests {
             let line = encode_line(&r);
             assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
             assert_eq!(decode_line::<Request>(&line).unwrap(), r);
+        }
+        for reply in [
+            Reply::Lagged {
+                missed: 7,
+                after_id: Some(41),
+            },
+            Reply::Lagged {
+                missed: 1,
+                after_id: None,
+            },
+        ] {
+            assert_eq!(decode_line::<Reply>(&encode_line(&reply)).unwrap(), reply);
         }
         let reply = Reply::Error(IpcError {
             code: 2278,
@@ -458,6 +533,25 @@ mod tests {
             }
         );
         assert!(decode_line::<Request>(br#"{"op":"format_disk"}"#).is_err());
+        // A follower of an older command line resumes nothing.
+        let r: Request = decode_line(br#"{"op":"inbox_follow"}"#).unwrap();
+        assert_eq!(
+            r,
+            Request::InboxFollow {
+                all_users: false,
+                after_id: None
+            }
+        );
+        // A message from a daemon that does not tell the audience is for one user.
+        let r: Reply = decode_line(
+            br#"{"reply":"message","id":3,"received_at":"2026-11-26T10:18:52Z","from":"A","to":"B","text":"t","source":null,"transport":"local","read":false}"#,
+        )
+        .unwrap();
+        let Reply::Message(m) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(m.audience, Audience::User);
+        assert!(!m.audience.is_broadcast());
         // A reply from a daemon that does not page yet reads as a last page.
         let r: Reply = decode_line(br#"{"reply":"messages","messages":[]}"#).unwrap();
         assert_eq!(
@@ -484,6 +578,7 @@ mod tests {
             source: Some("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535".into()),
             transport: "mailslot".into(),
             read: false,
+            audience: Audience::Everyone,
         };
         let page = Reply::Messages {
             messages: vec![worst; MAX_PAGE_MESSAGES],

@@ -17,8 +17,9 @@ use messenger_core::nerr::{
 };
 use messenger_core::transport::SendError;
 use messenger_ipc::{
-    decode_line, encode_line, IpcError, MessageView, NameInfo, Reply, Request, SendResult,
-    StatusInfo, MAX_LINE_LEN, MAX_PAGE_BYTES, MAX_PAGE_MESSAGES, MAX_WAIT_SECS, PROTOCOL_VERSION,
+    decode_line, encode_line, Audience, IpcError, MessageView, NameInfo, Reply, Request,
+    SendResult, StatusInfo, MAX_LINE_LEN, MAX_PAGE_BYTES, MAX_PAGE_MESSAGES, MAX_WAIT_SECS,
+    PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -111,8 +112,15 @@ async fn handle_connection(
                 continue;
             }
         };
-        if let Request::InboxFollow { all_users } = request {
-            return follow(&service, &caller, all_users, &mut write, &shutdown).await;
+        if let Request::InboxFollow {
+            all_users,
+            after_id,
+        } = request
+        {
+            return follow(
+                &service, &caller, all_users, after_id, &mut write, &shutdown,
+            )
+            .await;
         }
         let reply = match request {
             Request::InboxList {
@@ -136,10 +144,14 @@ async fn handle_connection(
     }
 }
 
+/// Streams the caller's messages (every user's with `all_users`): first those in the inbox
+/// after `after_id`, when given, then new ones as they are committed, each once and in id
+/// order; a gap where the service could not keep up is announced with `Lagged`.
 async fn follow(
     service: &Arc<Service>,
     caller: &Caller,
     all_users: bool,
+    after_id: Option<i64>,
     write: &mut tokio::net::unix::OwnedWriteHalf,
     shutdown: &CancellationToken,
 ) -> std::io::Result<()> {
@@ -148,8 +160,46 @@ async fn follow(
             .write_all(&encode_line(&nerr_reply(ERROR_ACCESS_DENIED)))
             .await;
     }
-    let mut rx = service.inbox.subscribe();
+    let inbox_error =
+        |e: messenger_store::StoreError| Reply::error(NERR_INTERNAL_ERROR, format!("inbox: {e}"));
+    let mut rx = match service.inbox.subscribe().await {
+        Ok(rx) => rx,
+        Err(e) => return write.write_all(&encode_line(&inbox_error(e))).await,
+    };
     write.write_all(&encode_line(&Reply::Following)).await?;
+    let mut last_sent = after_id;
+    // The replay: what `rx` does not carry is in the inbox by now (see `Inbox::subscribe`).
+    while after_id.is_some() {
+        let request = PageRequest {
+            query: InboxQuery {
+                user: (!all_users).then(|| caller.user.clone()),
+                unread_only: false,
+                after_id: last_sent,
+                limit: None,
+            },
+            limit: MAX_PAGE_MESSAGES,
+            last: None,
+            max_bytes: MAX_PAGE_BYTES,
+        };
+        let page = service
+            .inbox
+            .page(request, encoded_len_bound, |page| {
+                let views: Vec<MessageView> = page.messages.iter().map(view).collect();
+                (views, page.more)
+            })
+            .await;
+        let (views, more) = match page {
+            Ok(p) => p,
+            Err(e) => return write.write_all(&encode_line(&inbox_error(e))).await,
+        };
+        for v in views {
+            last_sent = Some(v.id);
+            write.write_all(&encode_line(&Reply::Message(v))).await?;
+        }
+        if !more {
+            break;
+        }
+    }
     loop {
         let next = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -157,13 +207,21 @@ async fn follow(
         };
         match next {
             Ok(m) => {
-                if all_users || visible_to(&m.message, &caller.user) {
-                    let view = view(&m);
-                    write.write_all(&encode_line(&Reply::Message(view))).await?;
+                let replayed = last_sent.is_some_and(|last| m.id <= last);
+                if !replayed && (all_users || visible_to(&m.message, &caller.user)) {
+                    last_sent = Some(m.id);
+                    write
+                        .write_all(&encode_line(&Reply::Message(view(&m))))
+                        .await?;
                 }
             }
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                 tracing::warn!(missed = n, "a follower fell behind");
+                let reply = Reply::Lagged {
+                    missed: n,
+                    after_id: last_sent,
+                };
+                write.write_all(&encode_line(&reply)).await?;
             }
             Err(_) => return Ok(()),
         }
@@ -198,6 +256,7 @@ pub fn view(m: &StoredMessage) -> MessageView {
         source: m.message.source.map(|s| s.to_string()),
         transport: m.message.transport.as_str().to_owned(),
         read: m.read,
+        audience: Audience::of_recipients(&m.message.recipients),
     }
 }
 
@@ -307,6 +366,7 @@ fn send_reply(outcome: Result<Vec<Outcome>, SendError>) -> Reply {
                 message: e.message,
             }),
             receipt: o.receipt,
+            notice: o.notice,
         })),
         Err(e) => Reply::error(e.code, e.message),
     }

@@ -23,9 +23,9 @@ use messenger_store::{ErrorKind, GroupCommitter, PrunePlan, Store, StoreError};
 use tokio::sync::{broadcast, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-/// Messages a slow follower may fall behind by before it misses some. The service logs how
-/// many it missed; the follow stream itself does not say so yet, so a follower that must not
-/// miss anything lists the inbox after the last id it saw.
+/// Messages a slow follower may fall behind by before it misses some. The follow stream then
+/// says so (`Lagged`), and a follower that must not miss anything lists the inbox after the
+/// last id it saw.
 const FOLLOW_BACKLOG: usize = 1024;
 
 /// Read receipts a slow waiting sender may fall behind by before it checks the inbox
@@ -57,6 +57,10 @@ pub struct Inbox {
     disk: Arc<DiskGuard>,
     retention: Retention,
     new_messages: broadcast::Sender<StoredMessage>,
+    /// Held while a message is queued for the writer and while a follower subscribes, so that
+    /// a message is either copied for the new follower or queued before its subscription (and
+    /// then committed before [`Inbox::subscribe`] returns, where a listing finds it).
+    follow_gate: Arc<Mutex<()>>,
     reads: broadcast::Sender<ReadReceipt>,
 }
 
@@ -114,6 +118,7 @@ impl Inbox {
             disk: Arc::new(disk),
             retention: retention.clone(),
             new_messages,
+            follow_gate: Arc::new(Mutex::new(())),
             reads,
         })
     }
@@ -125,22 +130,26 @@ impl Inbox {
         let (tx, rx) = oneshot::channel();
         // Copy the message for followers only when there are any: at thousands of messages a
         // second the copy of text and raw bytes is most of the per-message allocation. A
-        // follower that subscribes while this message is being committed may miss it here;
-        // it is in the inbox, where a listing finds it.
-        let copy = (self.new_messages.receiver_count() > 0).then(|| message.clone());
-        self.committer.submit(message, move |result| {
-            let _ = tx.send(result);
-        });
-        let id = rx.await.map_err(|_| closed())??;
-        if let Some(message) = copy {
-            let _ = self.new_messages.send(StoredMessage {
-                id,
-                message,
-                read: false,
-                read_by: Vec::new(),
+        // follower that subscribes after the check finds the message in the inbox (see
+        // `subscribe`). The copy goes to followers from the writer thread as the commit is
+        // answered, so that they see messages in id order.
+        {
+            let _gate = crate::util::lock(&self.follow_gate);
+            let followers = (self.new_messages.receiver_count() > 0)
+                .then(|| (self.new_messages.clone(), message.clone()));
+            self.committer.submit(message, move |result| {
+                if let (Ok(id), Some((followers, message))) = (&result, followers) {
+                    let _ = followers.send(StoredMessage {
+                        id: *id,
+                        message,
+                        read: false,
+                        read_by: Vec::new(),
+                    });
+                }
+                let _ = tx.send(result);
             });
         }
-        Ok(id)
+        rx.await.map_err(|_| closed())?
     }
 
     /// Stores `message` unless one with the same `origin_id` (the id its sending network gave
@@ -269,9 +278,17 @@ impl Inbox {
         self.reads.subscribe()
     }
 
-    /// New messages as they are committed.
-    pub fn subscribe(&self) -> broadcast::Receiver<StoredMessage> {
-        self.new_messages.subscribe()
+    /// New messages as they are committed, in id order. Every message not sent to the
+    /// receiver is committed by the time this returns, so a listing made after it and the
+    /// receiver together miss nothing.
+    pub async fn subscribe(&self) -> Result<broadcast::Receiver<StoredMessage>, StoreError> {
+        let receiver = {
+            let _gate = crate::util::lock(&self.follow_gate);
+            self.new_messages.subscribe()
+        };
+        // The writer runs this after every message queued before it has committed.
+        self.with_store(|_| Ok(())).await?;
+        Ok(receiver)
     }
 
     /// Finishes queued work and stops the writer.

@@ -213,6 +213,11 @@ async fn keep_names(
                 }
             }
         }
+        for user in users_recorded.iter().filter(|u| !users.contains(u)) {
+            if let Err(e) = directory.clear_user_here(user).await {
+                tracing::debug!(%user, error = %e, "cannot record a logout in the directory");
+            }
+        }
         for user in &users {
             if !users_recorded.contains(user) || refresh_due {
                 if let Err(e) = directory.set_user_here(user).await {
@@ -247,9 +252,14 @@ async fn keep_names(
             _ = tokio::time::sleep(NAME_SYNC_INTERVAL) => {}
         }
     }
+    // Users logged in here are reachable here no longer: messages for them wait in their
+    // queues until they log in again, here or elsewhere.
     let release = async {
         for (_, holding) in held {
             let _ = directory.release(holding).await;
+        }
+        for user in &users_recorded {
+            let _ = directory.clear_user_here(user).await;
         }
     };
     let _ = tokio::time::timeout(RELEASE_TIMEOUT, release).await;

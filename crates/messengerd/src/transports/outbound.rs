@@ -45,6 +45,8 @@ pub(crate) struct Outcome {
     pub result: Result<(), SendError>,
     /// For a send that waited, whether it was read (see [`Receipt`]).
     pub receipt: Option<Receipt>,
+    /// What the sender should know besides (a message that waits for its user's login).
+    pub notice: Option<String>,
 }
 
 impl Outcome {
@@ -53,6 +55,7 @@ impl Outcome {
             recipient,
             result,
             receipt: None,
+            notice: None,
         }
     }
 }
@@ -146,9 +149,8 @@ pub(crate) async fn send(
                             _ => None,
                         };
                         Outcome {
-                            recipient: delivered.shown,
-                            result: Ok(()),
                             receipt,
+                            ..Outcome::new(delivered.shown, Ok(()))
                         }
                     }
                     Err(e) => Outcome::new(typed, Err(e)),
@@ -160,15 +162,18 @@ pub(crate) async fn send(
             if let Some(organisation) = service.organisation.get() {
                 let nats = &organisation.transport;
                 if nats.reach(&outgoing.to) == Reach::Network {
-                    match nats.send(&outgoing).await {
+                    match nats.send_message(&outgoing).await {
                         Err(e) if e.input => return Err(e),
                         Err(e) if e.code == NERR_NAME_NOT_FOUND => {}
                         result => {
                             let accepted = wait.map(|_| Receipt::AcceptedOnly);
                             return Ok(vec![match result {
-                                Ok(d) => Outcome {
+                                Ok(sent) => Outcome {
                                     receipt: accepted,
-                                    ..Outcome::new(d.recipient, Ok(()))
+                                    // "CAROL is not logged on; the message will be delivered
+                                    // when CAROL logs on."
+                                    notice: sent.notice(),
+                                    ..Outcome::new(sent.recipient().to_owned(), Ok(()))
                                 },
                                 Err(e) => Outcome::new(typed, Err(e)),
                             }]);

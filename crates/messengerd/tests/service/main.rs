@@ -10,6 +10,7 @@
 //! - [`logind`]: login sessions from systemd-logind (a stand-in on a private bus);
 //! - [`control`]: who may do what over the control socket;
 //! - [`inbox`]: paged listings, retention and the free-space check;
+//! - [`follow`]: the follow stream: resuming, order, and telling a slow follower of a gap;
 //! - [`organisation`]: delivery across subnets through NATS JetStream;
 //! - [`receipts`]: senders who wait until their message is read;
 //! - [`process`]: the binary: `--check-config`, SIGKILL durability, SIGTERM shutdown, and
@@ -17,6 +18,7 @@
 
 mod control;
 mod datagram;
+mod follow;
 mod harness;
 mod inbox;
 mod logind;

@@ -233,6 +233,10 @@ async fn a_message_for_a_user_logged_in_nowhere_reaches_them_at_their_next_login
         panic!("{reply:?}")
     };
     assert_eq!(results[0].error, None, "stored in nobody's queue");
+    assert_eq!(
+        results[0].notice.as_deref(),
+        Some("NOBODY is not logged on; the message will be delivered when NOBODY logs on.")
+    );
 
     // nobody logs in on C: the message is there, for nobody.
     write_utmp(&c.utmp(), &["nobody"]);
