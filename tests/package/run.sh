@@ -38,13 +38,16 @@ contents=$(dpkg-deb -c "$deb" | awk '{print $6}')
 has() { grep -qx "./$1" <<<"$contents"; }
 
 for f in usr/sbin/messengerd usr/bin/messenger usr/share/man/man1/messenger.1.gz \
+  usr/share/man/man8/messengerd.8.gz \
   usr/share/bash-completion/completions/messenger usr/share/zsh/vendor-completions/_messenger \
   usr/share/fish/vendor_completions.d/messenger.fish etc/messenger/messenger.toml \
   usr/lib/sysusers.d/messenger.conf; do
   check "the package ships /$f" has "$f"
 done
-check "the package ships the system unit" \
-  grep -qE '^\./(usr/)?lib/systemd/system/messengerd\.service$' <<<"$contents"
+for u in messengerd.service messengerd.socket messengerd-activated.service; do
+  check "the package ships the unit $u" \
+    grep -qE "^\./(usr/)?lib/systemd/system/${u//./\\.}\$" <<<"$contents"
+done
 check "the package ships no net link (Samba owns /usr/bin/net)" \
   bash -c '! grep -qE "/net$" <<<"$1"' _ "$contents"
 check "/etc/messenger/messenger.toml is a conffile" \
@@ -53,6 +56,8 @@ check "/etc/messenger/messenger.toml is a conffile" \
 lintian_out=$(lintian --allow-root --fail-on error "$deb" 2>&1) && lintian_rc=0 || lintian_rc=$?
 echo "$lintian_out" | sed 's/^/    lintian: /'
 check "lintian reports no errors" test "$lintian_rc" = 0
+check "lintian finds every program's man page" \
+  bash -c '! grep -q "no-manual-page" <<<"$1"' _ "$lintian_out"
 
 # Samba's net, when present, must be the same file after install and purge.
 net_before=$(sha256sum /usr/bin/net 2>/dev/null || echo none)
@@ -66,8 +71,25 @@ check "the installed service accepts the shipped configuration" \
   /usr/sbin/messengerd --check-config --config /etc/messenger/messenger.toml
 check "the installed command line runs" /usr/bin/messenger --version
 check "the man page is installed" test -s /usr/share/man/man1/messenger.1.gz
-unit=$(dpkg -L messenger | grep -E '/systemd/system/messengerd\.service$' | head -1)
-check "the installed unit starts the installed program" grep -qx 'ExecStart=/usr/sbin/messengerd --config /etc/messenger/messenger.toml' "$unit"
+check "the service's man page is installed" test -s /usr/share/man/man8/messengerd.8.gz
+check "the service's man page renders without warnings" \
+  bash -c 'out=$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l /usr/share/man/man8/messengerd.8.gz 2>&1 >/dev/null) && [ -z "$out" ]'
+unit_path() { dpkg -L messenger | grep -E "/systemd/system/${1//./\\.}\$" | head -1; }
+for u in messengerd.service messengerd-activated.service; do
+  check "the installed $u starts the installed program" \
+    grep -qx 'ExecStart=/usr/sbin/messengerd --config /etc/messenger/messenger.toml' "$(unit_path "$u")"
+done
+socket=$(unit_path messengerd.socket)
+for line in ListenDatagram=0.0.0.0:137 ListenDatagram=0.0.0.0:138 ListenStream=0.0.0.0:139 \
+  Broadcast=yes Service=messengerd-activated.service; do
+  check "messengerd.socket has $line" grep -qx "$line" "$socket"
+done
+activated=$(unit_path messengerd-activated.service)
+check "the socket-activated service runs as messenger from the start" grep -qx 'User=messenger' "$activated"
+check "the socket-activated service holds no capability" grep -qx 'CapabilityBoundingSet=' "$activated"
+check "messengerd.service and messengerd.socket exclude each other" \
+  bash -c 'grep -qx "Conflicts=messengerd.socket" "$1" && grep -qx "Conflicts=messengerd.service" "$2"' _ \
+  "$(unit_path messengerd.service)" "$socket"
 for u in $(dpkg -L messenger | grep -E '/systemd/(system|user)/[^/]+\.(service|socket)$'); do
   verify_out=$(systemd-analyze verify "$u" 2>&1) && verify_rc=0 || verify_rc=$?
   [ -n "$verify_out" ] && echo "$verify_out" | sed 's/^/    systemd-analyze: /'

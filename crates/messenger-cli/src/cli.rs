@@ -206,8 +206,9 @@ pub struct SendArgs {
     )]
     pub wait: Option<u64>,
 
-    /// Report every recipient's outcome (with @FILE, only failures and a count are
-    /// reported otherwise)
+    /// Report every recipient's outcome (with @FILE, and for the clients with an SMB session
+    /// that /USERS reaches on a Samba server, only failures and a count are reported
+    /// otherwise)
     #[arg(long, short = 'v')]
     pub verbose: bool,
 

@@ -26,6 +26,7 @@ mod name;
 mod output;
 mod send;
 mod service;
+mod smb_users;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

@@ -3,7 +3,8 @@
 //! With the service running the message goes through it (`Request::Send`): it knows this
 //! computer's own names and its users' sessions. Without it, names, addresses and workgroups
 //! are reached directly over the network with the same code the service uses
-//! (`messenger-net`); only `/USERS` needs the service.
+//! (`messenger-net`); only `/USERS` needs the service. On a Samba host `/USERS` also reaches
+//! the clients with an SMB session to smbd (`smb_users`).
 
 use std::io::{IsTerminal, Read};
 use std::path::Path;
@@ -131,7 +132,15 @@ pub fn run(ctx: &Context, args: SendArgs) -> Exit {
                     allow_long: args.long,
                     wait_secs: args.wait,
                 };
+                let samba_users =
+                    *recipient == Recipient::Users && crate::smb_users::samba_here(config);
                 match client.call(&request) {
+                    Ok(Reply::Sent { results }) if samba_users => {
+                        users_with_smb(ctx, config, Ok(results), &args, &text, limit, reporting)
+                    }
+                    Ok(Reply::Error(e)) if samba_users => {
+                        users_with_smb(ctx, config, Err(e), &args, &text, limit, reporting)
+                    }
                     Ok(Reply::Sent { results }) => report(&results, reporting),
                     Ok(Reply::Error(e)) => request_failed(recipient, &e),
                     other => output::failed_reply(other),
@@ -344,6 +353,111 @@ fn report(results: &[SendResult], reporting: Reporting) -> Exit {
         Exit::NotDelivered
     } else {
         Exit::Partial
+    }
+}
+
+/// `/USERS` on a Samba host: the local users' results from the service (`Err` when it
+/// refused), then one copy to each client with an SMB session. Each client's success is
+/// printed with `--verbose`, otherwise counted; failures always are.
+fn users_with_smb(
+    ctx: &Context,
+    config: &messenger_core::config::Config,
+    local: Result<Vec<SendResult>, IpcError>,
+    args: &SendArgs,
+    text: &str,
+    limit: LengthLimit,
+    reporting: Reporting,
+) -> Exit {
+    // Nobody logged in here: the SMB clients may still be there.
+    let (local, nobody_here) = match local {
+        Ok(results) => (results, None),
+        Err(e) if e.code == nerr::NERR_NAME_NOT_FOUND => (Vec::new(), Some(e)),
+        Err(e) => return request_failed(&Recipient::Users, &e),
+    };
+    let computer = match ctx.computer_name() {
+        Ok(n) => n,
+        Err(e) => {
+            output::error(&e.0);
+            return Exit::Failed;
+        }
+    };
+    let from = args
+        .from
+        .clone()
+        .unwrap_or_else(|| context::identity().login);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            output::error(&format!("cannot start the network runtime: {e}"));
+            return Exit::Failed;
+        }
+    };
+    let smb = runtime.block_on(crate::smb_users::send(
+        config, &computer, &from, text, limit,
+    ));
+    if let Some(e) = nobody_here.filter(|_| smb.results.is_empty() && smb.left_out == 0) {
+        // Nobody anywhere: as without Samba.
+        return request_failed(&Recipient::Users, &e);
+    }
+    let local_exit = (!local.is_empty()).then(|| report(&local, reporting));
+    // SMB clients over NetBIOS only say that they accepted a message (see --wait).
+    let smb_reporting = Reporting {
+        each: args.verbose,
+        ..reporting
+    };
+    let mut smb_ok = 0;
+    for r in &smb.results {
+        match &r.error {
+            None => {
+                smb_ok += 1;
+                if smb_reporting.each {
+                    success(&r.recipient);
+                }
+                let accepted = reporting.wait.map(|_| messenger_ipc::Receipt::AcceptedOnly);
+                report_receipt(&r.recipient, accepted, smb_reporting);
+            }
+            Some(e) => failure(&r.recipient, e.code, Some(&e.message)),
+        }
+    }
+    if !args.verbose && smb_ok > 0 {
+        println!(
+            "The message was successfully sent to {smb_ok} client{} with an SMB session to this \
+             server (--verbose lists them).",
+            if smb_ok == 1 { "" } else { "s" }
+        );
+    }
+    if let Some(note) = crate::smb_users::left_out_note(smb.left_out) {
+        eprintln!("{note}");
+    }
+    let smb_total = smb.results.len() + smb.left_out;
+    let smb_exit = if smb_total == 0 {
+        None
+    } else if smb_ok == smb_total {
+        Some(Exit::Ok)
+    } else if smb_ok == 0 {
+        Some(Exit::NotDelivered)
+    } else {
+        Some(Exit::Partial)
+    };
+    match (local_exit, smb_exit) {
+        (Some(one), None) | (None, Some(one)) => one,
+        (None, None) => {
+            println!("There is no user session on this computer to send the message to.");
+            Exit::Ok
+        }
+        (Some(local), Some(smb)) => {
+            let all = |e: Exit| matches!(e, Exit::Ok | Exit::NotRead);
+            if all(local) && all(smb) {
+                local
+            } else if local == Exit::NotDelivered && smb == Exit::NotDelivered {
+                Exit::NotDelivered
+            } else {
+                Exit::Partial
+            }
+        }
     }
 }
 

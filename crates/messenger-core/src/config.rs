@@ -196,8 +196,9 @@ pub struct Config {
     /// then keeps the inbox, shows messages and serves the control socket, and smbd hands it
     /// messages through `messenger deliver`.
     pub netbios: Option<bool>,
-    /// `samba_config`: the smb.conf whose `workgroup` is used when `workgroup` is not set here
-    /// and whose `guest account` may deliver messages from smbd.
+    /// `samba_config`: the smb.conf whose `workgroup` is used when `workgroup` is not set here,
+    /// whose `guest account` may deliver messages from smbd, and whose smbd's SMB sessions
+    /// `/USERS` reaches.
     pub samba_config: Option<PathBuf>,
     /// `[policy]`: who may reach us.
     #[serde(default)]

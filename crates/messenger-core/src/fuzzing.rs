@@ -43,3 +43,13 @@ pub fn sanitize_check(data: &[u8]) {
         );
     }
 }
+
+/// Treats `data` as `smbstatus` output, JSON and plain: reading it never panics and every
+/// listing stays within its bounds with usable names only (see `samba::check_listing`).
+pub fn smbstatus_check(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    crate::samba::check_listing(&crate::samba::SmbSessions::from_plain(&text));
+    if let Ok(listing) = crate::samba::SmbSessions::from_json(&text) {
+        crate::samba::check_listing(&listing);
+    }
+}

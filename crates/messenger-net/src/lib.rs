@@ -38,7 +38,7 @@ pub use broadcast::{send_broadcast, BroadcastReport};
 pub use error::NetError;
 pub use iface::{Interface, InterfaceError};
 pub use resolve::{node_status, resolve_name, NodeStatusName};
-pub use send::{send_to, Delivered, Target};
+pub use send::{send_to, send_to_session, Delivered, Target};
 pub use session::{send_directed, SessionRequest};
 pub use text::LengthLimit;
 pub use transport::NetBios;

@@ -180,6 +180,55 @@ pub async fn send_to(
     Err(last_error.unwrap_or_else(not_found))
 }
 
+/// Sends `text` from `from` to `user` on the computer at `addr`, as `NET SEND /USERS` does for
+/// a client with a session to this server: calls `machine<03>` (the client's computer name,
+/// which every messenger client holds) at that address with `user` as the DestinationName,
+/// without a name lookup. When `machine` is unknown (empty) or not a NetBIOS name, the
+/// client's `<03>` name is asked of it with a node status request. A client where `user` is
+/// not a name (nobody of that name is logged in there: a guest session, or a server account
+/// that is not the desktop's) refuses the message; it then goes to the computer name, which
+/// reaches whoever uses the client.
+pub async fn send_to_session(
+    settings: &Settings,
+    addr: Ipv4Addr,
+    machine: &str,
+    user: &str,
+    from: &str,
+    text: &str,
+    limit: LengthLimit,
+) -> Result<Delivered, NetError> {
+    let text_bytes = text::encode_directed(text, settings.code_page, limit)?;
+    let from_bytes = text::encode_sender(from, settings.code_page)?;
+    let to_bytes = text::encode_sender(user, settings.code_page)?;
+    let given = text::encode_name(machine, settings.code_page)
+        .ok()
+        .and_then(|bytes| NetbiosName::new(&bytes, SUFFIX_MESSENGER).ok());
+    let called = match given {
+        Some(name) => name,
+        None => name_at(settings, addr).await?,
+    };
+    let mut message = Directed {
+        called,
+        from: from_bytes,
+        to: to_bytes,
+        text: text_bytes,
+    };
+    let at = SocketAddrV4::new(addr, settings.session_port);
+    let form = match send_directed(settings, at, &message).await {
+        Err(NetError::Refused { reason, .. }) if message.to != called.name_bytes() => {
+            tracing::debug!(%at, user, reason, "the user's name refused; sending to the computer name");
+            message.to = called.name_bytes().to_vec();
+            send_directed(settings, at, &message).await?
+        }
+        other => other?,
+    };
+    Ok(Delivered {
+        name: settings.code_page.decode(called.name_bytes()),
+        address: at,
+        form,
+    })
+}
+
 /// The `<03>` name to call at `addr`, from its node status. A host that does not answer, or
 /// answers without a messaging name, does not have the alias as far as Windows is concerned
 /// (2273); the error says which of the two it was.

@@ -117,6 +117,9 @@ pub struct ReceiverBehaviour {
     pub names: Vec<NetbiosName>,
     /// What to answer to each complete message.
     pub verdict: Result<(), DeliveryError>,
+    /// DestinationNames taken; a message to another gets `NotOurName` (and is not reported).
+    /// Empty takes any.
+    pub recipients: Vec<Vec<u8>>,
     /// Drop the connection when the first SMB is a bare 0xD0, as Samba's smbd does.
     pub like_samba: bool,
 }
@@ -127,6 +130,7 @@ impl Default for ReceiverBehaviour {
             config: ReceiverConfig::direct_port(),
             names: Vec::new(),
             verdict: Ok(()),
+            recipients: Vec::new(),
             like_samba: false,
         }
     }
@@ -226,6 +230,12 @@ async fn serve(
                     session.accept_session(Instant::now(), ok);
                 }
                 ReceiverEvent::Deliver(message) => {
+                    let ours = behaviour.recipients.is_empty()
+                        || behaviour.recipients.contains(&message.to);
+                    if !ours {
+                        session.complete_delivery(Instant::now(), Err(DeliveryError::NotOurName));
+                        continue;
+                    }
                     let _ = messages.send(message);
                     session.complete_delivery(Instant::now(), behaviour.verdict);
                 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use messenger_core::config::Config;
 use messenger_net::testing::{DatagramListener, MessageReceiver, NameResponder, ReceiverBehaviour};
 use messenger_net::{
-    node_status, resolve_name, send_broadcast, send_to, Interface, LengthLimit, NetError,
-    SessionRequest, Settings,
+    node_status, resolve_name, send_broadcast, send_to, send_to_session, Interface, LengthLimit,
+    NetError, SessionRequest, Settings,
 };
 use netbios::mailslot::{Addressing, MessengerDatagram};
 use netbios::smb::{DeliveryError, MessageForm, ReceiverConfig};
@@ -179,6 +179,78 @@ async fn an_address_target_is_called_by_its_messenger_name() {
         }
         other => panic!("expected an unknown recipient, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_session_client_is_called_by_its_machine_name_with_the_user_as_recipient() {
+    // No name service at all: the machine name is known, so nothing is looked up.
+    let mut receiver = MessageReceiver::start(ReceiverBehaviour {
+        config: ReceiverConfig::session_port(),
+        names: vec![name("client1")],
+        ..ReceiverBehaviour::default()
+    })
+    .await;
+    let mut s = settings(1, receiver.port);
+    s.session_request = SessionRequest::Always;
+    let delivered = send_to_session(
+        &s,
+        Ipv4Addr::LOCALHOST,
+        "client1",
+        "alice",
+        "admin",
+        "the server goes down",
+        LengthLimit::Windows,
+    )
+    .await
+    .unwrap();
+    assert_eq!(delivered.name, "CLIENT1");
+    let message = receiver.next_message().await;
+    assert_eq!(message.to, b"ALICE");
+    assert_eq!(message.from, b"ADMIN");
+
+    // No NetBIOS name in the session (smbstatus showed the address): asked by node status.
+    let responder = NameResponder::start(Ipv4Addr::LOCALHOST, &[name("client1")]).await;
+    s.name_port = responder.port;
+    let delivered = send_to_session(
+        &s,
+        Ipv4Addr::LOCALHOST,
+        "",
+        "bob",
+        "admin",
+        "x",
+        LengthLimit::Windows,
+    )
+    .await
+    .unwrap();
+    assert_eq!(delivered.name, "CLIENT1");
+    assert_eq!(receiver.next_message().await.to, b"BOB");
+}
+
+#[tokio::test]
+async fn a_session_client_without_the_user_gets_it_for_its_computer_name() {
+    let mut receiver = MessageReceiver::start(ReceiverBehaviour {
+        config: ReceiverConfig::session_port(),
+        names: vec![name("client1")],
+        recipients: vec![b"CLIENT1".to_vec()],
+        ..ReceiverBehaviour::default()
+    })
+    .await;
+    let mut s = settings(1, receiver.port);
+    s.session_request = SessionRequest::Always;
+    send_to_session(
+        &s,
+        Ipv4Addr::LOCALHOST,
+        "client1",
+        "nobody",
+        "admin",
+        "x",
+        LengthLimit::Windows,
+    )
+    .await
+    .unwrap();
+    let message = receiver.next_message().await;
+    assert_eq!(message.to, b"CLIENT1");
+    assert!(receiver.try_message().is_none(), "one copy only");
 }
 
 #[tokio::test]

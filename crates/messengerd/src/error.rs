@@ -72,6 +72,9 @@ pub enum StartError {
     /// An interface's subnet is not a network (a netmask that is not a prefix).
     #[error("an interface's subnet: {0}")]
     Subnet(#[from] messenger_core::policy::CidrError),
+    /// The sockets systemd handed over cannot be served.
+    #[error(transparent)]
+    Activation(#[from] crate::host::activation::ActivationError),
     /// The computer name or the workgroup is not a NetBIOS name.
     #[error("{name:?} is not a NetBIOS name: {source}")]
     Name {

@@ -2,7 +2,8 @@
 //! and runs the library's [`messengerd::run`] until SIGTERM or SIGINT.
 //!
 //! Exit status: 0 after a clean stop or a valid `--check-config`; 1 when the configuration is
-//! invalid; 2 when the service cannot start (ports in use, inbox unusable, another instance).
+//! invalid; 2 when the service cannot start (ports in use, sockets handed over by systemd that
+//! do not fit the configuration, inbox unusable, another instance).
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -105,7 +106,12 @@ fn serve(config: Config) -> anyhow::Result<()> {
     let account = service_account(&settings)?;
     let run_dir = RunDir::prepare(&settings.control_socket)
         .map_err(|e| anyhow::anyhow!("{e}{}", messengerd::host::sockets::not_root_hint()))?;
-    let sockets = Sockets::bind(&settings.config, &settings.control_socket)?;
+    // Socket activation (messengerd.socket) hands the NetBIOS ports over; else bind them here.
+    let sockets =
+        match messengerd::host::activation::from_env(&settings.config, &settings.control_socket)? {
+            Some(sockets) => sockets,
+            None => Sockets::bind(&settings.config, &settings.control_socket)?,
+        };
     run_dir.write_pid_file()?;
     let result = serve_from_pid_file(settings, sockets, account, &run_dir);
     run_dir.remove_pid_file();

@@ -495,6 +495,54 @@ md_beside_samba_messenger_send() {
 	wait_inbox sambabeside --text-file "$file" --transport session
 }
 
+# ---------------------------------------------------------------------------------------------
+# 8. /USERS on a Samba host: every client with an SMB session to smbd gets a copy, sent to the
+#    client by address with its machine name, as well as the users logged in there.
+# ---------------------------------------------------------------------------------------------
+
+# smb_session_listed HOST: sambabeside's smbstatus lists a session from HOST.
+smb_session_listed() {
+	in_host sambabeside smbstatus --configfile="$(samba_dir sambabeside)/smb.conf" -b 2>/dev/null |
+		grep -qF "(ipv4:${HOST_IP[$1]}:"
+}
+
+# md_hold_smb_session HOST: an anonymous smbclient session from HOST to sambabeside's IPC$,
+# calling itself by HOST's NetBIOS name, held open (smbclient waits for commands on a pipe)
+# until teardown.
+md_hold_smb_session() {
+	need_messengerd
+	need_daemon sambabeside || return 1
+	local host=$1
+	in_host_bg "$host" "$WORK/smbclient-session-$host.log" sh -c \
+		"sleep $SMB_SESSION_HOLD | exec smbclient -s '$(client_conf "$host")' \
+			'//${HOST_IP[sambabeside]}/IPC\$' -p 139 -N -n '${HOST_NB[$host]}'" >/dev/null
+	wait_until "$SMB_SESSION_TIMEOUT" "smbstatus on sambabeside to list $host's session" \
+		smb_session_listed "$host" || { cat "$WORK/smbclient-session-$host.log"; return 1; }
+}
+
+md_users_reaches_smb_clients() {
+	need_messengerd
+	need_daemon sambabeside || return 1
+	need_daemon hostb || return 1
+	need_daemon hostc || return 1
+	local file out rc=0 host
+	file=$(save_text users-smb "To everyone with a session to FILESRV, run $RUN_ID")
+	# The configuration names the instance's smb.conf (samba_config), whose smbd has the
+	# sessions; root runs smbstatus.
+	out=$(messenger_cfg sambabeside send --verbose /USERS "$(cat "$file")" 2>&1) || rc=$?
+	printf '%s\n' "$out"
+	[ "$rc" -eq 0 ] || { echo "messenger send /USERS exited $rc"; return 1; }
+	for host in hostb hostc; do
+		if ! printf '%s\n' "$out" | grep -qF "on ${HOST_NB[$host]} (${HOST_IP[$host]})."; then
+			echo "no result for $host's session"
+			return 1
+		fi
+		wait_inbox "$host" --text-file "$file" --transport session || return 1
+	done
+	# The user logged in on the Samba host itself gets it too.
+	wait_inbox sambabeside --as "$LOGGED_IN_USER" --text-file "$file" || return 1
+}
+
 run_messengerd_checks() {
 	check "messengerd starts on hosta (HOSTA, TESTGROUP)" md_start_hosta
 	check "messengerd starts on hostb (HOSTB, TESTGROUP, $LOGGED_IN_USER logged in, raw SMB on $RAW_SESSION_PORT)" md_start_hostb
@@ -533,6 +581,10 @@ run_messengerd_checks() {
 	check "7: smbclient -M FILESRV reaches smbd, whose message command delivers it to the inbox" md_beside_samba_computer_name
 	check "7: smbclient -M to a user's netbios alias lands in that user's inbox only" md_beside_samba_user_alias
 	check "7: messenger send to the Samba host lands in the inbox beside Samba" md_beside_samba_messenger_send
+
+	check "8: hostb holds an SMB session to sambabeside" md_hold_smb_session hostb
+	check "8: hostc holds an SMB session to sambabeside" md_hold_smb_session hostc
+	check "8: messenger send /USERS on sambabeside reaches both SMB clients and its own user" md_users_reaches_smb_clients
 
 	check "messengerd logs show no panic" md_no_panics
 }

@@ -39,6 +39,11 @@
 : "${BUILD_TIMEOUT:=1800}"
 # How long the second nmbd (name-conflict check) gets to try to register its names.
 : "${NMBD_CONFLICT_WAIT:=15}"
+# How long a client holds its SMB session to the Samba host for the /USERS check (seconds);
+# teardown ends it sooner.
+: "${SMB_SESSION_HOLD:=300}"
+# How long smbd gets to list a new client session in smbstatus.
+: "${SMB_SESSION_TIMEOUT:=20}"
 # Lines of a failing check's output shown in the report (the tail is kept).
 : "${CHECK_OUTPUT_LINES:=60}"
 

@@ -14,8 +14,8 @@
 #   wait_inbox HOST ...              inbox_has, polled up to MESSAGE_WAIT_TIMEOUT
 #   md_dir HOST                      the daemon's directory (config.toml, data/, log, utmp)
 
-: "${MESSENGERD_BIN:=$REPO_ROOT/target/release/messengerd}"
-: "${MESSENGER_BIN:=$REPO_ROOT/target/release/messenger}"
+: "${MESSENGERD_BIN:=${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/messengerd}"
+: "${MESSENGER_BIN:=${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/messenger}"
 # Cargo packages of the two programs.
 MESSENGERD_PACKAGE=messengerd
 MESSENGER_PACKAGE=messenger-cli

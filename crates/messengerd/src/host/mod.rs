@@ -2,6 +2,7 @@
 //! privileges it gives up, the files it prepares safely while still root, who is logged in
 //! (utmp), and who is calling the control socket. Nothing here knows about messages.
 
+pub mod activation;
 pub mod caller;
 pub mod logind;
 pub mod ownership;

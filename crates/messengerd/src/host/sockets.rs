@@ -225,7 +225,7 @@ pub fn with_umask<R>(mask: u32, f: impl FnOnce() -> R) -> R {
 /// credentials itself (SO_PEERCRED). `bind` gives a socket `0777 & !umask`, hence this umask.
 const CONTROL_SOCKET_UMASK: u32 = 0o111;
 
-fn bind_control(path: &Path) -> Result<UnixListener, StartError> {
+pub(crate) fn bind_control(path: &Path) -> Result<UnixListener, StartError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| StartError::ControlDir {
             dir: dir.to_owned(),

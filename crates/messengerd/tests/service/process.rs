@@ -46,6 +46,46 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
+fn log_filter() -> String {
+    std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into())
+}
+
+/// Writes the configuration of a service on loopback with these ports into `dir`, with
+/// `extra` appended to its top level; returns its path.
+fn write_config(
+    dir: &tempfile::TempDir,
+    name_port: u16,
+    datagram_port: u16,
+    session_port: u16,
+    extra: &str,
+) -> PathBuf {
+    let utmp = dir.path().join("utmp");
+    write_utmp(&utmp, &[]);
+    let config = dir.path().join("messenger.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "computer_name = \"{COMPUTER}\"\n\
+             workgroup = \"{WORKGROUP}\"\n\
+             data_dir = \"{data}\"\n\
+             control_socket = \"{run}/control.sock\"\n\
+             utmp_path = \"{utmp}\"\n\
+             listen_addresses = [\"127.0.0.1\"]\n\
+             name_port = {name_port}\n\
+             datagram_port = {datagram_port}\n\
+             session_port = {session_port}\n\
+             {extra}\n\
+             [policy]\n\
+             rate_limit = false\n",
+            data = dir.path().join("data").display(),
+            run = dir.path().join("run").display(),
+            utmp = utmp.display(),
+        ),
+    )
+    .unwrap();
+    config
+}
+
 impl Daemon {
     /// Starts the binary on loopback. `name_port` 0 picks a free one; `extra` is appended to
     /// the configuration's top level. Started as root, it gives up root for `nobody`, as in
@@ -63,37 +103,12 @@ impl Daemon {
         } else {
             name_port
         };
-        let utmp = dir.path().join("utmp");
-        write_utmp(&utmp, &[]);
-        let config = dir.path().join("messenger.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "computer_name = \"{COMPUTER}\"\n\
-                 workgroup = \"{WORKGROUP}\"\n\
-                 data_dir = \"{data}\"\n\
-                 control_socket = \"{run}/control.sock\"\n\
-                 utmp_path = \"{utmp}\"\n\
-                 listen_addresses = [\"127.0.0.1\"]\n\
-                 name_port = {name_port}\n\
-                 datagram_port = {dgm}\n\
-                 session_port = {ssn}\n\
-                 {extra}\n\
-                 [policy]\n\
-                 rate_limit = false\n",
-                data = dir.path().join("data").display(),
-                run = dir.path().join("run").display(),
-                utmp = utmp.display(),
-                dgm = free_udp_port(),
-                ssn = session.port(),
-            ),
-        )
-        .unwrap();
+        let config = write_config(&dir, name_port, free_udp_port(), session.port(), extra);
         let child = Command::new(BINARY)
             .arg("--config")
             .arg(&config)
             .arg("--log")
-            .arg(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .arg(log_filter())
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .spawn()
@@ -371,4 +386,191 @@ async fn shutdown_waits_for_every_task_and_counts_what_it_cuts() {
     let cut = svc.stop_within(Duration::from_millis(200)).await;
     assert!(cut >= 1, "the waiting message command was not counted");
     std::fs::write(&gate, b"").unwrap();
+}
+
+/// systemd's socket activation stand-in (package systemd), which hands its listening sockets
+/// to the program it starts as `LISTEN_FDS`, passing through those it inherited itself.
+const SOCKET_ACTIVATE: &str = "systemd-socket-activate";
+
+/// Whether systemd-socket-activate can run; says loudly why the test cannot when not.
+fn socket_activate_installed() -> bool {
+    let ok = Command::new(SOCKET_ACTIVATE)
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !ok {
+        eprintln!(
+            "#### SKIPPED: {SOCKET_ACTIVATE} is not installed (Debian package systemd); \
+             scripts/test installs it"
+        );
+    }
+    ok
+}
+
+/// The UDP sockets bound to `port` on 127.0.0.1, counted in /proc/net/udp.
+fn udp_sockets_on(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/udp").expect("/proc/net/udp");
+    let local = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| l.split_whitespace().nth(1) == Some(local.as_str()))
+        .count()
+}
+
+/// Starts `messengerd` the way `messengerd.socket` does, with systemd-socket-activate:
+/// the session port's TCP listener, then the name and datagram ports' UDP sockets. Returns
+/// the launcher, which becomes messengerd when a connection arrives.
+fn start_activated(
+    dir: &tempfile::TempDir,
+    config: &std::path::Path,
+    session: u16,
+    udp: [u16; 2],
+) -> Child {
+    let l = |port: u16| format!("--listen=127.0.0.1:{port}");
+    Command::new(SOCKET_ACTIVATE)
+        .arg(l(session))
+        .arg(SOCKET_ACTIVATE)
+        .arg("--datagram")
+        .arg(l(udp[0]))
+        .arg(l(udp[1]))
+        .arg(BINARY)
+        .arg("--config")
+        .arg(config)
+        .arg("--log")
+        .arg(log_filter())
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("systemd-socket-activate (package systemd) runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_activation_serves_the_inherited_sockets() {
+    if !socket_activate_installed() {
+        return;
+    }
+    let dir = open_tempdir();
+    let session = SocketAddrV4::new(Ipv4Addr::LOCALHOST, free_tcp_port());
+    let (name_port, datagram_port) = (free_udp_port(), free_udp_port());
+    let config = write_config(&dir, name_port, datagram_port, session.port(), "");
+    let child = start_activated(&dir, &config, session.port(), [name_port, datagram_port]);
+    let mut daemon = Daemon {
+        child,
+        dir,
+        session,
+    };
+    // The launcher holds the ports and starts the service at the first connection, which the
+    // service then accepts on the inherited listener: the message comes over it.
+    let deadline = Instant::now() + WAIT;
+    while std::net::TcpStream::connect(session).is_err() {
+        assert!(Instant::now() < deadline, "the launcher does not listen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut first = RawSession::connect(SocketAddr::V4(session)).await;
+    daemon.wait_until_ready().await;
+    first.establish(COMPUTER).await;
+    let reply = first
+        .call(&d0("ADMIN", COMPUTER, "over the inherited listener"))
+        .await;
+    assert!(reply.header.status.is_success(), "{reply:?}");
+
+    // A mailslot message to our name on the inherited datagram socket.
+    let peer = tokio::net::UdpSocket::bind((Ipv4Addr::new(127, 0, 0, 2), 0))
+        .await
+        .unwrap();
+    let params = netbios::mailslot::SendParams::new(
+        netbios::QualifiedName::new(NetbiosName::new(b"PEERPC", 0).unwrap()),
+        Ipv4Addr::new(127, 0, 0, 2),
+        7,
+    );
+    let message = netbios::mailslot::MessengerMessage::new(
+        "PEERUSER",
+        COMPUTER,
+        "over the inherited datagram socket",
+    )
+    .unwrap();
+    let datagram = netbios::mailslot::build_directed(
+        &params,
+        &netbios::QualifiedName::new(NetbiosName::messenger(COMPUTER).unwrap()),
+        &message,
+    )
+    .unwrap();
+    peer.send_to(
+        &datagram.encode().unwrap(),
+        SocketAddrV4::new(Ipv4Addr::LOCALHOST, datagram_port),
+    )
+    .await
+    .unwrap();
+
+    let path = daemon.inbox();
+    let mut texts = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while texts.len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "both messages stored, got {texts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let path = path.clone();
+        texts = tokio::task::spawn_blocking(move || {
+            let store = Store::open(&path).expect("open the inbox");
+            let listed = store.list(&Default::default()).expect("list");
+            listed
+                .into_iter()
+                .map(|m| m.message.text)
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap();
+    }
+    texts.sort();
+    assert_eq!(
+        texts,
+        [
+            "over the inherited datagram socket",
+            "over the inherited listener"
+        ]
+    );
+    // The service bound nothing of its own on the NetBIOS ports: one socket each, the
+    // launcher's.
+    assert_eq!(udp_sockets_on(name_port), 1, "name service port");
+    assert_eq!(udp_sockets_on(datagram_port), 1, "datagram service port");
+
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = daemon.wait_for_exit().await;
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inherited_socket_on_an_unconfigured_port_is_refused() {
+    if !socket_activate_installed() {
+        return;
+    }
+    let dir = open_tempdir();
+    let session = free_tcp_port();
+    let (name_port, datagram_port, stray) = (free_udp_port(), free_udp_port(), free_udp_port());
+    let config = write_config(&dir, name_port, datagram_port, session, "");
+    // The datagram service's socket on a port the configuration does not name.
+    let mut child = start_activated(&dir, &config, session, [name_port, stray]);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let _ = std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, session));
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "messengerd did not exit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "inherited socket 2 (fd 5) is UDP 127.0.0.1:{stray}, which is not a configured port"
+        )),
+        "{stderr}"
+    );
 }
