@@ -84,6 +84,14 @@ for line in ListenDatagram=0.0.0.0:137 ListenDatagram=0.0.0.0:138 ListenStream=0
   Broadcast=yes Service=messengerd-activated.service; do
   check "messengerd.socket has $line" grep -qx "$line" "$socket"
 done
+check "the desktop agent's user unit is installed" \
+  grep -qx 'ExecStart=/usr/bin/messenger agent' /usr/lib/systemd/user/messenger-agent.service
+check "the desktop agent's autostart entry is installed" \
+  grep -qx 'Exec=messenger agent' /etc/xdg/autostart/messenger-agent.desktop
+if command -v desktop-file-validate >/dev/null 2>&1; then
+  check "desktop-file-validate accepts the autostart entry" \
+    desktop-file-validate /etc/xdg/autostart/messenger-agent.desktop
+fi
 activated=$(unit_path messengerd-activated.service)
 check "the socket-activated service runs as messenger from the start" grep -qx 'User=messenger' "$activated"
 check "the socket-activated service holds no capability" grep -qx 'CapabilityBoundingSet=' "$activated"
