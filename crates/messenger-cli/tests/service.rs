@@ -38,37 +38,52 @@ fn free_tcp_port() -> u16 {
         .port()
 }
 
+/// Times the test service's ports are picked again when one was taken meanwhile.
+const PORT_ATTEMPTS: usize = 5;
+
 async fn start_service() -> Service {
     let dir = tempfile::tempdir().unwrap();
     let utmp = dir.path().join("utmp");
     std::fs::write(&utmp, b"").unwrap();
     let config_path = dir.path().join("messenger.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            "computer_name = \"SVCPC\"\n\
-             workgroup = \"SVCWG\"\n\
-             data_dir = \"{data}\"\n\
-             control_socket = \"{socket}\"\n\
-             utmp_path = \"{utmp}\"\n\
-             listen_addresses = [\"127.0.0.1\"]\n\
-             name_port = {name}\n\
-             datagram_port = {dgm}\n\
-             session_port = {ssn}\n\
-             [policy]\n\
-             rate_limit = false\n",
-            data = dir.path().join("data").display(),
-            socket = dir.path().join("control.sock").display(),
-            utmp = utmp.display(),
-            name = free_udp_port(),
-            dgm = free_udp_port(),
-            ssn = free_tcp_port(),
-        ),
-    )
-    .unwrap();
-    let config = Config::load(&config_path).unwrap();
-    let settings = messengerd::Settings::resolve(config).unwrap();
-    let sockets = messengerd::Sockets::bind(&settings.config, &settings.control_socket).unwrap();
+    // The ports are free when picked but may be taken by a parallel test before the bind:
+    // pick again then.
+    let mut attempt = 0;
+    let (settings, sockets) = loop {
+        std::fs::write(
+            &config_path,
+            format!(
+                "computer_name = \"SVCPC\"\n\
+                 workgroup = \"SVCWG\"\n\
+                 data_dir = \"{data}\"\n\
+                 control_socket = \"{socket}\"\n\
+                 utmp_path = \"{utmp}\"\n\
+                 listen_addresses = [\"127.0.0.1\"]\n\
+                 name_port = {name}\n\
+                 datagram_port = {dgm}\n\
+                 session_port = {ssn}\n\
+                 [policy]\n\
+                 rate_limit = false\n",
+                data = dir.path().join("data").display(),
+                socket = dir.path().join("control.sock").display(),
+                utmp = utmp.display(),
+                name = free_udp_port(),
+                dgm = free_udp_port(),
+                ssn = free_tcp_port(),
+            ),
+        )
+        .unwrap();
+        let config = Config::load(&config_path).unwrap();
+        let settings = messengerd::Settings::resolve(config).unwrap();
+        match messengerd::Sockets::bind(&settings.config, &settings.control_socket) {
+            Ok(sockets) => break (settings, sockets),
+            Err(e) if attempt < PORT_ATTEMPTS => {
+                eprintln!("picking other ports: {e}");
+                attempt += 1;
+            }
+            Err(e) => panic!("cannot bind the service's sockets: {e}"),
+        }
+    };
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     let inbox = messengerd::open_inbox(&settings).unwrap();
