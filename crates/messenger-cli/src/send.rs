@@ -385,15 +385,8 @@ fn users_with_smb(
         .from
         .clone()
         .unwrap_or_else(|| context::identity().login);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            output::error(&format!("cannot start the network runtime: {e}"));
-            return Exit::Failed;
-        }
+    let Some(runtime) = network_runtime() else {
+        return Exit::Failed;
     };
     let smb = runtime.block_on(crate::smb_users::send(
         config, &computer, &from, text, limit,
@@ -576,15 +569,8 @@ fn send_direct(
             return Exit::NotDelivered;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            output::error(&format!("cannot start the network runtime: {e}"));
-            return Exit::Failed;
-        }
+    let Some(runtime) = network_runtime() else {
+        return Exit::Failed;
     };
     let outcome = runtime.block_on(async {
         match recipient {
@@ -615,6 +601,16 @@ fn send_direct(
             Exit::NotDelivered
         }
     }
+}
+
+/// The single-threaded runtime a send without the service runs on; `None`, said, when it
+/// cannot be started.
+fn network_runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| output::error(&format!("cannot start the network runtime: {e}")))
+        .ok()
 }
 
 #[cfg(test)]

@@ -200,47 +200,13 @@ impl Store {
         for m in msgs.clone() {
             Self::validate(m)?;
         }
-        let mut ids = Vec::with_capacity(msgs.len());
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(ctx("starting to store messages"))?;
-        {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO messages (received_at, from_name, to_name, recipients, \
-                     for_everyone, source, transport, text, raw) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                )
-                .map_err(ctx("storing a message"))?;
-            let mut addressee = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO recipients (user, message_id, read) VALUES (?1, ?2, 0)",
-                )
-                .map_err(ctx("storing a recipient"))?;
-            for m in msgs {
-                let recipients = m.recipients.join("\n");
-                let id = insert
-                    .insert(params![
-                        m.received_at,
-                        m.from,
-                        m.to,
-                        recipients,
-                        m.is_for_everyone(),
-                        m.source.map(|s| s.to_string()),
-                        m.transport.as_str(),
-                        m.text,
-                        m.raw,
-                    ])
-                    .map_err(ctx("storing a message"))?;
-                for user in &m.recipients {
-                    addressee
-                        .execute(params![user, id])
-                        .map_err(ctx("storing a recipient"))?;
-                }
-                ids.push(id);
-            }
-        }
+        let ids = msgs
+            .map(|m| Self::insert_in(&tx, m))
+            .collect::<Result<Vec<_>, _>>()?;
         tx.commit().map_err(ctx("committing messages"))?;
         Ok(ids)
     }
@@ -302,15 +268,27 @@ impl Store {
             return Ok(None);
         }
         let id = {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO messages (received_at, from_name, to_name, recipients, \
-                     for_everyone, source, transport, text, raw) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                )
-                .map_err(ctx("storing a message"))?;
-            let id = insert
-                .insert(params![
+            let id = Self::insert_in(tx, msg)?;
+            tx.execute(
+                "INSERT INTO origin_ids (origin_id, message_id) VALUES (?1, ?2)",
+                params![origin_id, id],
+            )
+            .map_err(ctx("storing a message id"))?;
+            id
+        };
+        Ok(Some(id))
+    }
+
+    /// Inserts `msg` and its recipients in the open transaction `tx`; returns its id.
+    fn insert_in(tx: &rusqlite::Transaction<'_>, msg: &NewMessage) -> Result<i64, StoreError> {
+        let id = tx
+            .prepare_cached(
+                "INSERT INTO messages (received_at, from_name, to_name, recipients, \
+                 for_everyone, source, transport, text, raw) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )
+            .and_then(|mut insert| {
+                insert.insert(params![
                     msg.received_at,
                     msg.from,
                     msg.to,
@@ -321,22 +299,19 @@ impl Store {
                     msg.text,
                     msg.raw,
                 ])
-                .map_err(ctx("storing a message"))?;
-            for user in &msg.recipients {
-                tx.prepare_cached(
-                    "INSERT OR IGNORE INTO recipients (user, message_id, read) VALUES (?1, ?2, 0)",
-                )
-                .and_then(|mut s| s.execute(params![user, id]))
-                .map_err(ctx("storing a recipient"))?;
-            }
-            tx.execute(
-                "INSERT INTO origin_ids (origin_id, message_id) VALUES (?1, ?2)",
-                params![origin_id, id],
+            })
+            .map_err(ctx("storing a message"))?;
+        let mut addressee = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO recipients (user, message_id, read) VALUES (?1, ?2, 0)",
             )
-            .map_err(ctx("storing a message id"))?;
-            id
-        };
-        Ok(Some(id))
+            .map_err(ctx("storing a recipient"))?;
+        for user in &msg.recipients {
+            addressee
+                .execute(params![user, id])
+                .map_err(ctx("storing a recipient"))?;
+        }
+        Ok(id)
     }
 
     /// Messages matching `query`, the oldest first.
