@@ -281,9 +281,11 @@ impl Service {
         message: NewMessage,
         machine: String,
     ) -> Result<i64, Refusal> {
-        self.deliver_inner(None, message, machine)
-            .await
-            .map(|id| id.unwrap_or_default())
+        // Without an origin id nothing is a redelivery: every message is stored.
+        match self.deliver_inner(None, message, machine).await? {
+            Some(id) => Ok(id),
+            None => Err(Refusal::NoRoom),
+        }
     }
 
     /// [`Service::deliver`] for a message its network may deliver more than once: stored

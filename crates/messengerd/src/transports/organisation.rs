@@ -27,7 +27,6 @@ use netbios::name::SUFFIX_MESSENGER;
 use tokio_util::sync::CancellationToken;
 
 use crate::service::Service;
-use crate::util::now_micros;
 
 /// Pause before connecting again after the cluster could not be reached: short enough that
 /// the organisation's delivery comes back soon after the cluster does, long enough not to
@@ -287,8 +286,7 @@ impl consumer::Inbox for ServiceInbox {
             Some(account) => vec![account.clone()],
             None => self.recipients_of(&received.message.to),
         };
-        let mut message: NewMessage = consumer::new_message(&received, recipients);
-        message.received_at = now_micros();
+        let message: NewMessage = consumer::new_message(&received, recipients);
         let machine = received.message.from_host.clone();
         self.service
             .deliver_once(received.id.as_str().to_owned(), message, machine)
