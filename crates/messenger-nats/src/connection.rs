@@ -6,7 +6,9 @@ use async_nats::jetstream::{self, stream};
 use tokio::sync::watch;
 
 use crate::config::{Credentials, NatsSettings};
-use crate::subject::{HOST_SUBJECT_PREFIX, STREAM, USER_SUBJECT_PREFIX};
+use crate::subject::{
+    BROADCAST_STREAM, HOST_SUBJECT_PREFIX, STREAM, USER_SUBJECT_PREFIX, WORKGROUP_SUBJECT_PREFIX,
+};
 
 /// How long connecting to a server may take before the next is tried.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -16,6 +18,10 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// The window in which JetStream drops a retried message with the same id (shortened to the
 /// retention when that is shorter, as JetStream requires).
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(2 * 60);
+/// How long a broadcast is kept: a host that was restarting or briefly cut off still gets the
+/// announcements of the last hour when it comes back, and nobody is shown one much later than
+/// it was meant (shared/DESIGN.md's `MESSENGER_BCAST`).
+pub const BROADCAST_RETENTION: Duration = Duration::from_secs(60 * 60);
 /// Largest message JetStream accepts into the stream, in bytes: the longest text with its
 /// names and JSON framing, with room to spare (see [`crate::wire::MAX_PAYLOAD`]).
 pub const STREAM_MAX_MESSAGE_SIZE: i32 = 16 * 1024;
@@ -168,21 +174,45 @@ impl Nats {
     /// The message stream, created with this crate's configuration if it does not exist, and
     /// brought to it (subjects, retention) if it was created with another.
     pub async fn stream(&self) -> Result<stream::Stream, NatsError> {
-        let js = |e: &dyn std::fmt::Display| NatsError::JetStream(e.to_string());
-        let config = stream::Config {
+        self.ensure_stream(stream::Config {
             name: STREAM.to_owned(),
             subjects: vec![
                 format!("{HOST_SUBJECT_PREFIX}*"),
                 format!("{USER_SUBJECT_PREFIX}*"),
             ],
-            retention: stream::RetentionPolicy::Limits,
-            storage: stream::StorageType::File,
             max_age: self.settings.retention,
             duplicate_window: DUPLICATE_WINDOW.min(self.settings.retention),
+            ..self.stream_defaults()
+        })
+        .await
+    }
+
+    /// The broadcast stream (`messenger.workgroup.*`), kept for [`BROADCAST_RETENTION`]; like
+    /// [`Nats::stream`], created or brought to this configuration.
+    pub async fn broadcast_stream(&self) -> Result<stream::Stream, NatsError> {
+        self.ensure_stream(stream::Config {
+            name: BROADCAST_STREAM.to_owned(),
+            subjects: vec![format!("{WORKGROUP_SUBJECT_PREFIX}*")],
+            max_age: BROADCAST_RETENTION,
+            duplicate_window: DUPLICATE_WINDOW.min(BROADCAST_RETENTION),
+            ..self.stream_defaults()
+        })
+        .await
+    }
+
+    /// What every stream of this crate has in common.
+    fn stream_defaults(&self) -> stream::Config {
+        stream::Config {
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::File,
             max_message_size: STREAM_MAX_MESSAGE_SIZE,
             num_replicas: self.settings.replicas,
             ..Default::default()
-        };
+        }
+    }
+
+    async fn ensure_stream(&self, config: stream::Config) -> Result<stream::Stream, NatsError> {
+        let js = |e: &dyn std::fmt::Display| NatsError::JetStream(e.to_string());
         let stream = self
             .jetstream
             .get_or_create_stream(config.clone())
@@ -194,20 +224,28 @@ impl Nats {
             || current.duplicate_window != config.duplicate_window
         {
             tracing::info!(
+                stream = %config.name,
                 retention_secs = config.max_age.as_secs(),
-                "updating the message stream's subjects and retention"
+                "updating a stream's subjects and retention"
             );
             let mut updated = current.clone();
             updated.subjects = config.subjects;
             updated.max_age = config.max_age;
             updated.duplicate_window = config.duplicate_window;
             match self.jetstream.update_stream(updated).await {
-                Ok(_) => return self.jetstream.get_stream(STREAM).await.map_err(|e| js(&e)),
+                Ok(_) => {
+                    return self
+                        .jetstream
+                        .get_stream(&config.name)
+                        .await
+                        .map_err(|e| js(&e))
+                }
                 // An account that may not change the stream (the cluster's administrator
                 // manages it) keeps working with the stream as it is.
                 Err(e) => tracing::warn!(
+                    stream = %config.name,
                     error = %e,
-                    "cannot update the message stream; using it as it is configured"
+                    "cannot update a stream; using it as it is configured"
                 ),
             }
         }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream;
-use async_nats::jetstream::consumer::{pull, AckPolicy};
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::AckKind;
 use futures_util::{FutureExt, StreamExt};
 
@@ -54,6 +54,9 @@ pub struct Received {
     /// The local account it is for, when it came from a user's queue: the account given to
     /// [`run_user`] for the queue that pulled it, never anything from the payload.
     pub user: Option<String>,
+    /// Whether it is a broadcast to this host's workgroup (from [`run_broadcasts`]): for
+    /// everyone here, and possibly also received by mailslot.
+    pub broadcast: bool,
 }
 
 /// Where received messages are committed.
@@ -156,6 +159,9 @@ struct Source {
     durable: String,
     /// The user whose queue this is, and the local account the user is logged in as.
     user: Option<(EncodedName, String)>,
+    /// The workgroup, when this is the host's consumer of its workgroup's broadcasts, and the
+    /// host (whose own broadcasts are skipped).
+    workgroup: Option<(EncodedName, EncodedName)>,
 }
 
 /// Receives the messages for the host `host` into `inbox` until `shutdown` completes. Cluster
@@ -170,6 +176,27 @@ pub async fn run<I: Inbox>(
         subject: host.host_subject(),
         durable: host.host_consumer(),
         user: None,
+        workgroup: None,
+    };
+    run_source(nats, &source, inbox, shutdown).await;
+}
+
+/// Receives the broadcasts to `workgroup` into `inbox` for the host `host`, until `shutdown`
+/// completes. The host's durable consumer starts with the broadcasts sent after it was first
+/// created and keeps its place across restarts, so a host that was down for less than
+/// [`crate::connection::BROADCAST_RETENTION`] gets what it missed.
+pub async fn run_broadcasts<I: Inbox>(
+    nats: &Nats,
+    host: &EncodedName,
+    workgroup: &EncodedName,
+    inbox: &I,
+    shutdown: impl Future<Output = ()>,
+) {
+    let source = Source {
+        subject: workgroup.workgroup_subject(),
+        durable: host.broadcast_consumer(),
+        user: None,
+        workgroup: Some((workgroup.clone(), host.clone())),
     };
     run_source(nats, &source, inbox, shutdown).await;
 }
@@ -192,6 +219,7 @@ pub async fn run_user<I: Inbox>(
         subject: user.user_subject(),
         durable: user.user_consumer(),
         user: Some((user.clone(), account.to_owned())),
+        workgroup: None,
     };
     run_source(nats, &source, inbox, shutdown).await;
 }
@@ -203,6 +231,7 @@ pub async fn create_user_queue(nats: &Nats, user: &EncodedName) -> Result<(), Na
         subject: user.user_subject(),
         durable: user.user_consumer(),
         user: None,
+        workgroup: None,
     };
     consumer(nats, &source).await.map(|_| ())
 }
@@ -258,7 +287,11 @@ async fn consumer(
     nats: &Nats,
     source: &Source,
 ) -> Result<async_nats::jetstream::consumer::PullConsumer, NatsError> {
-    let stream = nats.stream().await?;
+    let (stream, deliver_policy) = match source.workgroup {
+        // A host that joins learns of the broadcasts sent from then on, not of the last hour's.
+        Some(_) => (nats.broadcast_stream().await?, DeliverPolicy::New),
+        None => (nats.stream().await?, DeliverPolicy::All),
+    };
     stream
         .get_or_create_consumer(
             &source.durable,
@@ -267,6 +300,7 @@ async fn consumer(
                 filter_subject: source.subject.clone(),
                 ack_policy: AckPolicy::Explicit,
                 ack_wait: ACK_WAIT,
+                deliver_policy,
                 num_replicas: nats.settings().replicas,
                 ..Default::default()
             },
@@ -320,10 +354,27 @@ async fn deliver<I: Inbox>(source: &Source, inbox: &I, batch: Vec<jetstream::Mes
     let mut accepted = Vec::with_capacity(batch.len());
     let mut received = Vec::with_capacity(batch.len());
     for message in batch {
-        let wire = WireMessage::decode(&message.payload).and_then(|w| match &source.user {
-            // A user's queue holds messages for that user only.
-            Some((user, _)) if w.to != user.display() => Err(WireError::WrongRecipient),
-            _ => Ok(w),
+        let decoded = WireMessage::decode(&message.payload);
+        if let (Ok(w), Some((_, host))) = (&decoded, &source.workgroup) {
+            if w.from_host == host.display() {
+                // This host's own broadcast: its users got it when it was sent.
+                if let Err(e) = message.ack().await {
+                    tracing::debug!(error = %e, "acknowledging our own broadcast failed");
+                }
+                continue;
+            }
+        }
+        let wire = decoded.and_then(|w| {
+            match (&source.user, &source.workgroup) {
+                // A user's queue holds messages for that user only.
+                (Some((user, _)), _) if w.to != user.display() => Err(WireError::WrongRecipient),
+                // A workgroup's subject holds its broadcasts only, as short as on NetBIOS.
+                (_, Some((workgroup, _))) if w.to != workgroup.display() => {
+                    Err(WireError::WrongRecipient)
+                }
+                (_, Some(_)) => w.check_broadcast_length().map(|()| w),
+                _ => Ok(w),
+            }
         });
         match wire {
             Ok(wire) => {
@@ -331,6 +382,7 @@ async fn deliver<I: Inbox>(source: &Source, inbox: &I, batch: Vec<jetstream::Mes
                     id: wire.id.clone(),
                     message: wire,
                     user: source.user.as_ref().map(|(_, account)| account.clone()),
+                    broadcast: source.workgroup.is_some(),
                 });
                 accepted.push(message);
             }

@@ -16,7 +16,8 @@
 //!   the inbox (de-duplicated by message id) before acknowledging it; and each user's queue
 //!   (`messenger.user.<hex>`, durable consumer `user-<hex>`), where a message for a user
 //!   logged in nowhere waits for the stream's retention (7 days by default) until the host
-//!   they next log in on pulls it.
+//!   they next log in on pulls it; and each host's consumer of its workgroup's broadcasts
+//!   (stream `MESSENGER_BCAST`, `messenger.workgroup.<hex>`, kept an hour).
 //!
 //! Everything read from NATS is as untrusted as a packet from the network.
 #![forbid(unsafe_code)]

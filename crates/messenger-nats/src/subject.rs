@@ -17,6 +17,13 @@ pub const HOST_SUBJECT_PREFIX: &str = "messenger.host.";
 pub const USER_SUBJECT_PREFIX: &str = "messenger.user.";
 /// The directory bucket.
 pub const DIRECTORY_BUCKET: &str = "messenger-names";
+/// The stream holding broadcasts (`*`, `/DOMAIN`): kept apart from directed messages because
+/// they are kept for a much shorter time.
+pub const BROADCAST_STREAM: &str = "MESSENGER_BCAST";
+/// The prefix of a workgroup's broadcast subject; the encoded workgroup name follows.
+pub const WORKGROUP_SUBJECT_PREFIX: &str = "messenger.workgroup.";
+/// The prefix of a message's receipt subject; the message id follows.
+pub const RECEIPT_SUBJECT_PREFIX: &str = "messenger.receipt.";
 
 /// A validated messaging name, hex-encoded: only `[0-9a-f]`, never empty.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -72,6 +79,17 @@ impl EncodedName {
         format!("user-{}", self.hex)
     }
 
+    /// The subject that carries broadcasts to the workgroup with this name.
+    pub fn workgroup_subject(&self) -> String {
+        format!("{WORKGROUP_SUBJECT_PREFIX}{}", self.hex)
+    }
+
+    /// The durable consumer through which the host with this name receives its workgroup's
+    /// broadcasts.
+    pub fn broadcast_consumer(&self) -> String {
+        format!("bcast-{}", self.hex)
+    }
+
     /// The directory key of a messaging name.
     pub fn name_key(&self) -> String {
         format!("name.{}", self.hex)
@@ -110,6 +128,7 @@ mod tests {
             assert!(!subject.contains('*') && !subject.contains('>') && !subject.contains(' '));
             assert_eq!(encoded.name_key().split('.').count(), 2);
             assert_eq!(encoded.user_subject().split('.').count(), 3);
+            assert_eq!(encoded.workgroup_subject().split('.').count(), 3);
         }
     }
 

@@ -19,7 +19,9 @@ use crate::connection::Nats;
 use crate::consumer;
 use crate::directory::{Directory, DirectoryError};
 use crate::subject::EncodedName;
-use crate::wire::{MessageId, WireMessage, CLASSIC_TEXT_CHARS, MAX_TEXT_CHARS};
+use crate::wire::{
+    MessageId, WireError, WireMessage, BROADCAST_TEXT_CHARS, CLASSIC_TEXT_CHARS, MAX_TEXT_CHARS,
+};
 
 /// How many times a publish is tried when its acknowledgement does not come: enough to ride
 /// out a leader election after a node dies, few enough that a sender is not kept for long.
@@ -148,25 +150,106 @@ impl Transport for NatsTransport {
         "nats"
     }
 
-    /// Names only (broadcasts are not carried yet), and only while connected or reconnecting
-    /// (see [`crate::connection::RECONNECT_GRACE`]), so that the router falls back to the LAN
+    /// Names and workgroups, only while connected or reconnecting (see
+    /// [`crate::connection::RECONNECT_GRACE`]), so that the router falls back to the LAN
     /// when NATS is down.
-    fn reach(&self, to: &Recipient) -> Reach {
-        match to {
-            Recipient::Name(_) if self.nats.is_usable() => Reach::Network,
-            _ => Reach::Unreachable,
+    fn reach(&self, _to: &Recipient) -> Reach {
+        if self.nats.is_usable() {
+            Reach::Network
+        } else {
+            Reach::Unreachable
         }
     }
 
     async fn send(&self, message: &Outgoing) -> Result<Delivery, SendError> {
-        let sent = self.send_message(message).await?;
-        Ok(Delivery {
-            recipient: sent.recipient().to_owned(),
-        })
+        let recipient = match &message.to {
+            Recipient::Name(_) => self.send_message(message).await?.recipient().to_owned(),
+            Recipient::Workgroup(_) => self.send_broadcast(message).await?,
+        };
+        Ok(Delivery { recipient })
     }
 }
 
 impl NatsTransport {
+    /// Whether a directed message for `name` has somewhere to go in the organisation other
+    /// than this host: another host holds the name, the user is logged in on another host,
+    /// or the user has a queue where it waits for their next login. Asked by the gateway for
+    /// NetBIOS senders before it accepts a message it must forward. Any failure (no cluster,
+    /// an invalid name) is "no": the message is then refused, as without the gateway.
+    pub async fn delivers_elsewhere(&self, name: &str) -> bool {
+        let Ok(name) = EncodedName::new(name) else {
+            return false;
+        };
+        if !self.nats.is_usable() {
+            return false;
+        }
+        let here = self.directory.host();
+        match self.directory.holder(name.display()).await {
+            Ok(Some(host)) => return host != *here,
+            Ok(None) => {}
+            Err(_) => return false,
+        }
+        match self.directory.user_host(name.display()).await {
+            Ok(Some(host)) => host != *here,
+            Ok(None) => consumer::user_has_queue(&self.nats, &name)
+                .await
+                .unwrap_or(false),
+            Err(_) => false,
+        }
+    }
+
+    /// Publishes a broadcast (`*`, `/DOMAIN:X`) to every host of its workgroup on every subnet
+    /// and returns the workgroup's name. The text obeys the Windows rule for broadcasts
+    /// ([`BROADCAST_TEXT_CHARS`]), as over the mailslot. The sending host does not receive its
+    /// own broadcast back (its users get it from the sender's path).
+    pub async fn send_broadcast(&self, message: &Outgoing) -> Result<String, SendError> {
+        let Recipient::Workgroup(workgroup) = &message.to else {
+            return Err(SendError {
+                code: ERROR_INVALID_PARAMETER,
+                message: "A message to a name is not a broadcast.".to_owned(),
+                input: true,
+            });
+        };
+        let workgroup = EncodedName::new(workgroup).map_err(|e| SendError {
+            code: ERROR_INVALID_NAME,
+            message: format!("the workgroup: {e}"),
+            input: true,
+        })?;
+        let from = EncodedName::new(&message.from).map_err(|e| SendError {
+            code: ERROR_INVALID_NAME,
+            message: format!("the sender's name: {e}"),
+            input: true,
+        })?;
+        let wire = WireMessage {
+            id: MessageId::random(),
+            from: from.display().to_owned(),
+            from_host: self.directory.host().display().to_owned(),
+            to: workgroup.display().to_owned(),
+            text: message.text.clone(),
+        };
+        if let Err(WireError::TextTooLong(chars)) = wire.check_broadcast_length() {
+            return Err(SendError {
+                code: ERROR_INVALID_PARAMETER,
+                message: format!(
+                    "the broadcast is {chars} characters long; the limit is \
+                     {BROADCAST_TEXT_CHARS}"
+                ),
+                input: true,
+            });
+        }
+        if !self.nats.ready().await {
+            return Err(Self::unreachable());
+        }
+        // Created on first use: a cluster where nobody has broadcast yet has no stream.
+        self.nats
+            .broadcast_stream()
+            .await
+            .map_err(|_| Self::unreachable())?;
+        self.publish_to(&workgroup.workgroup_subject(), &wire)
+            .await?;
+        Ok(workgroup.display().to_owned())
+    }
+
     /// Sends `message` and says where it went: to the host holding the name, or to a user's
     /// queue (logged in somewhere now, or nowhere: then it waits for their next login).
     /// [`Transport::send`] is this without the details.

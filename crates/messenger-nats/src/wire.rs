@@ -11,6 +11,9 @@ use crate::subject::EncodedName;
 pub const MAX_TEXT_CHARS: usize = DEFAULT_MAX_RECEIVE_LEN;
 /// Longest text without `/LONG`: what Windows' NET SEND allows.
 pub const CLASSIC_TEXT_CHARS: usize = WINDOWS_MAX_MESSAGE_LEN;
+/// Longest broadcast text, in characters: the Windows rule for `NET SEND *` and `/DOMAIN`,
+/// the same as over the mailslot.
+pub const BROADCAST_TEXT_CHARS: usize = netbios::mailslot::MAX_BROADCAST_TEXT_CHARS;
 /// Largest payload read from the stream, in bytes: the longest text at four bytes a character
 /// plus JSON escaping and the names, with room to spare. Anything larger is refused unread.
 pub const MAX_PAYLOAD: usize = 8 * 1024;
@@ -98,6 +101,16 @@ impl WireMessage {
             return Err(WireError::Empty);
         }
         Ok(message)
+    }
+}
+
+impl WireMessage {
+    /// Checks a broadcast's text against [`BROADCAST_TEXT_CHARS`].
+    pub fn check_broadcast_length(&self) -> Result<(), WireError> {
+        match self.text.chars().count() {
+            chars if chars > BROADCAST_TEXT_CHARS => Err(WireError::TextTooLong(chars)),
+            _ => Ok(()),
+        }
     }
 }
 

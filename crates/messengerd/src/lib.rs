@@ -144,6 +144,7 @@ pub async fn start_with_inbox(
         tasks: tasks.clone(),
         commands,
         local_sends,
+        echoes: Mutex::new(service::echoes::BroadcastEchoes::default()),
         stopping: shutdown.clone(),
         organisation: Default::default(),
     });

@@ -8,6 +8,7 @@
 //! The state is private to the daemon; callers outside it (`main`, tests) read it through the
 //! accessors [`Service::settings`], [`Service::inbox`] and [`Service::names`].
 
+pub mod echoes;
 pub mod inbox;
 pub mod names;
 
@@ -43,6 +44,9 @@ pub enum Refusal {
     NoRoom,
     /// Policy refused the source (allow/deny lists, rate limit).
     Policy,
+    /// A broadcast already stored from its other way (mailslot or NATS); nothing to answer,
+    /// since broadcasts are datagrams.
+    Echo,
 }
 
 /// Settings resolved from the configuration and the environment.
@@ -160,6 +164,8 @@ pub struct Service {
     pub(crate) stopping: tokio_util::sync::CancellationToken,
     /// The rate limit on messages local users send through the control socket.
     pub(crate) local_sends: crate::gate::LocalSendLimit,
+    /// Broadcasts received one way (mailslot or NATS) whose twin may still come the other.
+    pub(crate) echoes: Mutex<echoes::BroadcastEchoes>,
 }
 
 impl Service {
@@ -236,6 +242,22 @@ impl Service {
         }
     }
 
+    /// Whether a broadcast that arrived `via` should be stored, or is the twin of one that
+    /// arrived the other way (see [`echoes`]). Without `[nats]` there is only one way.
+    pub(crate) fn admit_broadcast(
+        &self,
+        from: &str,
+        workgroup: &str,
+        text: &str,
+        via: echoes::Via,
+    ) -> bool {
+        if self.settings.nats.is_none() {
+            return true;
+        }
+        let fingerprint = echoes::Fingerprint::of(from, workgroup, text);
+        lock(&self.echoes).admit(fingerprint, via, Instant::now())
+    }
+
     /// Decodes the OEM bytes of a received text or name.
     pub fn decode_text(&self, bytes: &[u8]) -> String {
         self.settings.code_page.decode_text(bytes)
@@ -261,9 +283,21 @@ impl Service {
             }
         };
         let text = self.decode_text(trim_nuls(&incoming.text));
+        let from = self.decode_text(trim_nuls(&incoming.from));
+        if incoming.to_workgroup
+            && !self.admit_broadcast(
+                &from,
+                &self.settings.workgroup,
+                &text,
+                echoes::Via::Mailslot,
+            )
+        {
+            tracing::debug!("a broadcast that came over NATS too is already in the inbox");
+            return Err(Refusal::Echo);
+        }
         let message = NewMessage {
             received_at: now_micros(),
-            from: self.decode_text(trim_nuls(&incoming.from)),
+            from,
             to: self.decode_text(to_name),
             recipients,
             source: incoming.source,
@@ -572,7 +606,7 @@ pub struct Incoming {
     pub calling_machine: String,
 }
 
-fn trim_nuls(bytes: &[u8]) -> &[u8] {
+pub(crate) fn trim_nuls(bytes: &[u8]) -> &[u8] {
     let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     &bytes[..end]
 }

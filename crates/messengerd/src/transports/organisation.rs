@@ -9,6 +9,12 @@
 //! once per message id). The outbound router sends a directed message for a name that the
 //! directory places on another host through JetStream.
 //!
+//! Broadcasts to this host's workgroup arrive on its broadcast consumer; one that also came
+//! by mailslot is stored once (`service::echoes`). And this host is the gateway for NetBIOS
+//! senders on its subnet: a directed message for a name the directory places on another host
+//! is accepted and forwarded there ([`forwards`], [`forward`]), so that `smbclient -M` and
+//! Windows reach names beyond their subnet.
+//!
 //! Without `[nats]` nothing here runs and the service behaves as on a LAN alone. Everything
 //! read from NATS is as untrusted as a packet: the consumer's wire decoding checks it, and
 //! the names in it reach the inbox through the same store checks as any message.
@@ -19,6 +25,7 @@ use std::time::Duration;
 
 use messenger_core::message::NewMessage;
 use messenger_core::names::NameKind;
+use messenger_core::transport::{Outgoing, Recipient, SendError};
 use messenger_nats::consumer::{self, Received};
 use messenger_nats::directory::{Directory, DirectoryError, Holding};
 use messenger_nats::subject::EncodedName;
@@ -26,6 +33,7 @@ use messenger_nats::{Nats, NatsSettings, NatsTransport};
 use netbios::name::SUFFIX_MESSENGER;
 use tokio_util::sync::CancellationToken;
 
+use crate::service::echoes::Via;
 use crate::service::Service;
 
 /// Pause before connecting again after the cluster could not be reached: short enough that
@@ -50,6 +58,49 @@ pub(crate) struct Organisation {
 
 /// Set once the service has connected to the cluster and opened the directory.
 pub(crate) type OrganisationSlot = OnceLock<Organisation>;
+
+/// Whether the gateway takes messages for `name` (OEM bytes of a `<03>` name that is not
+/// ours): the organisation's directory places it on another host, or it is a user whose
+/// messages wait for their login. Without `[nats]`, or with the cluster unreachable, no.
+pub(crate) async fn forwards(service: &Service, name: &[u8]) -> bool {
+    let Some(organisation) = service.organisation.get() else {
+        return false;
+    };
+    let name = service.decode_text(crate::service::trim_nuls(name));
+    organisation.transport.delivers_elsewhere(name.trim()).await
+}
+
+/// Forwards a message that arrived over NetBIOS for a name that is not ours (OEM bytes as
+/// received) to the host of the organisation that holds the name: `None` when there is no
+/// such host (the sender is refused as before), else whether JetStream stored it.
+pub(crate) async fn forward(
+    service: &Service,
+    from: &[u8],
+    to: &[u8],
+    text: &[u8],
+) -> Option<Result<(), SendError>> {
+    let organisation = service.organisation.get()?;
+    let trim = crate::service::trim_nuls;
+    let to = service.decode_text(trim(to)).trim().to_owned();
+    if !organisation.transport.delivers_elsewhere(&to).await {
+        return None;
+    }
+    let outgoing = Outgoing {
+        from: service.decode_text(trim(from)).trim().to_owned(),
+        to: Recipient::Name(to),
+        text: service.decode_text(trim(text)),
+        // The session service already held it to the configured receive limit.
+        allow_long: true,
+    };
+    let sent = organisation.transport.send_message(&outgoing).await;
+    if let Ok(sent) = &sent {
+        tracing::info!(
+            to = %sent.recipient(),
+            "message from a NetBIOS sender forwarded to another host of the organisation"
+        );
+    }
+    Some(sent.map(|_| ()))
+}
 
 /// Connects, keeps this host's names in the directory and receives its messages, until
 /// `shutdown`. Runs only when `[nats]` is configured.
@@ -82,6 +133,23 @@ pub(crate) async fn run(
             consumer::run(&nats, &host, &inbox, stop.cancelled()).await;
         })
     };
+    let broadcasts = match EncodedName::new(&service.settings().workgroup) {
+        Ok(workgroup) => {
+            let (nats, host, inbox, stop) = (
+                nats.clone(),
+                host.clone(),
+                for_users.clone(),
+                shutdown.clone(),
+            );
+            Some(service.tasks.spawn(async move {
+                consumer::run_broadcasts(&nats, &host, &workgroup, &inbox, stop.cancelled()).await;
+            }))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the workgroup name cannot be used on NATS; broadcasts reach this host by mailslot only");
+            None
+        }
+    };
     let link = Link {
         nats: &nats,
         directory: &directory,
@@ -89,6 +157,9 @@ pub(crate) async fn run(
     };
     keep_names(&service, link, &settings, &shutdown).await;
     let _ = receiving.await;
+    if let Some(broadcasts) = broadcasts {
+        let _ = broadcasts.await;
+    }
 }
 
 /// Connects and opens the directory, trying again every [`CONNECT_RETRY`]; `None` at
@@ -280,6 +351,9 @@ struct ServiceInbox {
 
 impl consumer::Inbox for ServiceInbox {
     async fn commit(&self, received: Received) -> Result<bool, String> {
+        if received.broadcast {
+            return self.commit_broadcast(received).await;
+        }
         // Whom it is for: from a user's queue, the local account that queue is received for;
         // else by the name it was sent to.
         let recipients = match &received.user {
@@ -297,6 +371,28 @@ impl consumer::Inbox for ServiceInbox {
 }
 
 impl ServiceInbox {
+    /// A broadcast to this host's workgroup: for everyone here, stored once even when it came
+    /// by mailslot too, and subject to `accept_broadcasts` as on the LAN.
+    async fn commit_broadcast(&self, received: Received) -> Result<bool, String> {
+        let service = &self.service;
+        if !service.settings().config.policy.accept_broadcasts {
+            tracing::info!("broadcast from NATS ignored: accept_broadcasts = false");
+            return Ok(false);
+        }
+        let wire = &received.message;
+        if !service.admit_broadcast(&wire.from, &wire.to, &wire.text, Via::Nats) {
+            tracing::debug!("a broadcast that came by mailslot too is already in the inbox");
+            return Ok(false);
+        }
+        let message: NewMessage = consumer::new_message(&received, Vec::new());
+        let machine = wire.from_host.clone();
+        service
+            .deliver_once(received.id.as_str().to_owned(), message, machine)
+            .await
+            .map(|id| id.is_some())
+            .map_err(|refusal| format!("{refusal:?}"))
+    }
+
     /// The users a message sent to the name `to` is for: a user's name or alias reaches that
     /// user; the computer name, or a name no longer ours, everyone here (none listed).
     fn recipients_of(&self, to: &str) -> Vec<String> {

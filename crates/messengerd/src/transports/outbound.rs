@@ -4,7 +4,8 @@
 //! recipient before it is used. Names of this computer are delivered locally, straight into
 //! the inbox; a name the organisation's directory places on another host goes through NATS
 //! JetStream (with `[nats]`); anything else goes over NetBIOS through the same client code the command line
-//! uses when no service runs (`messenger-net`). Broadcasts (`*`, `/DOMAIN`, `/USERS`) need root or the configured
+//! uses when no service runs (`messenger-net`). A broadcast goes by mailslot on this computer's
+//! subnets and, with `[nats]`, through JetStream to the workgroup's hosts on every subnet. Broadcasts (`*`, `/DOMAIN`, `/USERS`) need root or the configured
 //! broadcast group, and a broadcast to our own workgroup reaches our own users too. Who may
 //! sign with which name and who may broadcast are the rules of `messenger_core::access`, the
 //! same the command line applies when it sends without the service.
@@ -224,15 +225,49 @@ pub(crate) async fn send(
                 Ok(t) => t,
                 Err(e) => return Err(refused(NERR_NETWORK_ERROR, e)),
             };
-            let network = match netbios.send(&outgoing).await {
+            // By mailslot on this computer's subnets and, with `[nats]`, through JetStream to
+            // the workgroup's hosts on every subnet, at once; a host that gets both stores one
+            // (`service::echoes`).
+            let organisation = service
+                .organisation
+                .get()
+                .filter(|o| o.transport.reach(&outgoing.to) == Reach::Network);
+            let over_nats = async {
+                match organisation {
+                    Some(o) => Some(o.transport.send_broadcast(&outgoing).await),
+                    None => None,
+                }
+            };
+            let (mailslot, over_nats) = tokio::join!(netbios.send(&outgoing), over_nats);
+            let mailslot = match mailslot {
                 Err(e) if e.input => return Err(e),
                 other => other.map(|_| ()),
+            };
+            let (network, notice) = match (mailslot, over_nats) {
+                (mailslot, None) => (mailslot, None),
+                (_, Some(Err(e))) if e.input => return Err(e),
+                (Ok(()), Some(Ok(_))) => (Ok(()), None),
+                (Ok(()), Some(Err(e))) => (
+                    Ok(()),
+                    Some(format!(
+                        "The broadcast reached this computer's subnets only: {e}"
+                    )),
+                ),
+                (Err(e), Some(Ok(_))) => (
+                    Ok(()),
+                    Some(format!(
+                        "The broadcast went to the workgroup's computers through the \
+                         organisation's network only; by mailslot it failed: {e}"
+                    )),
+                ),
+                (Err(e), Some(Err(_))) => (Err(e), None),
             };
             // A broadcast has no reader to wait for; its receivers only accept it.
             let accepted = wait.map(|_| Receipt::AcceptedOnly);
             let receipt = if network.is_ok() { accepted } else { None };
             let mut outcomes = vec![Outcome {
                 receipt,
+                notice,
                 ..Outcome::new(workgroup, network)
             }];
             // A broadcast to our own workgroup reaches our own users too.

@@ -1,9 +1,10 @@
 //! The session service: directed messages over TCP (port 139, and raw SMB on other ports).
 //!
 //! Each connection drives a [`ReceiverSession`] from the protocol crate. The session request
-//! is accepted only for one of our usable `<03>` names; a complete message goes through
-//! [`Service::accept_message`], and the SMB success response is written only after the inbox
-//! commit. The [`Gate`](crate::gate::Gate) bounds connections in all and per source and applies the source policy
+//! is accepted only for one of our usable `<03>` names (or, with `[nats]`, a name the
+//! organisation's directory places on another host: the gateway); a complete message goes
+//! through [`Service::accept_message`], and the SMB success response is written only after
+//! the inbox commit (or, for the gateway, after JetStream stored it on a quorum). The [`Gate`](crate::gate::Gate) bounds connections in all and per source and applies the source policy
 //! and per-source rate limits, so one host cannot keep others out; connections it refuses are
 //! answered with a NEGATIVE SESSION RESPONSE on port 139 and closed (see `gate` for why).
 //! Every read and write has a deadline: a peer that stops reading our responses is as stuck
@@ -152,14 +153,22 @@ async fn connection(
                     }
                 }
                 ReceiverEvent::SessionRequested { called, calling } => {
-                    let ours = called.name.suffix() == netbios::name::SUFFIX_MESSENGER
+                    let messenger = called.name.suffix() == netbios::name::SUFFIX_MESSENGER;
+                    let ours = messenger
                         && lock(&service.names)
                             .find_usable(called.name.name_bytes())
                             .is_some();
-                    if !ours {
+                    let accepted = ours
+                        || (messenger
+                            && crate::transports::organisation::forwards(
+                                &service,
+                                called.name.name_bytes(),
+                            )
+                            .await);
+                    if !accepted {
                         tracing::info!(called = %called, calling = %calling, "session request for a name that is not ours");
                     }
-                    session.accept_session(Instant::now(), ours);
+                    session.accept_session(Instant::now(), accepted);
                 }
                 ReceiverEvent::Deliver(message) => {
                     let result = if !service.gate.message_within_rate(peer.ip()) {
@@ -178,15 +187,7 @@ async fn connection(
                                 .map(|c| messenger_core::names::display_name(&c.name))
                                 .unwrap_or_default(),
                         };
-                        match service.accept_message(incoming).await {
-                            Ok(_) => Ok(()),
-                            Err(Refusal::NotOurName) => {
-                                tracing::info!(%peer, "message for a name that is not ours refused");
-                                Err(DeliveryError::NotOurName)
-                            }
-                            Err(Refusal::NoRoom) => Err(DeliveryError::NoRoom),
-                            Err(Refusal::Policy) => Err(DeliveryError::MessagingOff),
-                        }
+                        accept_or_forward(&service, incoming, peer).await
                     };
                     session.complete_delivery(Instant::now(), result);
                 }
@@ -224,6 +225,40 @@ async fn connection(
             }
             return;
         }
+    }
+}
+
+/// Takes a complete message: into the inbox when it is for one of our names; else, with
+/// `[nats]`, forwarded to the host of the organisation that holds its name (the gateway for
+/// NetBIOS senders), and acknowledged once JetStream has stored it.
+async fn accept_or_forward(
+    service: &Arc<Service>,
+    incoming: Incoming,
+    peer: SocketAddr,
+) -> Result<(), DeliveryError> {
+    let forwardable = (
+        incoming.from.clone(),
+        incoming.to.clone(),
+        incoming.text.clone(),
+    );
+    match service.accept_message(incoming).await {
+        Ok(_) | Err(Refusal::Echo) => Ok(()),
+        Err(Refusal::NotOurName) => {
+            let (from, to, text) = forwardable;
+            match crate::transports::organisation::forward(service, &from, &to, &text).await {
+                Some(Ok(())) => Ok(()),
+                Some(Err(e)) => {
+                    tracing::warn!(%peer, code = e.code, error = %e, "a message for another host of the organisation could not be forwarded");
+                    Err(DeliveryError::NoRoom)
+                }
+                None => {
+                    tracing::info!(%peer, "message for a name that is not ours refused");
+                    Err(DeliveryError::NotOurName)
+                }
+            }
+        }
+        Err(Refusal::NoRoom) => Err(DeliveryError::NoRoom),
+        Err(Refusal::Policy) => Err(DeliveryError::MessagingOff),
     }
 }
 

@@ -14,13 +14,13 @@ use crate::harness::*;
 /// own broadcasts and ignored).
 const PEER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 
-struct Peer {
+pub struct Peer {
     socket: UdpSocket,
     params: SendParams,
 }
 
 impl Peer {
-    async fn new() -> Self {
+    pub async fn new() -> Self {
         let socket = UdpSocket::bind((PEER, 0)).await.unwrap();
         let source = QualifiedName::new(NetbiosName::new(b"PEERPC", 0).unwrap());
         Self {
@@ -30,7 +30,7 @@ impl Peer {
     }
 
     /// Sends a MESSNGR write to the datagram name `destination` with `to` as its To field.
-    async fn send(
+    pub async fn send(
         &mut self,
         svc: &TestService,
         destination: NetbiosName,
@@ -54,7 +54,7 @@ impl Peer {
     }
 }
 
-fn workgroup(name: &str) -> NetbiosName {
+pub fn workgroup(name: &str) -> NetbiosName {
     NetbiosName::new(name.as_bytes(), 0).unwrap()
 }
 

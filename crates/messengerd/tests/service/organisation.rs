@@ -15,6 +15,7 @@ use messenger_ipc::{Reply, Request, SendTarget};
 use messenger_nats::subject::EncodedName;
 use messenger_nats::{Directory, Nats, NatsSettings};
 
+use crate::control::skip_unless_root;
 use crate::harness::*;
 
 /// Set by scripts/test: a missing nats-server fails these tests instead of skipping them.
@@ -248,5 +249,212 @@ async fn a_message_for_a_user_logged_in_nowhere_reaches_them_at_their_next_login
             .iter()
             .any(|m| m.message.text == "while you were out"),
         "not delivered where nobody was no longer logged in"
+    );
+}
+
+fn broadcast(workgroup: Option<&str>, from: Option<&str>, text: &str) -> Request {
+    Request::Send {
+        target: SendTarget::Workgroup {
+            name: workgroup.map(str::to_owned),
+        },
+        from: from.map(str::to_owned),
+        text: text.into(),
+        allow_long: false,
+        wait_secs: None,
+    }
+}
+
+/// Waits until the host `host` receives its workgroup's broadcasts from the cluster (its
+/// durable consumer exists; broadcasts sent before it existed are not for it).
+async fn wait_until_listening(url: &str, host: &str) {
+    let (nats, _directory) = observe(url).await;
+    let durable = EncodedName::new(host).unwrap().broadcast_consumer();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Ok(stream) = nats
+            .jetstream()
+            .get_stream(messenger_nats::subject::BROADCAST_STREAM)
+            .await
+        {
+            if stream
+                .get_consumer::<async_nats::jetstream::consumer::pull::Config>(&durable)
+                .await
+                .is_ok()
+            {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{host} never started receiving broadcasts"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn copies(service: &TestService, text: &str) -> usize {
+    service
+        .messages()
+        .await
+        .iter()
+        .filter(|m| m.message.text == text)
+        .count()
+}
+
+fn sent_ok(reply: &Reply) -> &messenger_ipc::SendResult {
+    let Reply::Sent { results } = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(results[0].error, None, "{reply:?}");
+    &results[0]
+}
+
+/// `*` and `/DOMAIN:X` reach every host of the workgroup on every subnet, once each, and no
+/// host of another workgroup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_reaches_every_host_of_the_workgroup_on_every_subnet() {
+    if skip_unless_root("a_broadcast_reaches_every_host_of_the_workgroup_on_every_subnet") {
+        return;
+    }
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let a = TestService::start(on_nats("SITEA", nats.url.clone())).await;
+    let b = TestService::start(on_nats("SITEB", nats.url.clone())).await;
+    let c = TestService::start(on_nats("SITEC", nats.url.clone())).await;
+    let url = nats.url.clone();
+    let other = TestService::start(Options::configured(move |c| {
+        c.computer_name = Some("ELSEWHERE".into());
+        c.workgroup = Some("OTHERWG".into());
+        c.nats = Some(NatsTable {
+            servers: vec![url],
+            replicas: Some(1),
+            ..NatsTable::default()
+        });
+    }))
+    .await;
+    for host in ["SITEA", "SITEB", "SITEC", "ELSEWHERE"] {
+        wait_until_listening(&nats.url, host).await;
+    }
+
+    let reply = control_call(&a.control(), broadcast(None, None, "going down in 5")).await;
+    assert_eq!(sent_ok(&reply).recipient, WORKGROUP);
+    for host in [&b, &c] {
+        let m = host.wait_for_message("going down in 5").await;
+        assert_eq!(m.message.transport, TransportKind::Nats);
+        assert_eq!(m.message.to, WORKGROUP);
+        assert!(m.message.recipients.is_empty(), "for everyone there");
+    }
+    // The sender's host has its local copy only; its own broadcast is not delivered back.
+    a.wait_for_message("going down in 5").await;
+
+    let reply = control_call(
+        &a.control(),
+        broadcast(Some("OTHERWG"), None, "to the other domain"),
+    )
+    .await;
+    assert_eq!(sent_ok(&reply).recipient, "OTHERWG");
+    other.wait_for_message("to the other domain").await;
+    // Ordered per consumer: once later broadcasts are in, the earlier ones were handled.
+    control_call(&a.control(), broadcast(None, None, "marker")).await;
+    b.wait_for_message("marker").await;
+    c.wait_for_message("marker").await;
+    for host in [&a, &b, &c] {
+        assert_eq!(copies(host, "going down in 5").await, 1);
+        assert_eq!(copies(host, "to the other domain").await, 0);
+    }
+    assert_eq!(copies(&other, "going down in 5").await, 0);
+
+    // The Windows rule: 128 characters at most, whichever way it goes.
+    let reply = control_call(&a.control(), broadcast(None, None, &"x".repeat(129))).await;
+    assert!(
+        matches!(reply, Reply::Error(_)),
+        "a broadcast over 128 characters is refused: {reply:?}"
+    );
+}
+
+/// A host on the sender's subnet hears a broadcast by mailslot and over NATS: it stores it
+/// once, whichever copy comes first; a mailslot broadcast with no NATS twin (from a Windows
+/// host) is stored as always.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_heard_both_ways_is_stored_once() {
+    if skip_unless_root("a_broadcast_heard_both_ways_is_stored_once") {
+        return;
+    }
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let a = TestService::start(on_nats("SITEA", nats.url.clone())).await;
+    let b = TestService::start(on_nats("SITEB", nats.url.clone())).await;
+    wait_until_listening(&nats.url, "SITEB").await;
+    let mut lan = crate::datagram::Peer::new().await;
+    let group = crate::datagram::workgroup(WORKGROUP);
+
+    // The mailslot copy first, then the same broadcast over NATS.
+    lan.send(&b, group, true, WORKGROUP, "mailslot first").await;
+    b.wait_for_message("mailslot first").await;
+    let reply = control_call(
+        &a.control(),
+        broadcast(None, Some("PEERUSER"), "mailslot first"),
+    )
+    .await;
+    sent_ok(&reply);
+    // Then NATS first, and the mailslot copy after it.
+    let reply = control_call(
+        &a.control(),
+        broadcast(None, Some("PEERUSER"), "nats first"),
+    )
+    .await;
+    sent_ok(&reply);
+    let m = b.wait_for_message("nats first").await;
+    assert_eq!(m.message.transport, TransportKind::Nats);
+    lan.send(&b, group, true, WORKGROUP, "nats first").await;
+    // A Windows host's broadcast, by mailslot only, after both: once it is in, the mailslot
+    // copy before it was handled.
+    lan.send(&b, group, true, WORKGROUP, "from windows").await;
+    b.wait_for_message("from windows").await;
+    control_call(&a.control(), broadcast(None, Some("PEERUSER"), "marker")).await;
+    b.wait_for_message("marker").await;
+
+    assert_eq!(copies(&b, "mailslot first").await, 1);
+    assert_eq!(copies(&b, "nats first").await, 1);
+    assert_eq!(copies(&b, "from windows").await, 1);
+}
+
+/// The gateway for NetBIOS senders: a Windows or Samba sender on one subnet reaches a name
+/// held on another through the service on its own subnet; a name in no directory is still
+/// refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_netbios_sender_reaches_a_name_held_on_another_subnet_through_the_gateway() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let a = TestService::start(Options {
+        session_request_required: true,
+        ..on_nats("SITEA", nats.url.clone())
+    })
+    .await;
+    let b = TestService::start(on_nats("SITEB", nats.url.clone())).await;
+    wait_until_held(&nats.url, "SITEB", "SITEB").await;
+
+    // As smbclient -M SITEB -I <A's address>: the session request names SITEB<03>.
+    let mut session = a.connect().await;
+    session.establish("SITEB").await;
+    let r = session
+        .call(&d0("WINUSER", "SITEB", "through the gateway"))
+        .await;
+    assert!(r.header.status.is_success(), "{r:?}");
+    let m = b.wait_for_message("through the gateway").await;
+    assert_eq!(m.message.transport, TransportKind::Nats);
+    assert_eq!(m.message.from, "WINUSER");
+    assert_eq!(m.message.to, "SITEB");
+    assert_eq!(copies(&a, "through the gateway").await, 0);
+
+    // A name nobody holds: the session request is refused, as without the gateway.
+    let mut nowhere = a.connect().await;
+    let called = netbios::NetbiosName::messenger("NOWHERE").unwrap();
+    assert_ne!(
+        nowhere.request_session(called).await,
+        Some(netbios::nbss::SessionPacket::PositiveResponse)
     );
 }
