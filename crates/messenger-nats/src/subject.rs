@@ -25,6 +25,11 @@ pub const WORKGROUP_SUBJECT_PREFIX: &str = "messenger.workgroup.";
 /// The prefix of a message's receipt subject; the message id follows.
 pub const RECEIPT_SUBJECT_PREFIX: &str = "messenger.receipt.";
 
+/// The subject of `id`'s receipts: the id is 32 hex digits, so it adds exactly one token.
+pub fn receipt_subject(id: &crate::wire::MessageId) -> String {
+    format!("{RECEIPT_SUBJECT_PREFIX}{}", id.as_str())
+}
+
 /// A validated messaging name, hex-encoded: only `[0-9a-f]`, never empty.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct EncodedName {

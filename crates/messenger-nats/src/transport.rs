@@ -18,10 +18,13 @@ use messenger_core::transport::{Delivery, Outgoing, Reach, Recipient, SendError,
 use crate::connection::Nats;
 use crate::consumer;
 use crate::directory::{Directory, DirectoryError};
+use crate::subject::receipt_subject;
 use crate::subject::EncodedName;
 use crate::wire::{
-    MessageId, WireError, WireMessage, BROADCAST_TEXT_CHARS, CLASSIC_TEXT_CHARS, MAX_TEXT_CHARS,
+    MessageId, ReceiptState, WireError, WireMessage, WireReceipt, BROADCAST_TEXT_CHARS,
+    CLASSIC_TEXT_CHARS, MAX_TEXT_CHARS,
 };
+use futures_util::StreamExt;
 
 /// How many times a publish is tried when its acknowledgement does not come: enough to ride
 /// out a leader election after a node dies, few enough that a sender is not kept for long.
@@ -254,6 +257,17 @@ impl NatsTransport {
     /// queue (logged in somewhere now, or nowhere: then it waits for their next login).
     /// [`Transport::send`] is this without the details.
     pub async fn send_message(&self, message: &Outgoing) -> Result<Sent, SendError> {
+        self.send_message_as(message, MessageId::random()).await
+    }
+
+    /// [`NatsTransport::send_message`] with the id chosen by the caller: a sender that waits
+    /// for receipts subscribes to the id's receipts ([`NatsTransport::watch_receipts`])
+    /// before the message goes out.
+    pub async fn send_message_as(
+        &self,
+        message: &Outgoing,
+        id: MessageId,
+    ) -> Result<Sent, SendError> {
         let Recipient::Name(name) = &message.to else {
             return Err(SendError {
                 code: ERROR_INVALID_PARAMETER,
@@ -298,7 +312,7 @@ impl NatsTransport {
             }
         };
         let wire = WireMessage {
-            id: MessageId::random(),
+            id,
             from: from.display().to_owned(),
             from_host: self.directory.host().display().to_owned(),
             to: to.display().to_owned(),
@@ -331,5 +345,85 @@ impl NatsTransport {
         };
         self.publish_to(&to.user_subject(), &wire).await?;
         Ok(sent)
+    }
+}
+
+impl NatsTransport {
+    /// Subscribes to the receipts of the message `id` (before it is sent, so that none is
+    /// missed).
+    pub async fn watch_receipts(&self, id: &MessageId) -> Result<ReceiptWatch, SendError> {
+        let subscriber = self
+            .nats
+            .client
+            .subscribe(receipt_subject(id))
+            .await
+            .map_err(|_| Self::unreachable())?;
+        // The subscription is in place on the server once a round trip has passed.
+        self.nats
+            .client
+            .flush()
+            .await
+            .map_err(|_| Self::unreachable())?;
+        Ok(ReceiptWatch {
+            id: id.clone(),
+            subscriber,
+        })
+    }
+
+    /// Tells a waiting sender, if there is one, how far the message `id` got here. Nothing is
+    /// stored: with nobody waiting the receipt goes nowhere, and a lost one costs the sender
+    /// only its wait.
+    pub async fn publish_receipt(&self, id: &MessageId, state: ReceiptState) {
+        let receipt = WireReceipt {
+            id: id.clone(),
+            state,
+            host: self.directory.host().display().to_owned(),
+        };
+        if let Err(e) = self
+            .nats
+            .client
+            .publish(receipt_subject(id), Bytes::from(receipt.encode()))
+            .await
+        {
+            tracing::debug!(error = %e, "publishing a receipt failed");
+        }
+    }
+}
+
+/// The receipts of one message, as they arrive.
+#[derive(Debug)]
+pub struct ReceiptWatch {
+    id: MessageId,
+    subscriber: async_nats::Subscriber,
+}
+
+impl ReceiptWatch {
+    /// The id watched.
+    pub fn id(&self) -> &MessageId {
+        &self.id
+    }
+
+    /// Waits until a recipient has read the message, for at most `wait`, or until
+    /// `cancelled` completes: whether it was read. Receipts that do not decode, or are about
+    /// another message, are ignored.
+    pub async fn read_within(
+        &mut self,
+        wait: Duration,
+        cancelled: impl std::future::Future<Output = ()>,
+    ) -> bool {
+        let read = async {
+            while let Some(message) = self.subscriber.next().await {
+                match WireReceipt::decode(&message.payload) {
+                    Ok(r) if r.id == self.id && r.state == ReceiptState::Read => return true,
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "ignored a receipt"),
+                }
+            }
+            false
+        };
+        tokio::select! {
+            read = tokio::time::timeout(wait, read) => read.unwrap_or(false),
+            () = cancelled => false,
+        }
     }
 }

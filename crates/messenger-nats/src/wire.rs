@@ -114,6 +114,52 @@ impl WireMessage {
     }
 }
 
+/// How far a directed message got, as its receiving host reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReceiptState {
+    /// It is in the recipient's inbox.
+    Delivered,
+    /// A recipient acknowledged it (dismissed or confirmed its notification, listed it, or
+    /// had it shown on their terminal).
+    Read,
+}
+
+/// Largest receipt payload read, in bytes: an id, a state and a host name fit in a tenth.
+pub const MAX_RECEIPT_PAYLOAD: usize = 512;
+
+/// A receipt, published by the receiving host on the message's receipt subject
+/// ([`crate::subject::receipt_subject`]). Nobody stores it: a sender that waits has
+/// subscribed before it published the message, and nobody else cares.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireReceipt {
+    /// The message it is about.
+    pub id: MessageId,
+    /// How far it got.
+    pub state: ReceiptState,
+    /// The host reporting it.
+    pub host: String,
+}
+
+impl WireReceipt {
+    /// The payload to publish.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a receipt of strings serializes")
+    }
+
+    /// Reads and checks a receipt, as untrusted as any payload.
+    pub fn decode(payload: &[u8]) -> Result<Self, WireError> {
+        if payload.len() > MAX_RECEIPT_PAYLOAD {
+            return Err(WireError::TooLarge(payload.len()));
+        }
+        let receipt: WireReceipt =
+            serde_json::from_slice(payload).map_err(|_| WireError::Malformed)?;
+        EncodedName::new(&receipt.host).map_err(|_| WireError::BadName)?;
+        Ok(receipt)
+    }
+}
+
 /// Why a payload read from the stream was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
@@ -165,6 +211,28 @@ mod tests {
         let (a, b) = (MessageId::random(), MessageId::random());
         assert_ne!(a, b);
         assert_eq!(a.as_str().len(), MESSAGE_ID_LEN);
+    }
+
+    #[test]
+    fn receipts_round_trip_and_hostile_ones_are_refused() {
+        let r = WireReceipt {
+            id: MessageId::random(),
+            state: ReceiptState::Read,
+            host: "HOSTB".into(),
+        };
+        assert_eq!(WireReceipt::decode(&r.encode()), Ok(r.clone()));
+        assert!(String::from_utf8(r.encode())
+            .unwrap()
+            .contains(r#""state":"read""#));
+        let mut bad = r.clone();
+        bad.host = "A.>".into();
+        assert_eq!(WireReceipt::decode(&bad.encode()), Err(WireError::BadName));
+        assert_eq!(
+            WireReceipt::decode(&vec![b' '; MAX_RECEIPT_PAYLOAD + 1]),
+            Err(WireError::TooLarge(MAX_RECEIPT_PAYLOAD + 1))
+        );
+        let unknown = br#"{"id":"00000000000000000000000000000000","state":"burned","host":"H"}"#;
+        assert_eq!(WireReceipt::decode(unknown), Err(WireError::Malformed));
     }
 
     #[test]

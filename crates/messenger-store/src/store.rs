@@ -675,6 +675,26 @@ impl Store {
         Ok(changed)
     }
 
+    /// The origin ids (see [`Store::insert_once`]) of those of `ids` that came with one, as
+    /// `(id, origin id)`; messages stored without one are left out.
+    pub fn origin_ids(&self, ids: &[i64]) -> Result<Vec<(i64, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT origin_id FROM origin_ids WHERE message_id = ?1")
+            .map_err(ctx("reading origin ids"))?;
+        let mut found = Vec::new();
+        for &id in ids {
+            let origin: Option<String> = stmt
+                .query_row(params![id], |r| r.get(0))
+                .optional()
+                .map_err(ctx("reading origin ids"))?;
+            if let Some(origin) = origin {
+                found.push((id, origin));
+            }
+        }
+        Ok(found)
+    }
+
     /// How many messages `user` has not read (addressed to them or for everyone).
     pub fn unread_count(&self, user: &str) -> Result<u64, StoreError> {
         let floor = self.read_floor(user)?;

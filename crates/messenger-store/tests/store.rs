@@ -844,4 +844,16 @@ fn a_message_id_from_the_network_is_stored_once() {
     drop(store);
     let mut store = Store::open(dir.path().join("inbox.db")).unwrap();
     assert_eq!(store.insert_once("id-3", &msg("three", &[])).unwrap(), None);
+    // The network's ids are found again by the inbox's, for receipts; a local message has
+    // none.
+    let local = store.insert_batch(&[msg("local", &[])]).unwrap()[0];
+    assert_eq!(
+        store
+            .origin_ids(&[first.unwrap(), local, got[3].unwrap()])
+            .unwrap(),
+        [
+            (first.unwrap(), "id-1".to_owned()),
+            (got[3].unwrap(), "id-3".to_owned())
+        ]
+    );
 }

@@ -29,6 +29,7 @@ use messenger_core::transport::{Outgoing, Recipient, SendError};
 use messenger_nats::consumer::{self, Received};
 use messenger_nats::directory::{Directory, DirectoryError, Holding};
 use messenger_nats::subject::EncodedName;
+use messenger_nats::wire::{MessageId, ReceiptState};
 use messenger_nats::{Nats, NatsSettings, NatsTransport};
 use netbios::name::SUFFIX_MESSENGER;
 use tokio_util::sync::CancellationToken;
@@ -150,6 +151,13 @@ pub(crate) async fn run(
             None
         }
     };
+    let receipts = {
+        let (service, stop) = (Arc::clone(&service), shutdown.clone());
+        service
+            .tasks
+            .clone()
+            .spawn(async move { send_read_receipts(service, stop).await })
+    };
     let link = Link {
         nats: &nats,
         directory: &directory,
@@ -160,6 +168,7 @@ pub(crate) async fn run(
     if let Some(broadcasts) = broadcasts {
         let _ = broadcasts.await;
     }
+    let _ = receipts.await;
 }
 
 /// Connects and opens the directory, trying again every [`CONNECT_RETRY`]; `None` at
@@ -213,6 +222,50 @@ fn wanted(service: &Service) -> (Vec<String>, Vec<String>) {
         crate::host::utmp::users(&sessions).into_iter().collect()
     };
     (names, users)
+}
+
+/// Publishes a read receipt for each message that came over NATS when one of its recipients
+/// reads it, for a sender waiting with `messenger send --wait` on another host.
+async fn send_read_receipts(service: Arc<Service>, shutdown: CancellationToken) {
+    let mut reads = service.inbox.subscribe_reads();
+    loop {
+        let read = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            read = reads.recv() => read,
+        };
+        let ids = match read {
+            Ok(read) => read.ids,
+            // Receipts are a courtesy: a sender whose receipt was skipped waits out its time.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::debug!(missed, "read receipts skipped: too many reads at once");
+                continue;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        let Some(organisation) = service.organisation.get() else {
+            continue;
+        };
+        let origins = match service
+            .inbox
+            .read(move |store| store.origin_ids(&ids))
+            .await
+        {
+            Ok(origins) => origins,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot look up the network ids of read messages");
+                continue;
+            }
+        };
+        for (_, origin) in origins {
+            // Ids of other networks (none yet) are not NATS message ids.
+            if let Ok(id) = MessageId::try_from(origin) {
+                organisation
+                    .transport
+                    .publish_receipt(&id, ReceiptState::Read)
+                    .await;
+            }
+        }
+    }
 }
 
 /// Claims, refreshes and releases this host's names and records its users, until
@@ -362,11 +415,21 @@ impl consumer::Inbox for ServiceInbox {
         };
         let message: NewMessage = consumer::new_message(&received, recipients);
         let machine = received.message.from_host.clone();
-        self.service
+        let stored = self
+            .service
             .deliver_once(received.id.as_str().to_owned(), message, machine)
             .await
             .map(|id| id.is_some())
-            .map_err(|refusal| format!("{refusal:?}"))
+            .map_err(|refusal| format!("{refusal:?}"))?;
+        if stored {
+            if let Some(organisation) = self.service.organisation.get() {
+                organisation
+                    .transport
+                    .publish_receipt(&received.id, ReceiptState::Delivered)
+                    .await;
+            }
+        }
+        Ok(stored)
     }
 }
 

@@ -29,6 +29,7 @@ use messenger_core::nerr::{
 };
 use messenger_core::transport::{Delivery, Outgoing, Reach, Recipient, SendError, Transport};
 use messenger_ipc::{Receipt, SendTarget};
+use messenger_nats::wire::MessageId;
 use messenger_net::NetBios;
 use tokio::sync::broadcast;
 
@@ -163,14 +164,36 @@ pub(crate) async fn send(
             if let Some(organisation) = service.organisation.get() {
                 let nats = &organisation.transport;
                 if nats.reach(&outgoing.to) == Reach::Network {
-                    match nats.send_message(&outgoing).await {
+                    // A waiting sender listens for the receiving host's read receipt before
+                    // the message goes out, so that none is missed.
+                    let id = MessageId::random();
+                    let mut receipts = match wait {
+                        Some(_) => nats.watch_receipts(&id).await.ok(),
+                        None => None,
+                    };
+                    match nats.send_message_as(&outgoing, id).await {
                         Err(e) if e.input => return Err(e),
                         Err(e) if e.code == NERR_NAME_NOT_FOUND => {}
                         result => {
-                            let accepted = wait.map(|_| Receipt::AcceptedOnly);
+                            let receipt = match (&result, wait, receipts.as_mut()) {
+                                (Ok(_), Some(wait), Some(receipts)) => Some(
+                                    if receipts
+                                        .read_within(wait, service.stopping.cancelled())
+                                        .await
+                                    {
+                                        Receipt::Read
+                                    } else {
+                                        Receipt::NotReadInTime
+                                    },
+                                ),
+                                // Subscribing failed: the message went out, but no receipt
+                                // can come back.
+                                (Ok(_), Some(_), None) => Some(Receipt::AcceptedOnly),
+                                _ => None,
+                            };
                             return Ok(vec![match result {
                                 Ok(sent) => Outcome {
-                                    receipt: accepted,
+                                    receipt,
                                     // "CAROL is not logged on; the message will be delivered
                                     // when CAROL logs on."
                                     notice: sent.notice(),

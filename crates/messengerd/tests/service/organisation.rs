@@ -458,3 +458,36 @@ async fn a_netbios_sender_reaches_a_name_held_on_another_subnet_through_the_gate
         Some(netbios::nbss::SessionPacket::PositiveResponse)
     );
 }
+
+/// `messenger send --wait` across the organisation: the receiving host reports the read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_on_another_host_learns_when_the_message_is_read() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let a = TestService::start(on_nats("SITEA", nats.url.clone())).await;
+    let b = TestService::start(on_nats("SITEB", nats.url.clone())).await;
+    wait_until_held(&nats.url, "SITEB", "SITEB").await;
+    let waiting = |text: &str, wait_secs| Request::Send {
+        target: SendTarget::Name {
+            name: "SITEB".into(),
+        },
+        from: None,
+        text: text.into(),
+        allow_long: false,
+        wait_secs: Some(wait_secs),
+    };
+
+    let socket = a.control();
+    let send = control_call(&socket, waiting("read me, far away", 30));
+    let read = crate::receipts::read_when_stored(&b, "read me, far away");
+    let (reply, ()) = tokio::join!(send, read);
+    let result = sent_ok(&reply);
+    assert_eq!(result.receipt, Some(messenger_ipc::Receipt::Read));
+
+    // Nobody reads this one: the wait ends, and the sender says so.
+    let reply = control_call(&a.control(), waiting("nobody reads me", 1)).await;
+    let result = sent_ok(&reply);
+    assert_eq!(result.receipt, Some(messenger_ipc::Receipt::NotReadInTime));
+    assert!(!b.wait_for_message("nobody reads me").await.read);
+}

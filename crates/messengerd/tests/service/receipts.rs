@@ -27,7 +27,7 @@ fn results(reply: Reply) -> Vec<SendResult> {
 }
 
 /// Marks the message with `text` read as this process's user once it is in the inbox.
-async fn read_when_stored(svc: &TestService, text: &str) {
+pub(crate) async fn read_when_stored(svc: &TestService, text: &str) {
     let id = svc.wait_for_message(text).await.id;
     let reply = control_call(&svc.control(), Request::InboxMarkRead { ids: vec![id] }).await;
     assert!(matches!(reply, Reply::MarkedRead { .. }), "{reply:?}");
