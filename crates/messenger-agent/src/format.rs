@@ -128,6 +128,8 @@ mod tests {
             source: None,
             transport: "session".into(),
             read: false,
+            expires_at: None,
+            expired: false,
             audience: Audience::User,
         }
     }

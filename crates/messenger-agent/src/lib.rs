@@ -5,7 +5,8 @@
 //! follows the user's inbox and shows each new message as a desktop notification that stays
 //! until dismissed, as the Windows pop-up stayed until OK was pressed. Dismissing it, or its
 //! OK action, marks the message read; a notification that expired or that the server closed
-//! leaves the message unread.
+//! leaves the message unread. A message whose sender gave it an expiry (`messenger send
+//! --time`) is taken down when the service says it expired unread.
 //!
 //! Nothing is lost when something restarts:
 //! - at start, the unread messages are shown (a few, and one summary for the rest);
@@ -374,6 +375,9 @@ impl Agent {
             .map(|m| m.id)
             .max()
             .or(self.resume);
+        // Expired messages are not news any more (their senders' `--time` ran out).
+        let mut unread = unread;
+        unread.retain(|m| !m.expired);
         let plan = CatchUp::plan(unread, older);
         tracing::info!(
             shown = plan.shown.len(),
@@ -463,8 +467,9 @@ impl Agent {
         match reply {
             Reply::Message(m) => {
                 self.resume = Some(self.resume.map_or(m.id, |r| r.max(m.id)));
-                if m.read {
-                    // Read elsewhere (`messenger inbox`) while we were away: nothing to ask.
+                if m.read || m.expired {
+                    // Read elsewhere (`messenger inbox`) while we were away, or expired
+                    // unread: nothing to ask.
                     if self.pending.remove(&m.id).is_some() {
                         self.close_message(desktop, m.id).await;
                     }
@@ -484,6 +489,14 @@ impl Agent {
                         }
                     }
                 }
+                true
+            }
+            Reply::Expired { id } => {
+                // Its sender's `--time` ran out: take it down, as Windows' /TIME did; it
+                // stays unread in the inbox, marked expired.
+                tracing::debug!(id, "expired unread");
+                self.pending.remove(&id);
+                self.close_message(desktop, id).await;
                 true
             }
             Reply::Lagged { missed, .. } => {

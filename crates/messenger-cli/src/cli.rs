@@ -14,7 +14,8 @@ Exit status:
   3  the Messenger service is not running and the command needs it
   4  the message reached none of its recipients
   5  the message reached some recipients but not all
-  6  --wait: the message was delivered, but not every recipient read it in time";
+  6  --wait: the message was delivered, but not every recipient read it in time
+     (with --time: it expired unread)";
 
 /// Shown after the exit statuses in `--help`.
 const ENVIRONMENT_HELP: &str = "\
@@ -206,6 +207,12 @@ pub struct SendArgs {
     )]
     pub wait: Option<u64>,
 
+    /// The message expires after SECONDS (1 to 86400) unless a recipient read it by then
+    /// (msg.exe's /TIME): its notification closes and it stays in the inbox marked expired.
+    /// Only this computer's service keeps the expiry; other hosts get the message without it
+    #[arg(long, value_name = "SECONDS", value_parser = parse_expire_secs)]
+    pub time: Option<u64>,
+
     /// Report every recipient's outcome (with @FILE, and for the clients with an SMB session
     /// that /USERS reaches on a Samba server, only failures and a count are reported
     /// otherwise)
@@ -221,6 +228,15 @@ pub struct SendArgs {
         allow_hyphen_values = true
     )]
     pub words: Vec<String>,
+}
+
+/// `--time`: checked as the service checks it (`messenger_ipc::check_expire_secs`).
+fn parse_expire_secs(value: &str) -> Result<u64, String> {
+    let secs: u64 = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("{value:?} is not a number of seconds"))?;
+    messenger_ipc::check_expire_secs(secs).map(|_| secs)
 }
 
 /// How long `send --wait` waits without SECONDS: an hour, long enough for someone away

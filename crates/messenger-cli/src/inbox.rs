@@ -78,6 +78,11 @@ pub fn run(ctx: &Context, args: InboxArgs) -> Exit {
                     mark_read(&mut client, std::slice::from_ref(&m));
                 }
             }
+            Ok(Reply::Expired { id }) => {
+                if !args.json {
+                    println!("(Message #{id} expired unread.)");
+                }
+            }
             Ok(Reply::Lagged { missed, after_id }) => {
                 let hint = after_id.map_or_else(String::new, |id| {
                     format!(": `messenger inbox --after {id}` shows them")
@@ -236,8 +241,17 @@ fn format_message(m: &MessageView) -> String {
         local_time(&m.received_at)
     );
     let mut notes = Vec::new();
-    if !m.read {
+    if m.expired {
+        // Expired unread: no longer news, whoever lists it now.
+        notes.push(match &m.expires_at {
+            Some(at) => format!("expired {}", local_time(at)),
+            None => "expired".to_owned(),
+        });
+    } else if !m.read {
         notes.push("new".to_owned());
+    }
+    if let (Some(at), false) = (&m.expires_at, m.expired) {
+        notes.push(format!("expires {}", local_time(at)));
     }
     match (&m.source, m.transport.as_str()) {
         (Some(source), transport) => notes.push(format!(
@@ -273,7 +287,21 @@ mod tests {
             transport: "session".into(),
             read: false,
             audience: messenger_ipc::Audience::User,
+            expires_at: None,
+            expired: false,
         }
+    }
+
+    #[test]
+    fn an_expiring_or_expired_message_says_so() {
+        let mut m = view("server going down");
+        m.expires_at = Some("2026-11-26T10:19:52Z".into());
+        let s = format_message(&m);
+        assert!(s.contains("[#7, new, expires 2026-11-26 "), "{s}");
+        m.expired = true;
+        let s = format_message(&m);
+        assert!(s.contains("[#7, expired 2026-11-26 "), "{s}");
+        assert!(!s.contains("new"), "{s}");
     }
 
     #[test]

@@ -116,6 +116,12 @@ pub fn run(ctx: &Context, args: SendArgs) -> Exit {
             return Exit::Failed;
         }
     }
+    if client.is_none() && args.time.is_some() {
+        // Sent straight over NetBIOS: nothing here keeps the message, so nothing expires it.
+        println!(
+            "The Messenger service is not running here: the message is sent without its expiry."
+        );
+    }
     let mut tally = Tally::default();
     for recipient in &recipients {
         let exit = match client.as_mut() {
@@ -131,6 +137,7 @@ pub fn run(ctx: &Context, args: SendArgs) -> Exit {
                     text: text.clone(),
                     allow_long: args.long,
                     wait_secs: args.wait,
+                    expire_secs: args.time,
                 };
                 let samba_users =
                     *recipient == Recipient::Users && crate::smb_users::samba_here(config);
@@ -487,6 +494,10 @@ fn report_receipt(recipient: &str, receipt: Option<Receipt>, reporting: Reportin
             println!("{recipient} has not read the message within {wait} seconds.");
             true
         }
+        Receipt::Expired => {
+            println!("{recipient} has not read the message; it expired unread.");
+            true
+        }
         Receipt::AcceptedOnly => {
             if reporting.each {
                 println!(
@@ -624,6 +635,7 @@ mod tests {
             from: None,
             long: false,
             wait: None,
+            time: None,
             verbose: false,
             words: words.iter().map(|s| (*s).to_owned()).collect(),
         }

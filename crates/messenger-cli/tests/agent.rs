@@ -664,6 +664,7 @@ fn the_agent_survives_restarts_and_floods_and_only_the_user_marks_read() {
                 text: format!("flood {i}"),
                 allow_long: false,
                 wait_secs: None,
+                expire_secs: None,
             })
             .unwrap();
         assert!(matches!(reply, Reply::Sent { .. }), "{reply:?}");
@@ -755,6 +756,7 @@ fn agent_benchmark() {
                 text: format!("benchmark message {i}"),
                 allow_long: false,
                 wait_secs: None,
+                expire_secs: None,
             })
             .unwrap();
         acked.push(jiff::Timestamp::now());

@@ -113,6 +113,13 @@ pub struct StoredMessage {
     /// Users who have read it. In one user's view only that user can appear here: users do
     /// not learn each other's reading habits.
     pub read_by: Vec<String>,
+    /// When it expires unless someone reads it first, in microseconds since the Unix epoch;
+    /// none for a message without an expiry (`messenger send --time`).
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+    /// Whether it expired unread: it stays in the inbox, and is no longer shown as new.
+    #[serde(default)]
+    pub expired: bool,
 }
 
 /// Which messages to list.
@@ -161,6 +168,8 @@ mod tests {
             },
             read: true,
             read_by: vec!["bob".into()],
+            expires_at: Some(1_700_000_060_123_456),
+            expired: false,
         };
         let json = serde_json::to_string(&m).unwrap();
         assert!(json.contains("\"transport\":\"session\""), "{json}");

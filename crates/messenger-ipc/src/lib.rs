@@ -116,6 +116,12 @@ pub enum Request {
         /// read the message, and say in each result's `receipt` whether they did.
         #[serde(default)]
         wait_secs: Option<u64>,
+        /// The message expires after this many seconds (msg.exe's /TIME; see
+        /// [`check_expire_secs`]) unless someone read it by then: it stays in the inbox marked
+        /// expired, and followers are told (`Expired`). Only this computer's service keeps
+        /// an expiry; a message that leaves it cannot carry one.
+        #[serde(default)]
+        expire_secs: Option<u64>,
     },
     /// Store a message that Samba's smbd received for this host (`messenger deliver`, run as
     /// smbd's `message command`). Only root and smbd's guest account may ask.
@@ -204,6 +210,13 @@ pub enum Reply {
         /// with if it had sent none).
         #[serde(default)]
         after_id: Option<i64>,
+    },
+    /// One of an `InboxFollow` stream: a message sent with an expiry (`expire_secs`) was not
+    /// read in time and is now expired. It stays in the inbox (its view says `expired`); a
+    /// desktop takes down its notification.
+    Expired {
+        /// Its inbox id.
+        id: i64,
     },
     /// A delivered message is in the inbox under this id.
     Delivered {
@@ -300,6 +313,13 @@ pub struct MessageView {
     /// Who it is for. A daemon that does not say is read as [`Audience::User`].
     #[serde(default)]
     pub audience: Audience,
+    /// When it expires (or expired) unless read, RFC 3339; none for a message without an
+    /// expiry.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    /// Whether it expired unread (see `Request::Send`'s `expire_secs`).
+    #[serde(default)]
+    pub expired: bool,
 }
 
 /// Who a message is for, as far as the receiving computer can tell: what a desktop needs to
@@ -363,12 +383,38 @@ pub enum Receipt {
     /// The receiver only reports that it accepted the message (Windows, Samba, another
     /// host over NetBIOS): whether anyone read it cannot be known.
     AcceptedOnly,
+    /// Nobody read it before its expiry (`expire_secs`): it is marked expired and no longer
+    /// shown. The wait ends then, however long it was to be.
+    Expired,
 }
 
 /// The longest a send may wait for its recipients to read it: a day, past which a sender's
 /// terminal is better served by `messenger inbox` on the other side than by a waiting
 /// process (msg.exe's /TIME has no limit, but nobody waits longer in practice).
 pub const MAX_WAIT_SECS: u64 = 24 * 60 * 60;
+
+/// The longest expiry a send may ask for (`expire_secs`): a day, as for [`MAX_WAIT_SECS`].
+/// An expiry says "this stops mattering soon" (a server going down in five minutes, a
+/// meeting about to start); a message that matters for longer is one to keep, and the
+/// inbox's retention limits look after old messages. The bound also keeps the expiry time
+/// far from overflowing the inbox's microsecond clock.
+pub const MAX_EXPIRE_SECS: u64 = 24 * 60 * 60;
+
+/// Checks an expiry in seconds (`messenger send --time`, the `expire_secs` of a send): at
+/// least a second and at most [`MAX_EXPIRE_SECS`]. The command line checks before it asks,
+/// and the service checks again, with this one function, since any local user can write
+/// requests by hand. The error is the line to show.
+pub fn check_expire_secs(secs: u64) -> Result<Duration, String> {
+    if secs == 0 {
+        return Err("The expiry time must be at least 1 second.".into());
+    }
+    if secs > MAX_EXPIRE_SECS {
+        return Err(format!(
+            "The expiry time may be at most {MAX_EXPIRE_SECS} seconds (a day)."
+        ));
+    }
+    Ok(Duration::from_secs(secs))
+}
 
 /// Errors talking to the daemon.
 #[derive(Debug, thiserror::Error)]
@@ -489,6 +535,7 @@ mod tests {
                 text: "line one\nline \"two\"".into(),
                 allow_long: false,
                 wait_secs: Some(30),
+                expire_secs: Some(60),
             },
             Request::InboxFollow {
                 all_users: false,
@@ -509,6 +556,7 @@ mod tests {
                 missed: 1,
                 after_id: None,
             },
+            Reply::Expired { id: 9 },
         ] {
             assert_eq!(decode_line::<Reply>(&encode_line(&reply)).unwrap(), reply);
         }
@@ -552,6 +600,20 @@ mod tests {
         };
         assert_eq!(m.audience, Audience::User);
         assert!(!m.audience.is_broadcast());
+        assert_eq!((m.expires_at, m.expired), (None, false));
+        // A send from an older command line has no expiry.
+        let r: Request =
+            decode_line(br#"{"op":"send","target":{"kind":"users"},"text":"t"}"#).unwrap();
+        assert!(
+            matches!(
+                r,
+                Request::Send {
+                    expire_secs: None,
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
         // A reply from a daemon that does not page yet reads as a last page.
         let r: Reply = decode_line(br#"{"reply":"messages","messages":[]}"#).unwrap();
         assert_eq!(
@@ -579,6 +641,8 @@ mod tests {
             transport: "mailslot".into(),
             read: false,
             audience: Audience::Everyone,
+            expires_at: Some("2026-11-26T10:18:52.123456Z".into()),
+            expired: true,
         };
         let page = Reply::Messages {
             messages: vec![worst; MAX_PAGE_MESSAGES],
@@ -587,6 +651,22 @@ mod tests {
         };
         let len = encode_line(&page).len();
         assert!(len <= MAX_LINE_LEN, "{len}");
+    }
+
+    #[test]
+    fn expiry_times_are_checked_in_one_place() {
+        assert!(check_expire_secs(0)
+            .unwrap_err()
+            .contains("at least 1 second"));
+        assert_eq!(check_expire_secs(1), Ok(Duration::from_secs(1)));
+        assert_eq!(
+            check_expire_secs(MAX_EXPIRE_SECS),
+            Ok(Duration::from_secs(MAX_EXPIRE_SECS))
+        );
+        assert!(check_expire_secs(MAX_EXPIRE_SECS + 1)
+            .unwrap_err()
+            .contains("at most 86400 seconds"));
+        assert!(check_expire_secs(u64::MAX).is_err());
     }
 
     #[test]

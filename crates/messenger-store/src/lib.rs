@@ -19,4 +19,4 @@ pub use error::{ErrorKind, StoreError};
 pub use messenger_core::{
     InboxQuery, NameKind, NameRecord, NewMessage, StoredMessage, TransportKind,
 };
-pub use store::{PrunePlan, Store, BUSY_TIMEOUT};
+pub use store::{ExpiredMessage, PrunePlan, Store, BUSY_TIMEOUT};

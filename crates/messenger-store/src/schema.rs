@@ -71,6 +71,18 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX origin_ids_by_message ON origin_ids (message_id);
     "#,
+    // 3: messages that expire unless read in time (`messenger send --time`, msg.exe's /TIME).
+    r#"
+    -- When the message expires unless read first: unix microseconds, UTC; NULL: never.
+    ALTER TABLE messages ADD COLUMN expires_at INTEGER;
+    -- 0: not (yet) expired; 1: expired unread; 2: read before it expired. Settled (1 or 2)
+    -- once, when it is due, so that the index below holds only what is still to settle.
+    ALTER TABLE messages ADD COLUMN expiry_state INTEGER NOT NULL DEFAULT 0
+        CHECK (expiry_state IN (0, 1, 2));
+    -- The next messages to expire: the expiry timer reads the first of them only.
+    CREATE INDEX messages_expiring ON messages (expires_at)
+        WHERE expires_at IS NOT NULL AND expiry_state = 0;
+    "#,
 ];
 
 /// The schema version this build writes.

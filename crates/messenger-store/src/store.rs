@@ -211,6 +211,87 @@ impl Store {
         Ok(ids)
     }
 
+    /// Stores `msg`, which expires at `expires_at` (unix microseconds) unless somebody reads
+    /// it first (see [`Store::expire_due`]); message and expiry are one transaction.
+    pub fn insert_expiring(
+        &mut self,
+        msg: &NewMessage,
+        expires_at: i64,
+    ) -> Result<i64, StoreError> {
+        Self::validate(msg)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(ctx("starting to store a message"))?;
+        let id = Self::insert_in(&tx, msg)?;
+        tx.execute(
+            "UPDATE messages SET expires_at = ?2 WHERE id = ?1",
+            params![id, expires_at],
+        )
+        .map_err(ctx("storing an expiry"))?;
+        tx.commit().map_err(ctx("committing a message"))?;
+        Ok(id)
+    }
+
+    /// Settles at most `max` of the messages whose expiry is at or before `now_micros`, the
+    /// earliest first: one nobody has read becomes expired, one somebody read is left as it
+    /// is. Returns the messages that expired. One transaction; call again while it returns
+    /// `max` settled messages' worth (see [`Store::next_expiry`]).
+    pub fn expire_due(
+        &mut self,
+        now_micros: i64,
+        max: usize,
+    ) -> Result<Vec<ExpiredMessage>, StoreError> {
+        let context = || ctx("expiring messages");
+        let limit = i64::try_from(max).unwrap_or(i64::MAX);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(context())?;
+        let due: Vec<(i64, String, bool)> = {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT m.id, m.recipients, EXISTS (SELECT 1 FROM recipients r                        WHERE r.message_id = m.id AND r.read = 1)                      FROM messages m                      WHERE m.expires_at IS NOT NULL AND m.expiry_state = 0                        AND m.expires_at <= ?1                      ORDER BY m.expires_at LIMIT ?2",
+                )
+                .map_err(context())?;
+            let rows = stmt
+                .query_map(params![now_micros, limit], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .map_err(context())?;
+            rows.collect::<rusqlite::Result<_>>().map_err(context())?
+        };
+        let mut expired = Vec::new();
+        {
+            let mut settle = tx
+                .prepare_cached("UPDATE messages SET expiry_state = ?2 WHERE id = ?1")
+                .map_err(context())?;
+            for (id, recipients, read) in due {
+                settle
+                    .execute(params![id, if read { 2 } else { 1 }])
+                    .map_err(context())?;
+                if !read {
+                    expired.push(ExpiredMessage {
+                        id,
+                        recipients: split_recipients(&recipients),
+                    });
+                }
+            }
+        }
+        tx.commit().map_err(context())?;
+        Ok(expired)
+    }
+
+    /// When the next message not yet settled expires (unix microseconds), if any.
+    pub fn next_expiry(&self) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .prepare_cached(
+                "SELECT min(expires_at) FROM messages                  WHERE expires_at IS NOT NULL AND expiry_state = 0",
+            )
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(ctx("reading the next expiry"))
+    }
+
     /// Stores `msg` unless a message with the same `origin_id` (the id the sending network
     /// gave it) is already stored: returns the new id, or `None` for a duplicate. The check
     /// and the insert are one transaction, so a redelivery racing the first delivery is
@@ -848,9 +929,12 @@ fn raise_read_floor(conn: &Connection, user: &str) -> Result<(), StoreError> {
 macro_rules! message_columns {
     () => {
         "m.received_at, m.from_name, m.to_name, m.recipients, m.source, m.transport, \
-         m.text, m.raw"
+         m.text, m.raw, m.expires_at, m.expiry_state"
     };
 }
+
+/// The column of the read flag after [`message_columns`], and of root's readers after it.
+const READ_COLUMN: usize = 11;
 
 // One user's view. Both halves deliver rows in id order from an index (the recipients
 // primary key or its unread partial index; the for-everyone partial index), so SQLite merges
@@ -939,6 +1023,15 @@ const GET_SQL: &str = concat!(
     all_read_by_expr!(),
     " FROM messages m WHERE m.id = ?1"
 );
+
+/// A message that expired unread (see [`Store::expire_due`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiredMessage {
+    /// Its id.
+    pub id: i64,
+    /// The users it is for (none: everyone), to tell whose followers.
+    pub recipients: Vec<String>,
+}
 
 /// What pruning removes, worked out by [`Store::plan_prune`] on a reading connection and
 /// carried out by [`Store::prune_batch`] on the writer. Applying an old plan is safe: newer
@@ -1046,14 +1139,7 @@ fn message_from_row(r: &Row<'_>) -> rusqlite::Result<Result<(i64, NewMessage), S
             received_at: r.get(1)?,
             from: r.get(2)?,
             to: r.get(3)?,
-            recipients: if recipients.is_empty() {
-                Vec::new()
-            } else {
-                recipients
-                    .split(RECIPIENT_SEPARATOR)
-                    .map(str::to_owned)
-                    .collect()
-            },
+            recipients: split_recipients(&recipients),
             source,
             transport,
             text: r.get(7)?,
@@ -1062,8 +1148,27 @@ fn message_from_row(r: &Row<'_>) -> rusqlite::Result<Result<(i64, NewMessage), S
     )))
 }
 
+/// The recipients column as a list (none: everyone).
+fn split_recipients(recipients: &str) -> Vec<String> {
+    if recipients.is_empty() {
+        Vec::new()
+    } else {
+        recipients
+            .split(RECIPIENT_SEPARATOR)
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// The expiry columns: when, and whether it expired unread.
+fn expiry_from_row(r: &Row<'_>) -> rusqlite::Result<(Option<i64>, bool)> {
+    let state: i64 = r.get(10)?;
+    Ok((r.get(9)?, state == 1))
+}
+
 fn user_row(r: &Row<'_>, user: &str) -> rusqlite::Result<Decoded> {
-    let read: bool = r.get(9)?;
+    let read: bool = r.get(READ_COLUMN)?;
+    let (expires_at, expired) = expiry_from_row(r)?;
     Ok(message_from_row(r)?.map(|(id, message)| StoredMessage {
         id,
         message,
@@ -1073,12 +1178,15 @@ fn user_row(r: &Row<'_>, user: &str) -> rusqlite::Result<Decoded> {
         } else {
             Vec::new()
         },
+        expires_at,
+        expired,
     }))
 }
 
 fn all_row(r: &Row<'_>) -> rusqlite::Result<Decoded> {
-    let read: bool = r.get(9)?;
-    let read_by: Option<String> = r.get(10)?;
+    let read: bool = r.get(READ_COLUMN)?;
+    let read_by: Option<String> = r.get(READ_COLUMN + 1)?;
+    let (expires_at, expired) = expiry_from_row(r)?;
     Ok(message_from_row(r)?.map(|(id, message)| {
         let mut read_by: Vec<String> = read_by
             .map(|s| s.split('\n').map(str::to_owned).collect())
@@ -1089,6 +1197,8 @@ fn all_row(r: &Row<'_>) -> rusqlite::Result<Decoded> {
             message,
             read,
             read_by,
+            expires_at,
+            expired,
         }
     }))
 }
@@ -1116,6 +1226,55 @@ mod tests {
             })
             .unwrap();
         rows.map(Result::unwrap).collect::<Vec<_>>().join("\n")
+    }
+
+    /// An inbox of the previous schema (2) opens under this one: its messages are kept,
+    /// with no expiry, and new messages can expire.
+    #[test]
+    fn a_schema_2_inbox_migrates_to_expiring_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &schema::MIGRATIONS[..2] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 2).unwrap();
+            conn.execute(
+                "INSERT INTO messages (received_at, from_name, to_name, recipients, \
+                 for_everyone, source, transport, text, raw) \
+                 VALUES (1, 'ALICE', 'BOB', 'bob', 0, NULL, 'local', 'old', x'6f6c64')",
+                [],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO recipients (user, message_id, read) VALUES ('bob', 1, 0)",
+                [],
+            )
+            .unwrap();
+        }
+        let mut store = Store::open(&path).unwrap();
+        assert_eq!(
+            schema::current_version(),
+            3,
+            "a new migration needs a test like this one"
+        );
+        let old = store.get(1).unwrap().unwrap();
+        assert_eq!(old.message.text, "old");
+        assert_eq!((old.expires_at, old.expired), (None, false));
+        assert_eq!(store.next_expiry().unwrap(), None);
+        assert!(store.expire_due(i64::MAX, 10).unwrap().is_empty());
+        let mut new = old.message.clone();
+        new.text = "new".into();
+        let id = store.insert_expiring(&new, 5).unwrap();
+        assert_eq!(store.expire_due(5, 10).unwrap()[0].id, id);
+        let p = plan(
+            &store.conn,
+            "SELECT min(expires_at) FROM messages \
+             WHERE expires_at IS NOT NULL AND expiry_state = 0",
+            0,
+        );
+        assert!(p.contains("messages_expiring"), "{p}");
     }
 
     /// The unread listing of one user must read indexes only, never scan a table: that is

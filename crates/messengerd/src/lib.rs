@@ -182,6 +182,14 @@ pub async fn start_with_inbox(
             source,
         }
     })?;
+    // What expired while the service was down is expired before anyone lists or follows.
+    if let Err(e) = service.inbox.expire_due(util::now_micros()).await {
+        tracing::warn!(error = %e, "could not expire messages at start");
+    }
+    tasks.spawn(service::expiry::expire_on_time(
+        service.inbox.clone(),
+        shutdown.clone(),
+    ));
     tasks.spawn(control::serve(
         control,
         Arc::clone(&service),

@@ -28,10 +28,11 @@ use tokio_util::sync::CancellationToken;
 use crate::host::caller::Caller;
 use crate::service::inbox::PageRequest;
 use crate::service::Service;
-use crate::transports::outbound::{self, Outcome, SendOptions};
+use crate::transports::outbound::{Outcome, SendOptions};
 use crate::util::{lock, now_micros, rfc3339};
 
 mod deliver;
+mod expiring;
 
 /// Connections to the control socket served at once; the command line opens one per command.
 const MAX_CONTROL_CONNECTIONS: usize = 256;
@@ -146,7 +147,8 @@ async fn handle_connection(
 
 /// Streams the caller's messages (every user's with `all_users`): first those in the inbox
 /// after `after_id`, when given, then new ones as they are committed, each once and in id
-/// order; a gap where the service could not keep up is announced with `Lagged`.
+/// order; a gap where the service could not keep up is announced with `Lagged`. A message
+/// that expires unread is announced with `Expired`.
 async fn follow(
     service: &Arc<Service>,
     caller: &Caller,
@@ -166,6 +168,7 @@ async fn follow(
         Ok(rx) => rx,
         Err(e) => return write.write_all(&encode_line(&inbox_error(e))).await,
     };
+    let mut expirations = service.inbox.subscribe_expirations();
     write.write_all(&encode_line(&Reply::Following)).await?;
     let mut last_sent = after_id;
     // The replay: what `rx` does not carry is in the inbox by now (see `Inbox::subscribe`).
@@ -204,6 +207,25 @@ async fn follow(
         let next = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             m = rx.recv() => m,
+            e = expirations.recv() => {
+                match e {
+                    Ok(e) if all_users
+                        || e.recipients.is_empty()
+                        || e.recipients.contains(&caller.user) =>
+                    {
+                        write
+                            .write_all(&encode_line(&Reply::Expired { id: e.id }))
+                            .await?;
+                    }
+                    Ok(_) => {}
+                    // Listings and replays show what expired; only the live notice is lost.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "a follower missed expiries");
+                    }
+                    Err(_) => return Ok(()),
+                }
+                continue;
+            }
         };
         match next {
             Ok(m) => {
@@ -233,9 +255,9 @@ fn visible_to(m: &NewMessage, user: &str) -> bool {
 }
 
 /// Bytes a message's view takes in JSON besides its text and names: field names, id, flags,
-/// the time (at most 40 bytes), the transport and the source address (at most 64). Less than
-/// this; checked by a test against the longest of each.
-const VIEW_JSON_OVERHEAD: usize = 256;
+/// the times (at most 40 bytes each), the transport and the source address (at most 64).
+/// Less than this; checked by a test against the longest of each.
+const VIEW_JSON_OVERHEAD: usize = 320;
 
 /// At least the bytes `m` takes in an `InboxList` reply, so that a page stops before the reply
 /// outgrows the line cap: JSON writes a string's byte as at most six (`\u0001`). A bound
@@ -257,6 +279,8 @@ pub fn view(m: &StoredMessage) -> MessageView {
         transport: m.message.transport.as_str().to_owned(),
         read: m.read,
         audience: Audience::of_recipients(&m.message.recipients),
+        expires_at: m.expires_at.map(rfc3339),
+        expired: m.expired,
     }
 }
 
@@ -344,13 +368,21 @@ async fn handle(service: &Arc<Service>, caller: &Caller, request: Request) -> Re
             text,
             allow_long,
             wait_secs,
+            expire_secs,
         } => {
+            let expire = match expire_secs
+                .map(messenger_ipc::check_expire_secs)
+                .transpose()
+            {
+                Ok(e) => e,
+                Err(why) => return Reply::error(ERROR_INVALID_PARAMETER, why),
+            };
             let options = SendOptions {
                 from,
                 allow_long,
                 wait: wait_secs.map(|s| Duration::from_secs(s.min(MAX_WAIT_SECS))),
             };
-            send_reply(outbound::send(service, caller, target, text, options).await)
+            send_reply(expiring::send(service, caller, target, text, options, expire).await)
         }
         Request::Deliver(delivery) => deliver::deliver(service, caller, delivery).await,
     }
@@ -502,6 +534,8 @@ mod tests {
             },
             read: false,
             read_by: Vec::new(),
+            expires_at: Some(i64::MIN),
+            expired: true,
         };
         for text in [
             "",

@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use messenger_core::config::Retention;
 use messenger_core::message::{InboxQuery, NewMessage, StoredMessage};
-use messenger_store::{ErrorKind, GroupCommitter, PrunePlan, Store, StoreError};
-use tokio::sync::{broadcast, oneshot, Semaphore};
+use messenger_store::{ErrorKind, ExpiredMessage, GroupCommitter, PrunePlan, Store, StoreError};
+use tokio::sync::{broadcast, oneshot, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 /// Messages a slow follower may fall behind by before it misses some. The follow stream then
@@ -31,6 +31,10 @@ const FOLLOW_BACKLOG: usize = 1024;
 /// Read receipts a slow waiting sender may fall behind by before it checks the inbox
 /// itself; reads come at the pace people read, so this is seldom near.
 const READ_BACKLOG: usize = 1024;
+
+/// Expiries a slow follower may fall behind by before it misses some; as with messages it
+/// is then told `Lagged` and catches up from the inbox, whose views say what expired.
+const EXPIRY_BACKLOG: usize = 1024;
 
 /// Read-only connections for listings, and so the most listings that run at once (others
 /// wait for one; their number is bounded by the control socket's connection cap). Two let one
@@ -62,6 +66,10 @@ pub struct Inbox {
     /// then committed before [`Inbox::subscribe`] returns, where a listing finds it).
     follow_gate: Arc<Mutex<()>>,
     reads: broadcast::Sender<ReadReceipt>,
+    /// Messages that expired unread, as they are settled.
+    expirations: broadcast::Sender<ExpiredMessage>,
+    /// Woken when a message with an expiry is stored, so that the expiry timer looks again.
+    expiry_added: Arc<Notify>,
 }
 
 /// A user read messages (for senders who wait until they are read).
@@ -112,7 +120,10 @@ impl Inbox {
         let disk = DiskGuard::open(dir, retention.clone())?;
         let (new_messages, _) = broadcast::channel(FOLLOW_BACKLOG);
         let (reads, _) = broadcast::channel(READ_BACKLOG);
+        let (expirations, _) = broadcast::channel(EXPIRY_BACKLOG);
         Ok(Self {
+            expirations,
+            expiry_added: Arc::new(Notify::new()),
             committer: Arc::new(GroupCommitter::new(store)?),
             readers: Arc::new(readers),
             disk: Arc::new(disk),
@@ -144,6 +155,8 @@ impl Inbox {
                         message,
                         read: false,
                         read_by: Vec::new(),
+                        expires_at: None,
+                        expired: false,
                     });
                 }
                 let _ = tx.send(result);
@@ -171,9 +184,74 @@ impl Inbox {
                 message,
                 read: false,
                 read_by: Vec::new(),
+                expires_at: None,
+                expired: false,
             });
         }
         Ok(id)
+    }
+
+    /// Stores `message`, which expires at `expires_at` (unix microseconds) unless read first,
+    /// in a transaction of its own, and wakes the expiry timer. Refused like
+    /// [`Inbox::store`] while the disk is nearly full.
+    pub async fn store_expiring(
+        &self,
+        message: NewMessage,
+        expires_at: i64,
+    ) -> Result<i64, StoreError> {
+        self.disk.check()?;
+        let copy = (self.new_messages.receiver_count() > 0).then(|| message.clone());
+        let id = self
+            .with_store(move |s| s.insert_expiring(&message, expires_at))
+            .await?;
+        self.expiry_added.notify_one();
+        if let Some(message) = copy {
+            let _ = self.new_messages.send(StoredMessage {
+                id,
+                message,
+                read: false,
+                read_by: Vec::new(),
+                expires_at: Some(expires_at),
+                expired: false,
+            });
+        }
+        Ok(id)
+    }
+
+    /// Settles every message due to expire by `now_micros`, in batches of
+    /// [`super::expiry::EXPIRE_BATCH`] on the writer, and tells the followers of those that
+    /// expired unread. Returns how many expired.
+    pub async fn expire_due(&self, now_micros: i64) -> Result<usize, StoreError> {
+        let mut expired = 0;
+        loop {
+            let batch = self
+                .with_store(move |s| s.expire_due(now_micros, super::expiry::EXPIRE_BATCH))
+                .await?;
+            expired += batch.len();
+            for e in batch {
+                let _ = self.expirations.send(e);
+            }
+            // A batch also settles, uncounted, messages read before their expiry: ask the
+            // store whether anything due is left rather than trusting the count.
+            if self.next_expiry().await?.is_none_or(|t| t > now_micros) {
+                return Ok(expired);
+            }
+        }
+    }
+
+    /// When the next message not yet settled expires, if any.
+    pub async fn next_expiry(&self) -> Result<Option<i64>, StoreError> {
+        self.with_store(|s| s.next_expiry()).await
+    }
+
+    /// Messages that expire unread, as they are settled.
+    pub fn subscribe_expirations(&self) -> broadcast::Receiver<ExpiredMessage> {
+        self.expirations.subscribe()
+    }
+
+    /// Resolves when a message with an expiry was stored since the last call.
+    pub async fn expiry_added(&self) {
+        self.expiry_added.notified().await;
     }
 
     /// Runs `f` on the store's writer thread and returns its result. For writes and quick

@@ -9,6 +9,7 @@
 //! accessors [`Service::settings`], [`Service::inbox`] and [`Service::names`].
 
 pub mod echoes;
+pub mod expiry;
 pub mod inbox;
 pub mod names;
 
@@ -351,9 +352,12 @@ impl Service {
             message.source,
         );
         let text = tracing::enabled!(tracing::Level::DEBUG).then(|| message.text.clone());
-        let stored = match origin_id {
-            None => self.inbox.store(message).await.map(Some),
-            Some(origin_id) => self.inbox.store_once(origin_id, message).await,
+        // Only a local send that asked for one gives a message an expiry (see `expiry`).
+        let expires_at = expiry::expiry_of_this_send(message.received_at);
+        let stored = match (origin_id, expires_at) {
+            (None, None) => self.inbox.store(message).await.map(Some),
+            (None, Some(at)) => self.inbox.store_expiring(message, at).await.map(Some),
+            (Some(origin_id), _) => self.inbox.store_once(origin_id, message).await,
         };
         let id = match stored {
             Ok(Some(id)) => id,
@@ -377,10 +381,13 @@ impl Service {
         if let Some(text) = text {
             tracing::debug!(id, text = %messenger_core::sanitize::sanitize(&text), "message text");
         }
+        if expires_at.is_some() {
+            expiry::stored_by_this_send(id);
+        }
         if let Some(message) = to_show {
             let this = Arc::clone(self);
             self.tasks
-                .spawn(async move { this.show(id, message, machine).await });
+                .spawn(async move { this.show(id, message, machine, expires_at).await });
         }
         Ok(Some(id))
     }
@@ -396,7 +403,13 @@ impl Service {
     }
 
     /// Hands a stored message to every sink, and marks it read for the users who saw it.
-    async fn show(self: Arc<Self>, id: i64, message: NewMessage, machine: String) {
+    async fn show(
+        self: Arc<Self>,
+        id: i64,
+        message: NewMessage,
+        machine: String,
+        expires_at: Option<i64>,
+    ) {
         let audience = {
             let all = self.sessions.read().unwrap_or_else(|e| e.into_inner());
             Audience::of(&message.recipients, &all)
@@ -407,6 +420,8 @@ impl Service {
                 message,
                 read: false,
                 read_by: Vec::new(),
+                expires_at,
+                expired: false,
             },
             machine,
         };

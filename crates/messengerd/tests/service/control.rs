@@ -127,6 +127,7 @@ fn send(target: SendTarget, from: Option<&str>, text: &str) -> Request {
         text: text.into(),
         allow_long: false,
         wait_secs: None,
+        expire_secs: None,
     }
 }
 

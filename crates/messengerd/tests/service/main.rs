@@ -13,11 +13,13 @@
 //! - [`follow`]: the follow stream: resuming, order, and telling a slow follower of a gap;
 //! - [`organisation`]: delivery across subnets through NATS JetStream;
 //! - [`receipts`]: senders who wait until their message is read;
+//! - [`expiry`]: messages that expire unless read in time (`send --time`);
 //! - [`process`]: the binary: `--check-config`, SIGKILL durability, SIGTERM shutdown, and
 //!   the message command.
 
 mod control;
 mod datagram;
+mod expiry;
 mod follow;
 mod harness;
 mod inbox;

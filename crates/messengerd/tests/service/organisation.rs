@@ -125,6 +125,7 @@ fn send_to(name: &str, text: &str) -> Request {
         text: text.into(),
         allow_long: false,
         wait_secs: None,
+        expire_secs: None,
     }
 }
 
@@ -261,6 +262,7 @@ fn broadcast(workgroup: Option<&str>, from: Option<&str>, text: &str) -> Request
         text: text.into(),
         allow_long: false,
         wait_secs: None,
+        expire_secs: None,
     }
 }
 
@@ -476,6 +478,7 @@ async fn a_sender_on_another_host_learns_when_the_message_is_read() {
         text: text.into(),
         allow_long: false,
         wait_secs: Some(wait_secs),
+        expire_secs: None,
     };
 
     let socket = a.control();

@@ -16,6 +16,7 @@ fn waiting_send(name: &str, text: &str, wait_secs: u64) -> Request {
         text: text.into(),
         allow_long: false,
         wait_secs: Some(wait_secs),
+        expire_secs: None,
     }
 }
 
@@ -68,6 +69,7 @@ async fn a_send_that_does_not_wait_has_no_receipt() {
         text: "no wait".into(),
         allow_long: false,
         wait_secs: None,
+        expire_secs: None,
     };
     let results = results(control_call(&svc.control(), request).await);
     assert_eq!(results[0].receipt, None);
@@ -118,6 +120,7 @@ async fn users_are_reported_each_on_their_own() {
         text: "to every user".into(),
         allow_long: false,
         wait_secs: Some(3),
+        expire_secs: None,
     };
     let send = control_call(&socket, request);
     let reads = async {

@@ -1,0 +1,120 @@
+//! Messages that expire unless read in time (`messenger send --time`, msg.exe's /TIME).
+//!
+//! A local send that asks for an expiry runs inside [`with_expiry`]; whatever the send stores
+//! in this computer's inbox while it runs is stored with that expiry (see
+//! [`Service::deliver`](super::Service::deliver)), and the ids are handed back, so that the
+//! control socket can tell the sender what expired and which recipients are beyond its reach
+//! (a message that leaves this computer cannot carry an expiry). Messages that arrive from the
+//! network never run inside it, so they never expire.
+//!
+//! The expiry itself is in the inbox, so it survives a restart: [`expire_on_time`] settles at
+//! once what fell due while the service was down, then sleeps until the next expiry the
+//! inbox holds (one timer, however many messages wait), waking early when a message with an
+//! earlier expiry may have been stored.
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::inbox::Inbox;
+use crate::util::{lock, now_micros};
+
+/// Messages settled per transaction on the writer: a burst of expiries (many sends with the
+/// same `--time`) is settled in steps of a few milliseconds each, with arriving messages
+/// committed between them, as pruning does.
+pub const EXPIRE_BATCH: usize = 256;
+
+/// Longest the expiry timer sleeps before it looks again, even when the next expiry is far:
+/// the wall clock may be set forward meanwhile (the sleep follows the monotonic clock), and a
+/// message then expires at most this late.
+pub const MAX_EXPIRY_SLEEP: Duration = Duration::from_secs(60);
+
+/// Pause after the inbox failed to settle expiries, before trying again: no busy loop on a
+/// lasting error (a read-only or full disk), a short delay once it is over.
+const EXPIRY_RETRY: Duration = Duration::from_secs(5);
+
+tokio::task_local! {
+    static SEND_EXPIRY: SendExpiry;
+}
+
+/// The expiry of the send running on this task, and what it stored.
+struct SendExpiry {
+    after: Duration,
+    /// Ids stored by this send: one per message it delivers here (a send delivers at most one
+    /// copy to this computer per target, so this stays tiny).
+    stored: Mutex<Vec<i64>>,
+}
+
+/// Runs `send` so that what it stores in this computer's inbox expires `after` it is stored
+/// (none: never), and returns its output with the ids of the messages stored with an expiry.
+pub(crate) async fn with_expiry<F: Future>(
+    after: Option<Duration>,
+    send: F,
+) -> (F::Output, Vec<i64>) {
+    let Some(after) = after else {
+        return (send.await, Vec::new());
+    };
+    let expiry = SendExpiry {
+        after,
+        stored: Mutex::new(Vec::new()),
+    };
+    SEND_EXPIRY
+        .scope(expiry, async {
+            let output = send.await;
+            let ids = SEND_EXPIRY.with(|e| std::mem::take(&mut *lock(&e.stored)));
+            (output, ids)
+        })
+        .await
+}
+
+/// When a message stored at `received_at` (unix microseconds) by the send running on this
+/// task expires; none outside [`with_expiry`].
+pub(crate) fn expiry_of_this_send(received_at: i64) -> Option<i64> {
+    SEND_EXPIRY
+        .try_with(|e| {
+            let after = i64::try_from(e.after.as_micros()).unwrap_or(i64::MAX);
+            received_at.saturating_add(after)
+        })
+        .ok()
+}
+
+/// Notes that the send running on this task stored message `id` with its expiry.
+pub(crate) fn stored_by_this_send(id: i64) {
+    let _ = SEND_EXPIRY.try_with(|e| lock(&e.stored).push(id));
+}
+
+/// Settles the expiries in `inbox` as they fall due, until `shutdown`: at once for those that
+/// fell due while the service was down, then at each next expiry.
+pub async fn expire_on_time(inbox: Inbox, shutdown: CancellationToken) {
+    loop {
+        let pause = match settle(&inbox).await {
+            Ok(pause) => pause,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not expire messages; trying again later");
+                EXPIRY_RETRY
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = inbox.expiry_added() => {}
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+/// Settles what is due and returns how long to sleep until the next expiry.
+async fn settle(inbox: &Inbox) -> Result<Duration, messenger_store::StoreError> {
+    let expired = inbox.expire_due(now_micros()).await?;
+    if expired > 0 {
+        tracing::info!(expired, "messages expired unread");
+    }
+    Ok(match inbox.next_expiry().await? {
+        Some(at) => {
+            let wait = u64::try_from(at.saturating_sub(now_micros())).unwrap_or(0);
+            Duration::from_micros(wait).min(MAX_EXPIRY_SLEEP)
+        }
+        None => MAX_EXPIRY_SLEEP,
+    })
+}
