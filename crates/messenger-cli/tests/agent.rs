@@ -565,6 +565,65 @@ fn the_agent_shows_messages_literally_and_a_dismissal_marks_them_read_for_waitin
     eprintln!("{}", desktop.agent_log());
 }
 
+/// `send --time`: when the message expires unread the agent takes its notification down
+/// (dunst no longer displays it), the message stays unread in the inbox marked expired, and
+/// a sender who waits hears that it expired; other notifications stay.
+#[test]
+fn the_agent_takes_down_a_message_that_expired_unread() {
+    if skip("the_agent_takes_down_a_message_that_expired_unread") {
+        return;
+    }
+    let _one = ONE_DESKTOP.lock().unwrap_or_else(|e| e.into_inner());
+    let desktop = Desktop::start();
+    let service = Service::start();
+    service.messenger(&["name", "pager", "/ADD"]);
+    let _agent = desktop.agent(&service);
+    wait_for("the agent following", || {
+        desktop.agent_log().contains("following the inbox")
+    });
+    service.messenger(&["send", "pager", "stays"]);
+    desktop.wait_displayed(1);
+    let waiting = service.spawn(&["send", "--wait=60", "--time=3", "pager", "short-lived"]);
+    desktop.wait_displayed(2);
+    desktop.screenshot("agent-before-expiry.png");
+    let out = waiting.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(6), "{stdout}");
+    assert!(
+        stdout.contains("PAGER has not read the message; it expired unread."),
+        "{stdout}"
+    );
+    // Taken down by the agent, not by the user: the other one is still there.
+    desktop.wait_displayed(1);
+    let expired = service
+        .unread()
+        .into_iter()
+        .find(|m| m.text == "short-lived")
+        .expect("the expired message stays unread in the inbox");
+    assert!(expired.expired, "{expired:?}");
+    assert!(
+        desktop
+            .agent_log()
+            .contains(&format!("expired unread id={}", expired.id)),
+        "{}",
+        desktop.agent_log()
+    );
+    let h = desktop.dismiss_one();
+    assert!(h.body.ends_with("\nstays"), "{h:?}");
+    desktop.wait_displayed(0);
+    // An agent started afterwards does not bring the expired message back.
+    drop(_agent);
+    let _again = desktop.agent(&service);
+    wait_for("the new agent following", || {
+        desktop.agent_log().contains("following the inbox")
+    });
+    service.messenger(&["send", "pager", "after the restart"]);
+    desktop.wait_displayed(1);
+    let h = desktop.dismiss_one();
+    assert!(h.body.ends_with("\nafter the restart"), "{h:?}");
+    desktop.wait_displayed(0);
+}
+
 #[test]
 fn the_agent_survives_restarts_and_floods_and_only_the_user_marks_read() {
     if skip("the_agent_survives_restarts_and_floods_and_only_the_user_marks_read") {

@@ -717,6 +717,50 @@ async fn send_wait_returns_once_the_message_is_read() {
     );
 }
 
+/// `send --time`: a waiting sender learns that the message expired unread (exit 6), the inbox
+/// lists it as expired, and bad times are refused before anything is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn send_time_expires_the_message_and_tells_a_waiting_sender() {
+    let s = start_service().await;
+    let mut cmd = messenger(&s);
+    cmd.args(["send", "--wait=60", "--time=1", "svcpc", "short-lived"]);
+    run(cmd)
+        .await
+        .code(6)
+        .stdout(contains("The message was successfully sent to SVCPC."))
+        .stdout(contains(
+            "SVCPC has not read the message; it expired unread.",
+        ));
+    let mut cmd = messenger(&s);
+    cmd.args(["inbox", "--keep-unread"]);
+    run(cmd)
+        .await
+        .success()
+        .stdout(contains("short-lived"))
+        .stdout(contains(", expired "));
+    let mut cmd = messenger(&s);
+    cmd.args(["inbox", "--json"]);
+    run(cmd)
+        .await
+        .success()
+        .stdout(contains("\"expired\":true"));
+    for (bad, why) in [
+        ("--time=0", "at least 1 second"),
+        ("--time=86401", "at most 86400 seconds"),
+        ("--time=soon", "not a number of seconds"),
+    ] {
+        let mut cmd = messenger(&s);
+        cmd.args(["send", bad, "svcpc", "never sent"]);
+        run(cmd).await.code(2).stderr(contains(why));
+    }
+    let mut cmd = messenger(&s);
+    cmd.args(["inbox", "--keep-unread"]);
+    run(cmd)
+        .await
+        .success()
+        .stdout(contains("never sent").not());
+}
+
 /// `send @FILE`: every recipient listed gets it; without --verbose a count and the failures
 /// are reported, with it every recipient.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
