@@ -54,6 +54,13 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// would otherwise bury the desktop under notifications, one per message, each to dismiss.
 pub const MAX_PENDING: usize = 50;
 
+/// Longest a change of the summary's count waits before it is shown. During a flood the
+/// count changes with every message, and each update makes the notification server lay out
+/// its notifications again (about 50 ms with [`MAX_PENDING`] of them on the screen, measured
+/// with dunst): updated per message, the agent would fall behind a flood by that much per
+/// message. Four updates a second still look live.
+pub const SUMMARY_REFRESH: Duration = Duration::from_millis(250);
+
 /// What the agent needs to run.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -212,6 +219,9 @@ struct Agent {
     more_unread: u64,
     /// The summary notification on the screen, if any.
     summary: Option<u32>,
+    /// When the summary is next brought up to date with `more_unread`, if its count changed
+    /// (see [`SUMMARY_REFRESH`]).
+    summary_due: Option<tokio::time::Instant>,
 }
 
 impl Agent {
@@ -225,6 +235,7 @@ impl Agent {
             caught_up: false,
             more_unread: 0,
             summary: None,
+            summary_due: None,
         }
     }
 
@@ -274,10 +285,17 @@ impl Agent {
                 (Some(_), None) => Some(service_retry),
                 (Some(_), Some(_)) => None,
             };
+            let summary_due = self.summary_due;
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
                 _ = sleep_until(retry_at) => {}
+                _ = sleep_until(summary_due) => {
+                    self.summary_due = None;
+                    if let Some(d) = desktop.as_ref() {
+                        self.show_summary(d).await;
+                    }
+                }
                 event = next_desktop_event(&mut desktop) => {
                     match event {
                         DesktopEvent::Lost => {
@@ -477,9 +495,8 @@ impl Agent {
                     // Already shown, or acknowledged and about to be marked read.
                 } else if self.pending.len() >= MAX_PENDING {
                     self.more_unread += 1;
-                    if let Some(d) = desktop {
-                        self.show_summary(d).await;
-                    }
+                    self.summary_due
+                        .get_or_insert_with(|| tokio::time::Instant::now() + SUMMARY_REFRESH);
                 } else {
                     let id = m.id;
                     self.pending.insert(id, m);

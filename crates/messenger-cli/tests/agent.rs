@@ -624,6 +624,130 @@ fn the_agent_takes_down_a_message_that_expired_unread() {
     desktop.wait_displayed(0);
 }
 
+/// The ids in the agent's log lines `MARK id=N ...`.
+fn logged_ids(log: &str, mark: &str) -> Vec<i64> {
+    log.lines()
+        .filter_map(|l| l.split_once(&format!("{mark} id="))?.1.split(' ').next())
+        .filter_map(|id| id.parse().ok())
+        .collect()
+}
+
+/// The last count of the catch-up summary the agent logged.
+fn last_summary_count(log: &str) -> Option<u64> {
+    log.lines()
+        .filter_map(|l| l.split_once("summary shown more=")?.1.split(' ').next())
+        .filter_map(|n| n.parse().ok())
+        .next_back()
+}
+
+/// `Reply::Lagged`: an agent that stops reading while messages pour in is told by the service
+/// that its stream skipped some, catches up from the inbox, and accounts for every message:
+/// each is shown or counted in the summary, none is skipped or counted twice. The agent is
+/// stopped (SIGSTOP) so that the lag is certain, not a race: its socket fills, then the
+/// service's follow backlog overflows.
+#[test]
+fn the_agent_catches_up_from_the_inbox_after_its_stream_lagged() {
+    if skip("the_agent_catches_up_from_the_inbox_after_its_stream_lagged") {
+        return;
+    }
+    let _one = ONE_DESKTOP.lock().unwrap_or_else(|e| e.into_inner());
+    let desktop = Desktop::start();
+    let service = Service::start();
+    service.messenger(&["name", "pager", "/ADD"]);
+    let agent = desktop.agent(&service);
+    wait_for("the agent following", || {
+        desktop.agent_log().contains("following the inbox")
+    });
+    let pid = agent.0.id().to_string();
+    let signal = |sig: &str| {
+        let status = Command::new("kill").args([sig, &pid]).status().unwrap();
+        assert!(status.success(), "kill {sig}");
+    };
+    signal("-STOP");
+    // Enough to fill the socket to the stopped agent (at most the default send buffer; the
+    // kernel accounts for well over 512 bytes a message, with its buffer's overhead) and
+    // then the service's backlog. Short texts: dunst lays long ones out slowly.
+    let socket_buffer: usize = std::fs::read_to_string("/proc/sys/net/core/wmem_default")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(212_992);
+    let count = messengerd::service::inbox::FOLLOW_BACKLOG + socket_buffer / 512 + 200;
+    let mut client = Client::connect(&service.socket()).unwrap();
+    for i in 0..count {
+        let reply = client
+            .call(&Request::Send {
+                target: messenger_ipc::SendTarget::Name {
+                    name: "pager".into(),
+                },
+                from: None,
+                text: format!("flood {i}"),
+                allow_long: false,
+                wait_secs: None,
+                expire_secs: None,
+            })
+            .unwrap();
+        assert!(matches!(reply, Reply::Sent { .. }), "{reply:?}");
+    }
+    signal("-CONT");
+    // Every id of the flood, a page at a time.
+    let mut sent = std::collections::BTreeSet::new();
+    loop {
+        let reply = client
+            .call(&Request::InboxList {
+                unread_only: true,
+                all_users: false,
+                after_id: sent.last().copied(),
+                limit: None,
+                last: None,
+            })
+            .unwrap();
+        let Reply::Messages { messages, more, .. } = reply else {
+            panic!("{reply:?}")
+        };
+        sent.extend(messages.iter().map(|m| m.id));
+        if !more {
+            break;
+        }
+    }
+    assert_eq!(sent.len(), count);
+    // All accounted for: MAX_PENDING shown one by one, the rest counted in the summary.
+    let start = Instant::now();
+    loop {
+        let log = desktop.agent_log();
+        let shown = logged_ids(&log, "shown").len() as u64;
+        let counted = last_summary_count(&log).unwrap_or(0);
+        if shown + counted == count as u64 {
+            break;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "{shown} shown and {counted} counted of {count}:\n{}",
+            log.lines().rev().take(30).collect::<Vec<_>>().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = desktop.agent_log();
+    assert!(
+        log.contains("fell behind; resuming from the inbox"),
+        "the stream lagged: {}",
+        log.lines().rev().take(20).collect::<Vec<_>>().join("\n")
+    );
+    let shown = logged_ids(&log, "shown");
+    let distinct: std::collections::BTreeSet<i64> = shown.iter().copied().collect();
+    assert_eq!(distinct.len(), shown.len(), "a message shown twice");
+    assert!(distinct.is_subset(&sent));
+    assert_eq!(shown.len(), messenger_agent::MAX_PENDING);
+    desktop.wait_displayed(messenger_agent::MAX_PENDING + 1);
+    // Nothing more trickles in: the count was final.
+    std::thread::sleep(Duration::from_millis(500));
+    let log = desktop.agent_log();
+    assert_eq!(
+        logged_ids(&log, "shown").len() as u64 + last_summary_count(&log).unwrap_or(0),
+        count as u64
+    );
+    desktop.screenshot("agent-after-lag.png");
+}
+
 #[test]
 fn the_agent_survives_restarts_and_floods_and_only_the_user_marks_read() {
     if skip("the_agent_survives_restarts_and_floods_and_only_the_user_marks_read") {

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 /// Messages a slow follower may fall behind by before it misses some. The follow stream then
 /// says so (`Lagged`), and a follower that must not miss anything lists the inbox after the
 /// last id it saw.
-const FOLLOW_BACKLOG: usize = 1024;
+pub const FOLLOW_BACKLOG: usize = 1024;
 
 /// Read receipts a slow waiting sender may fall behind by before it checks the inbox
 /// itself; reads come at the pace people read, so this is seldom near.
