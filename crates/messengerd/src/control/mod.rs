@@ -18,8 +18,8 @@ use messenger_core::nerr::{
 use messenger_core::transport::SendError;
 use messenger_ipc::{
     decode_line, encode_line, Audience, IpcError, MessageView, NameInfo, Reply, Request,
-    SendResult, StatusInfo, MAX_LINE_LEN, MAX_PAGE_BYTES, MAX_PAGE_MESSAGES, MAX_WAIT_SECS,
-    PROTOCOL_VERSION,
+    SendResult, SendTarget, StatusInfo, MAX_LINE_LEN, MAX_PAGE_BYTES, MAX_PAGE_MESSAGES,
+    MAX_WAIT_SECS, PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -33,6 +33,7 @@ use crate::util::{lock, now_micros, rfc3339};
 
 mod deliver;
 mod expiring;
+mod per_session;
 
 /// Connections to the control socket served at once; the command line opens one per command.
 const MAX_CONTROL_CONNECTIONS: usize = 256;
@@ -382,7 +383,14 @@ async fn handle(service: &Arc<Service>, caller: &Caller, request: Request) -> Re
                 allow_long,
                 wait: wait_secs.map(|s| Duration::from_secs(s.min(MAX_WAIT_SECS))),
             };
-            send_reply(expiring::send(service, caller, target, text, options, expire).await)
+            // `/USERS` reports each login session it reached (see `per_session`).
+            let sessions =
+                matches!(target, SendTarget::Users).then(|| per_session::snapshot(service));
+            let outcome = expiring::send(service, caller, target, text, options, expire).await;
+            send_reply(match sessions {
+                Some(sessions) => outcome.map(|o| per_session::expand(o, &sessions)),
+                None => outcome,
+            })
         }
         Request::Deliver(delivery) => deliver::deliver(service, caller, delivery).await,
     }

@@ -184,12 +184,14 @@ mod tests {
                 line: "pts/1".into(),
                 host: String::new(),
                 pid: 1,
+                seat: String::new(),
             },
             LoginSession {
                 user: "bob".into(),
                 line: "pts/2".into(),
                 host: String::new(),
                 pid: 2,
+                seat: String::new(),
             },
         ];
         let shown = sink.show(&popup("hello"), &sessions);
@@ -205,6 +207,7 @@ mod tests {
             line: line.into(),
             host: String::new(),
             pid: 1,
+            seat: String::new(),
         };
         let all = vec![
             session("alice", "pts/1"),

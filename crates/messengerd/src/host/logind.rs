@@ -125,9 +125,9 @@ impl Logind {
     async fn read_sessions(&self) -> Result<Vec<LoginSession>, LogindError> {
         let listed = self.manager.list_sessions().await?;
         let mut sessions = Vec::new();
-        for (_, _, _, _, path) in listed.into_iter().take(MAX_SESSIONS) {
+        for (_, _, _, seat, path) in listed.into_iter().take(MAX_SESSIONS) {
             // A session that ends while we read it is simply not there any more.
-            match self.read_session(path).await {
+            match self.read_session(path, seat).await {
                 Ok(Some(session)) => sessions.push(session),
                 Ok(None) => {}
                 Err(e) => tracing::debug!(error = %e, "skipping a logind session"),
@@ -139,6 +139,7 @@ impl Logind {
     async fn read_session(
         &self,
         path: OwnedObjectPath,
+        seat: String,
     ) -> Result<Option<LoginSession>, zbus::Error> {
         let session = SessionProxy::builder(&self.connection)
             .path(path)?
@@ -154,6 +155,7 @@ impl Logind {
             remote_host: session.remote_host().await?,
             state: session.state().await?,
             leader: session.leader().await?,
+            seat,
         };
         Ok(described.to_login_session())
     }
@@ -203,6 +205,7 @@ struct Described {
     remote_host: String,
     state: String,
     leader: u32,
+    seat: String,
 }
 
 impl Described {
@@ -229,6 +232,7 @@ impl Described {
                 String::new()
             },
             pid: i32::try_from(self.leader).unwrap_or(0),
+            seat: self.seat.clone(),
         })
     }
 }
@@ -247,6 +251,7 @@ mod tests {
             remote_host: "10.0.0.5".into(),
             state: "active".into(),
             leader: 4242,
+            seat: String::new(),
         }
     }
 
@@ -260,6 +265,7 @@ mod tests {
                 line: "pts/3".into(),
                 host: "10.0.0.5".into(),
                 pid: 4242,
+                seat: String::new(),
             }
         );
         let local = Described {

@@ -38,6 +38,9 @@ pub struct LoginSession {
     pub host: String,
     /// Process id of the session leader.
     pub pid: i32,
+    /// The seat of the session (`seat0`), as logind tells it; empty from utmp, and for
+    /// sessions on no seat (remote ones).
+    pub seat: String,
 }
 
 /// Parses the records of a utmp file. Records that are not login sessions, or that are
@@ -71,6 +74,7 @@ fn parse_record(rec: &[u8]) -> Option<LoginSession> {
         line,
         host,
         pid,
+        seat: String::new(),
     })
 }
 

@@ -301,6 +301,7 @@ async fn sessions_are_read_from_logind_and_changes_are_announced() {
             line: "pts/4".into(),
             host: String::new(),
             pid: 4000,
+            seat: "seat0".into(),
         }],
         "the greeter is not a user's session"
     );
@@ -402,4 +403,74 @@ async fn the_service_registers_users_of_desktop_sessions_from_logind() {
         assert!(Instant::now() < deadline, "NOBODY was not released");
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// `/USERS` with sessions from logind: a user with a remote terminal session and a desktop
+/// session is reported on both (terminal and remote host, seat), and gets one copy.
+#[tokio::test]
+async fn users_reports_each_logind_session_of_a_user() {
+    let Some(bus) = PrivateBus::start() else {
+        return;
+    };
+    let stand_in = StandInLogind::start(&bus).await;
+    let daemon = crate::process::Daemon::start_with_env(
+        0,
+        "login_sessions = \"logind\"",
+        &[("DBUS_SYSTEM_BUS_ADDRESS", bus.address.as_str())],
+    )
+    .await;
+    let socket = daemon.control();
+    stand_in
+        .log_in(FakeSession {
+            remote: true,
+            remote_host: "198.51.100.4".into(),
+            ..session("8", "nobody", "tty", "/dev/pts/9904")
+        })
+        .await;
+    stand_in
+        .log_in(session("9", "nobody", "wayland", "tty2"))
+        .await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let reply = control_call(&socket, crate::users::to_users("from logind")).await;
+        let lines = match &reply {
+            Reply::Sent { .. } => crate::users::sent_to(reply),
+            _ => Vec::new(),
+        };
+        // Until the service has read both sessions.
+        if lines.len() == 2 {
+            assert_eq!(
+                lines,
+                vec![
+                    ("nobody on pts/9904 (from 198.51.100.4)".to_owned(), true),
+                    ("nobody on seat0".to_owned(), true),
+                ]
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "sessions not read: {lines:?}");
+        tokio::time::sleep(POLL).await;
+    }
+    // Each send stored one copy for the one user.
+    let listed = control_call(
+        &socket,
+        Request::InboxList {
+            unread_only: false,
+            all_users: true,
+            after_id: None,
+            limit: None,
+            last: None,
+        },
+    )
+    .await;
+    let Reply::Messages { messages, .. } = listed else {
+        panic!("{listed:?}")
+    };
+    let last = messages.last().expect("a message");
+    assert_eq!(last.text, "from logind");
+    assert_eq!(
+        last.audience,
+        messenger_ipc::Audience::User,
+        "one user's copy"
+    );
 }

@@ -14,6 +14,7 @@
 //! - [`organisation`]: delivery across subnets through NATS JetStream;
 //! - [`receipts`]: senders who wait until their message is read;
 //! - [`expiry`]: messages that expire unless read in time (`send --time`);
+//! - [`users`]: `/USERS` reports each login session it reached;
 //! - [`process`]: the binary: `--check-config`, SIGKILL durability, SIGTERM shutdown, and
 //!   the message command.
 
@@ -29,3 +30,4 @@ mod organisation;
 mod process;
 mod receipts;
 mod session;
+mod users;

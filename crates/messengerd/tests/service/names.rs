@@ -326,6 +326,7 @@ async fn an_add_that_fails_after_a_login_took_the_name_leaves_it_to_the_user() {
             line: String::new(),
             host: String::new(),
             pid: 1,
+            seat: String::new(),
         }])
         .await;
     assert!(!svc.service.is_alias_of(&dave, alias_owner));

@@ -103,7 +103,7 @@ async fn only_the_recipient_reading_counts() {
 }
 
 /// `/USERS` waits for each user's copy: a user who read it is reported read, one who did not
-/// is reported unread.
+/// is reported unread (each on the line of their login session).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_are_reported_each_on_their_own() {
     if skip_unless_root("users_are_reported_each_on_their_own") {
@@ -136,8 +136,14 @@ async fn users_are_reported_each_on_their_own() {
     assert_eq!(
         receipts,
         vec![
-            ("daemon".to_owned(), Some(Receipt::NotReadInTime)),
-            ("nobody".to_owned(), Some(Receipt::Read)),
+            (
+                "daemon on a session without a terminal".to_owned(),
+                Some(Receipt::NotReadInTime)
+            ),
+            (
+                "nobody on a session without a terminal".to_owned(),
+                Some(Receipt::Read)
+            ),
         ]
     );
 }
