@@ -658,12 +658,9 @@ fn the_agent_catches_up_from_the_inbox_after_its_stream_lagged() {
     wait_for("the agent following", || {
         desktop.agent_log().contains("following the inbox")
     });
-    let pid = agent.0.id().to_string();
-    let signal = |sig: &str| {
-        let status = Command::new("kill").args([sig, &pid]).status().unwrap();
-        assert!(status.success(), "kill {sig}");
-    };
-    signal("-STOP");
+    let pid = nix::unistd::Pid::from_raw(agent.0.id() as i32);
+    let signal = |sig| nix::sys::signal::kill(pid, sig).expect("signal the agent");
+    signal(nix::sys::signal::Signal::SIGSTOP);
     // Enough to fill the socket to the stopped agent (at most the default send buffer; the
     // kernel accounts for well over 512 bytes a message, with its buffer's overhead) and
     // then the service's backlog. Short texts: dunst lays long ones out slowly.
@@ -688,7 +685,7 @@ fn the_agent_catches_up_from_the_inbox_after_its_stream_lagged() {
             .unwrap();
         assert!(matches!(reply, Reply::Sent { .. }), "{reply:?}");
     }
-    signal("-CONT");
+    signal(nix::sys::signal::Signal::SIGCONT);
     // Every id of the flood, a page at a time.
     let mut sent = std::collections::BTreeSet::new();
     loop {
