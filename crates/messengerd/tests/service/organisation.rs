@@ -186,6 +186,15 @@ async fn without_a_reachable_cluster_the_lan_works_as_before() {
     };
     assert_eq!(results[0].error, None);
     a.wait_for_message("still here").await;
+    // A name the LAN does not know may be on another subnet: the sender is told why it
+    // cannot be found now.
+    let reply = control_call(&a.control(), send_to("ELSEWHERE", "lost")).await;
+    let Reply::Sent { results } = reply else {
+        panic!("{reply:?}")
+    };
+    let error = results[0].error.as_ref().expect("not sent");
+    assert_eq!(error.code, messenger_core::nerr::NERR_NETWORK_ERROR);
+    assert!(error.message.contains("(NATS) is unreachable"), "{error:?}");
 }
 
 /// Waits until the directory has no holder for `name`.
