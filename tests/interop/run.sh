@@ -11,7 +11,8 @@
 #
 # Environment (all optional): INTEROP_KEEP=1 keeps the work directory (logs, capture) even
 # when everything passed; INTEROP_NO_BUILD=1 with MESSENGERD_BIN/MESSENGER_BIN uses given
-# binaries without cargo; the timeouts in lib/common.sh can be overridden likewise.
+# binaries without cargo; INTEROP_ONLY=organisation runs only the organisation checks (NATS
+# on routed subnets); the timeouts in lib/common.sh can be overridden likewise.
 set -u
 
 INTEROP_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -53,6 +54,10 @@ chmod 0755 "$WORK"
 . "$INTEROP_DIR/checks/samba.sh"
 # shellcheck source=checks/messengerd.sh
 . "$INTEROP_DIR/checks/messengerd.sh"
+# shellcheck source=lib/organisation.sh
+. "$INTEROP_DIR/lib/organisation.sh"
+# shellcheck source=checks/organisation.sh
+. "$INTEROP_DIR/checks/organisation.sh"
 
 # ---------------------------------------------------------------------------------------------
 # Teardown, run on every exit path (normal end, failure, Ctrl-C, SIGTERM).
@@ -66,6 +71,7 @@ teardown() {
 		stop_messengerd "$h"
 		stop_samba "$h"
 	done
+	stop_nats_cluster
 	stop_capture
 	kill_namespace_processes
 	delete_namespaces
@@ -144,23 +150,30 @@ add_host samba2     10.77.0.11  SAMBA2        TESTGROUP  || die "cannot create s
 # sambabeside: nmbd and smbd own the NetBIOS ports; messengerd runs beside them (check 7).
 add_host sambabeside 10.77.0.12 FILESRV       TESTGROUP  || die "cannot create sambabeside"
 
-start_capture || die "cannot start the capture"
-for h in "${HOSTS[@]}"; do
-	info "$(printf '%-10s %-12s %-10s %-10s namespace %s' "$h" "${HOST_IP[$h]}" "${HOST_NB[$h]}" "${HOST_WG[$h]}" "$(ns_of "$h")")"
-done
+if [ "${INTEROP_ONLY:-}" != organisation ]; then
+	start_capture || die "cannot start the capture"
+	for h in "${HOSTS[@]}"; do
+		info "$(printf '%-10s %-12s %-10s %-10s namespace %s' "$h" "${HOST_IP[$h]}" "${HOST_NB[$h]}" "${HOST_WG[$h]}" "$(ns_of "$h")")"
+	done
 
-check "network: hosta reaches every other host over the bridge" network_reachable
-run_samba_checks
-find_binaries
-run_messengerd_checks
+	check "network: hosta reaches every other host over the bridge" network_reachable
+	run_samba_checks
+	find_binaries
+	run_messengerd_checks
 
-# Stop everything that sends, then read the capture.
-for h in "${HOSTS[@]}"; do
-	stop_messengerd "$h"
-	stop_samba "$h"
-done
-stop_capture
-run_capture_checks
+	# Stop everything that sends, then read the capture.
+	for h in "${HOSTS[@]}"; do
+		stop_messengerd "$h"
+		stop_samba "$h"
+	done
+	stop_capture
+	run_capture_checks
+else
+	find_binaries
+fi
+
+# The organisation's network: a topology of its own (routed subnets), after the LAN's.
+run_organisation_checks
 
 teardown
 check "teardown: no namespace or process of this run is left" nothing_left_behind

@@ -174,6 +174,11 @@ impl Transport for NatsTransport {
 }
 
 impl NatsTransport {
+    /// Whether the cluster may be used now (see [`Nats::is_usable`]). No I/O.
+    pub fn is_usable(&self) -> bool {
+        self.nats.is_usable()
+    }
+
     /// Whether a directed message for `name` has somewhere to go in the organisation other
     /// than this host: another host holds the name, the user is logged in on another host,
     /// or the user has a queue where it waits for their next login. Asked by the gateway for

@@ -228,6 +228,7 @@ declare -A NEEDED_COMMANDS=(
 	[ss]=iproute2
 	[bridge]=iproute2
 	[python3]=python3
+	[nats-server]=nats-server
 )
 
 # Install whatever is missing (root only); `apt-get update` only when something is.
@@ -244,7 +245,7 @@ ensure_packages() {
 	DEBIAN_FRONTEND=noninteractive apt-get update -q >"$WORK/apt.log" 2>&1 ||
 		die "apt-get update failed; see $WORK/apt.log"
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-		samba smbclient samba-common-bin tshark tcpdump iproute2 python3 >>"$WORK/apt.log" 2>&1 ||
+		samba smbclient samba-common-bin tshark tcpdump iproute2 python3 nats-server >>"$WORK/apt.log" 2>&1 ||
 		die "apt-get install failed; see $WORK/apt.log"
 	for cmd in "${!NEEDED_COMMANDS[@]}"; do
 		command -v "$cmd" >/dev/null 2>&1 || die "$cmd still missing after installing packages"

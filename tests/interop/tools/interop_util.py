@@ -68,12 +68,15 @@ def expected_text(args):
 
 
 def cmd_inbox_find(args):
+    """Exit 0 when a message matches; with --count N, when exactly N match."""
     text = expected_text(args)
     to = arg_value(args, "--to")
     frm = arg_value(args, "--from")
     transport = arg_value(args, "--transport")
     source = arg_value(args, "--source")
+    count = arg_value(args, "--count")
     seen = []
+    matched = 0
     for line in sys.stdin:
         line = line.strip()
         if not line:
@@ -94,8 +97,13 @@ def cmd_inbox_find(args):
             continue
         if source is not None and source not in str(msg.get("source", "")):
             continue
+        matched += 1
+        if count is None:
+            return 0
+    if count is not None and matched == int(count):
         return 0
-    print(f"no inbox message matches text={short(text)} to={to} from={frm} "
+    wanted = "no" if count is None else f"{matched} (not {count})"
+    print(f"{wanted} inbox messages match text={short(text)} to={to} from={frm} "
           f"transport={transport} source={source}; inbox holds {len(seen)}:")
     for m in seen:
         m = dict(m)

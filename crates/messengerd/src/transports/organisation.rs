@@ -180,7 +180,7 @@ async fn connect(
 ) -> Option<(Nats, Directory)> {
     loop {
         let attempt = async {
-            let nats = Nats::connect(settings.clone())
+            let nats = Nats::connect_host(settings.clone(), host)
                 .await
                 .map_err(|e| e.to_string())?;
             let directory = Directory::open(&nats, host.clone())
@@ -331,14 +331,25 @@ async fn keep_names(
             .collect();
         for name in gone {
             if let Some(holding) = held.remove(&name) {
-                if let Err(e) = directory.release(holding).await {
-                    tracing::debug!(%name, error = %e, "releasing a name from the directory failed");
+                match directory.release(holding).await {
+                    Ok(()) => {
+                        tracing::info!(%name, "name released from the organisation's directory")
+                    }
+                    Err(e) => {
+                        tracing::debug!(%name, error = %e, "releasing a name from the directory failed")
+                    }
                 }
             }
         }
         for user in users_recorded.iter().filter(|u| !users.contains(u)) {
-            if let Err(e) = directory.clear_user_here(user).await {
-                tracing::debug!(%user, error = %e, "cannot record a logout in the directory");
+            match directory.clear_user_here(user).await {
+                Ok(()) => tracing::info!(
+                    %user,
+                    "logout recorded in the organisation's directory; messages wait in the user's queue"
+                ),
+                Err(e) => {
+                    tracing::debug!(%user, error = %e, "cannot record a logout in the directory")
+                }
             }
         }
         for user in &users {

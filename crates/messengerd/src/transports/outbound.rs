@@ -215,6 +215,19 @@ pub(crate) async fn send(
                     // name nor a host): the request fails as a whole, as the command line
                     // reports it.
                     Err(e) if e.input => return Err(e),
+                    // Not on the LAN, and the directory could not be asked: say why the
+                    // name may well exist on another subnet.
+                    Err(mut e)
+                        if e.code == NERR_NAME_NOT_FOUND && organisation_unreachable(service) =>
+                    {
+                        e.code = NERR_NETWORK_ERROR;
+                        e.message = format!(
+                            "{} The organisation's message network (NATS) is unreachable, so \
+                             names on other subnets cannot be found now.",
+                            e.message
+                        );
+                        Err(e)
+                    }
                     other => other,
                 }
             };
@@ -348,6 +361,16 @@ pub(crate) async fn send(
                 .collect())
         }
     }
+}
+
+/// Whether `[nats]` is configured but the cluster cannot be used now (never connected, or
+/// down for longer than the reconnect grace).
+fn organisation_unreachable(service: &Service) -> bool {
+    service.settings.nats.is_some()
+        && service
+            .organisation
+            .get()
+            .is_none_or(|o| !o.transport.is_usable())
 }
 
 /// The NetBIOS transport with the service's configuration and interfaces.
