@@ -200,21 +200,30 @@ impl Inbox {
         expires_at: i64,
     ) -> Result<i64, StoreError> {
         self.disk.check()?;
-        let copy = (self.new_messages.receiver_count() > 0).then(|| message.clone());
-        let id = self
-            .with_store(move |s| s.insert_expiring(&message, expires_at))
-            .await?;
-        self.expiry_added.notify_one();
-        if let Some(message) = copy {
-            let _ = self.new_messages.send(StoredMessage {
-                id,
-                message,
-                read: false,
-                read_by: Vec::new(),
-                expires_at: Some(expires_at),
-                expired: false,
-            });
+        let (tx, rx) = oneshot::channel();
+        // As in `store`: queued under the gate, and handed to followers on the writer thread
+        // right after its commit, so that they see it in id order among the others.
+        {
+            let _gate = crate::util::lock(&self.follow_gate);
+            let followers = (self.new_messages.receiver_count() > 0)
+                .then(|| (self.new_messages.clone(), message.clone()));
+            self.committer.execute(move |store| {
+                let result = store.insert_expiring(&message, expires_at);
+                if let (Ok(id), Some((followers, message))) = (&result, followers) {
+                    let _ = followers.send(StoredMessage {
+                        id: *id,
+                        message,
+                        read: false,
+                        read_by: Vec::new(),
+                        expires_at: Some(expires_at),
+                        expired: false,
+                    });
+                }
+                let _ = tx.send(result);
+            })?;
         }
+        let id = rx.await.map_err(|_| closed())??;
+        self.expiry_added.notify_one();
         Ok(id)
     }
 
