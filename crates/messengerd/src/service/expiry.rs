@@ -110,11 +110,63 @@ async fn settle(inbox: &Inbox) -> Result<Duration, messenger_store::StoreError> 
     if expired > 0 {
         tracing::info!(expired, "messages expired unread");
     }
-    Ok(match inbox.next_expiry().await? {
+    Ok(pause_before(inbox.next_expiry().await?, now_micros()))
+}
+
+/// How long the timer sleeps at `now_micros` when the next expiry is `next` (unix
+/// microseconds): until it, at once if it is past, and never longer than
+/// [`MAX_EXPIRY_SLEEP`].
+fn pause_before(next: Option<i64>, now_micros: i64) -> Duration {
+    match next {
         Some(at) => {
-            let wait = u64::try_from(at.saturating_sub(now_micros())).unwrap_or(0);
+            let wait = u64::try_from(at.saturating_sub(now_micros)).unwrap_or(0);
             Duration::from_micros(wait).min(MAX_EXPIRY_SLEEP)
         }
         None => MAX_EXPIRY_SLEEP,
-    })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_700_000_000_000_000;
+
+    #[test]
+    fn the_timer_sleeps_until_the_next_expiry_and_no_longer_than_its_cap() {
+        assert_eq!(
+            pause_before(Some(NOW + 1_500_000), NOW),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(pause_before(Some(NOW), NOW), Duration::ZERO);
+        assert_eq!(pause_before(Some(NOW - 5_000_000), NOW), Duration::ZERO);
+        assert_eq!(pause_before(Some(i64::MIN), NOW), Duration::ZERO);
+        assert_eq!(pause_before(Some(i64::MAX), NOW), MAX_EXPIRY_SLEEP);
+        assert_eq!(pause_before(None, NOW), MAX_EXPIRY_SLEEP);
+    }
+
+    #[tokio::test]
+    async fn a_send_stores_with_its_expiry_only_inside_its_scope() {
+        assert_eq!(expiry_of_this_send(NOW), None);
+        stored_by_this_send(1); // outside any send: ignored
+        let ((), ids) = with_expiry(Some(Duration::from_secs(60)), async {
+            assert_eq!(expiry_of_this_send(NOW), Some(NOW + 60_000_000));
+            stored_by_this_send(7);
+        })
+        .await;
+        assert_eq!(ids, vec![7]);
+        let ((), ids) = with_expiry(None, async {
+            assert_eq!(expiry_of_this_send(NOW), None);
+        })
+        .await;
+        assert!(ids.is_empty());
+        // A spawned task is not part of the send.
+        let ((), _) = with_expiry(Some(Duration::from_secs(1)), async {
+            let inner = tokio::spawn(async { expiry_of_this_send(NOW) })
+                .await
+                .unwrap();
+            assert_eq!(inner, None);
+        })
+        .await;
+    }
 }
