@@ -13,6 +13,7 @@
 //! - [`follow`]: the follow stream: resuming, order, and telling a slow follower of a gap;
 //! - [`organisation`]: delivery across subnets through NATS JetStream;
 //! - [`receipts`]: senders who wait until their message is read;
+//! - [`namespaces`]: socket activation on two subnets at once, in network namespaces (root);
 //! - [`process`]: the binary: `--check-config`, SIGKILL durability, SIGTERM shutdown, and
 //!   the message command.
 
@@ -23,6 +24,7 @@ mod harness;
 mod inbox;
 mod logind;
 mod names;
+mod namespaces;
 mod organisation;
 mod process;
 mod receipts;

@@ -14,13 +14,13 @@ use netbios::NetbiosName;
 
 use crate::harness::*;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_messengerd");
+pub(crate) const BINARY: &str = env!("CARGO_BIN_EXE_messengerd");
 
 /// A `messengerd` process, killed if a test ends without stopping it.
 pub(crate) struct Daemon {
-    child: Child,
-    dir: tempfile::TempDir,
-    session: SocketAddrV4,
+    pub(crate) child: Child,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) session: SocketAddrV4,
 }
 
 impl Drop for Daemon {
@@ -46,7 +46,7 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
-fn log_filter() -> String {
+pub(crate) fn log_filter() -> String {
     std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into())
 }
 
@@ -130,12 +130,12 @@ impl Daemon {
         self.dir.path().join("run/messengerd.pid")
     }
 
-    fn inbox(&self) -> PathBuf {
+    pub(crate) fn inbox(&self) -> PathBuf {
         self.dir.path().join("data").join(messengerd::INBOX_FILE)
     }
 
     /// Waits until the control socket answers and the computer name is registered.
-    async fn wait_until_ready(&mut self) {
+    pub(crate) async fn wait_until_ready(&mut self) {
         let deadline = Instant::now() + WAIT;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -160,13 +160,13 @@ impl Daemon {
         }
     }
 
-    fn signal(&self, signal: nix::sys::signal::Signal) {
+    pub(crate) fn signal(&self, signal: nix::sys::signal::Signal) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         nix::sys::signal::kill(pid, signal).expect("signal messengerd");
     }
 
     /// Waits for the process to exit and returns its status.
-    async fn wait_for_exit(&mut self) -> std::process::ExitStatus {
+    pub(crate) async fn wait_for_exit(&mut self) -> std::process::ExitStatus {
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -390,7 +390,7 @@ async fn shutdown_waits_for_every_task_and_counts_what_it_cuts() {
 
 /// systemd's socket activation stand-in (package systemd), which hands its listening sockets
 /// to the program it starts as `LISTEN_FDS`, passing through those it inherited itself.
-const SOCKET_ACTIVATE: &str = "systemd-socket-activate";
+pub(crate) const SOCKET_ACTIVATE: &str = "systemd-socket-activate";
 
 /// Whether systemd-socket-activate can run; says loudly why the test cannot when not.
 fn socket_activate_installed() -> bool {
