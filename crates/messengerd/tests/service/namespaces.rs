@@ -13,7 +13,6 @@ use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use messenger_store::Store;
 use netbios::{NetbiosName, QualifiedName};
 
 use crate::harness::*;
@@ -362,27 +361,12 @@ async fn wildcard_sockets_serve_two_subnets_each_from_its_own_address() {
     }
 
     // All four in the inbox, each from its subnet's peer.
-    let path = daemon.inbox();
-    let deadline = Instant::now() + WAIT;
-    let mut got = Vec::new();
-    while got.len() < 4 {
-        assert!(
-            Instant::now() < deadline,
-            "four messages stored, got {got:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let path = path.clone();
-        got = tokio::task::spawn_blocking(move || {
-            let store = Store::open(&path).expect("open the inbox");
-            let listed = store.list(&Default::default()).expect("list");
-            listed
-                .into_iter()
-                .map(|m| (m.message.text, m.message.source.map(|a| a.ip())))
-                .collect::<Vec<_>>()
-        })
+    let mut got: Vec<_> = daemon
+        .stored(4)
         .await
-        .unwrap();
-    }
+        .into_iter()
+        .map(|m| (m.text, m.source.map(|a| a.ip())))
+        .collect();
     got.sort();
     let mut expected = Vec::new();
     for s in &subnets {

@@ -134,6 +134,31 @@ impl Daemon {
         self.dir.path().join("data").join(messengerd::INBOX_FILE)
     }
 
+    /// Waits until the inbox holds at least `count` messages and returns them.
+    pub(crate) async fn stored(&self, count: usize) -> Vec<messenger_core::message::NewMessage> {
+        let path = self.inbox();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let path = path.clone();
+            let got = tokio::task::spawn_blocking(move || {
+                let store = Store::open(&path).expect("open the inbox");
+                let listed = store.list(&Default::default()).expect("list");
+                listed.into_iter().map(|m| m.message).collect::<Vec<_>>()
+            })
+            .await
+            .unwrap();
+            if got.len() >= count {
+                return got;
+            }
+            let texts: Vec<_> = got.iter().map(|m| &m.text).collect();
+            assert!(
+                Instant::now() < deadline,
+                "{count} messages stored, got {texts:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until the control socket answers and the computer name is registered.
     pub(crate) async fn wait_until_ready(&mut self) {
         let deadline = Instant::now() + WAIT;
@@ -505,27 +530,7 @@ async fn socket_activation_serves_the_inherited_sockets() {
     .await
     .unwrap();
 
-    let path = daemon.inbox();
-    let mut texts = Vec::new();
-    let deadline = Instant::now() + WAIT;
-    while texts.len() < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "both messages stored, got {texts:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let path = path.clone();
-        texts = tokio::task::spawn_blocking(move || {
-            let store = Store::open(&path).expect("open the inbox");
-            let listed = store.list(&Default::default()).expect("list");
-            listed
-                .into_iter()
-                .map(|m| m.message.text)
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap();
-    }
+    let mut texts: Vec<String> = daemon.stored(2).await.into_iter().map(|m| m.text).collect();
     texts.sort();
     assert_eq!(
         texts,
