@@ -155,24 +155,26 @@ impl Sockets {
 
     /// The local address of the first name service socket.
     pub fn name_addr(&self) -> Option<SocketAddr> {
-        match &self.shared {
-            Some(shared) => shared.name.local_addr().ok(),
-            None => self
-                .interfaces
-                .first()
-                .and_then(|s| s.name.local_addr().ok()),
-        }
+        self.first_udp_addr(|s| &s.name, |s| &s.name)
     }
 
     /// The local address of the first datagram service socket.
     pub fn datagram_addr(&self) -> Option<SocketAddr> {
-        match &self.shared {
-            Some(shared) => shared.datagram.local_addr().ok(),
-            None => self
-                .interfaces
-                .first()
-                .and_then(|s| s.datagram.local_addr().ok()),
-        }
+        self.first_udp_addr(|s| &s.datagram, |s| &s.datagram)
+    }
+
+    /// The local address of the shared socket `shared` picks, or else of the first
+    /// interface's socket `own` picks.
+    fn first_udp_addr(
+        &self,
+        shared: fn(&SharedSockets) -> &UdpSocket,
+        own: fn(&InterfaceSockets) -> &UdpSocket,
+    ) -> Option<SocketAddr> {
+        let socket = match &self.shared {
+            Some(s) => shared(s),
+            None => own(self.interfaces.first()?),
+        };
+        socket.local_addr().ok()
     }
 
     /// Every interface served, whether by sockets of its own or by shared ones.

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use netbios::{NetbiosName, QualifiedName};
 
 use crate::harness::*;
-use crate::process::{log_filter, Daemon, BINARY, SOCKET_ACTIVATE};
+use crate::process::{log_filter, write_config_with, Daemon, BINARY, SOCKET_ACTIVATE};
 
 /// NetBIOS's well-known ports, which the socket unit binds.
 const NAME_PORT: u16 = 137;
@@ -135,30 +135,6 @@ fn build(service_ns: &str, subnets: &[Subnet]) {
     }
 }
 
-/// The service's configuration: every interface (no `listen_addresses`), the default ports.
-fn write_config(dir: &tempfile::TempDir) -> std::path::PathBuf {
-    let utmp = dir.path().join("utmp");
-    write_utmp(&utmp, &[]);
-    let config = dir.path().join("messenger.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "computer_name = \"{COMPUTER}\"\n\
-             workgroup = \"{WORKGROUP}\"\n\
-             data_dir = \"{data}\"\n\
-             control_socket = \"{run}/control.sock\"\n\
-             utmp_path = \"{utmp}\"\n\
-             [policy]\n\
-             rate_limit = false\n",
-            data = dir.path().join("data").display(),
-            run = dir.path().join("run").display(),
-            utmp = utmp.display(),
-        ),
-    )
-    .unwrap();
-    config
-}
-
 /// A name registration request (RFC 1002 4.2.2: opcode 5, a request) from `source`, returning
 /// the address it registers (the NB_ADDRESS that ends it).
 fn registration_address(packet: &[u8]) -> Option<Ipv4Addr> {
@@ -263,7 +239,8 @@ async fn wildcard_sockets_serve_two_subnets_each_from_its_own_address() {
 
     // messengerd.socket's sockets: TCP 139, then UDP 137 and 138, all on the wildcard.
     let dir = open_tempdir();
-    let config = write_config(&dir);
+    // Every interface (no listen_addresses), the default ports.
+    let config = write_config_with(&dir, "");
     let any = |port: u16| format!("--listen=0.0.0.0:{port}");
     let child = Command::new("ip")
         .args(["netns", "exec", &service_ns, SOCKET_ACTIVATE])

@@ -59,6 +59,21 @@ fn write_config(
     session_port: u16,
     extra: &str,
 ) -> PathBuf {
+    write_config_with(
+        dir,
+        &format!(
+            "listen_addresses = [\"127.0.0.1\"]\n\
+             name_port = {name_port}\n\
+             datagram_port = {datagram_port}\n\
+             session_port = {session_port}\n\
+             {extra}\n"
+        ),
+    )
+}
+
+/// Writes a test service's configuration into `dir`, with `top_level` (interfaces, ports)
+/// added to its top level; returns its path.
+pub(crate) fn write_config_with(dir: &tempfile::TempDir, top_level: &str) -> PathBuf {
     let utmp = dir.path().join("utmp");
     write_utmp(&utmp, &[]);
     let config = dir.path().join("messenger.toml");
@@ -70,11 +85,7 @@ fn write_config(
              data_dir = \"{data}\"\n\
              control_socket = \"{run}/control.sock\"\n\
              utmp_path = \"{utmp}\"\n\
-             listen_addresses = [\"127.0.0.1\"]\n\
-             name_port = {name_port}\n\
-             datagram_port = {datagram_port}\n\
-             session_port = {session_port}\n\
-             {extra}\n\
+             {top_level}\n\
              [policy]\n\
              rate_limit = false\n",
             data = dir.path().join("data").display(),
