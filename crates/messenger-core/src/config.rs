@@ -226,6 +226,11 @@ pub struct NatsTable {
     pub credentials: Option<PathBuf>,
     /// `token`: an authentication token, instead of `credentials`.
     pub token: Option<String>,
+    /// `user`: a user name, with `password`, instead of `credentials` or `token` (the form of
+    /// a server configuration's `authorization { users = [...] }` with per-host permissions).
+    pub user: Option<String>,
+    /// `password`: the password of `user`.
+    pub password: Option<String>,
     /// `tls_ca`: the CA certificate (PEM) the servers' certificates must chain to.
     pub tls_ca: Option<PathBuf>,
     /// `tls_cert`: this host's client certificate (PEM), with `tls_key`.

@@ -32,6 +32,10 @@ const DAY_SECS: u64 = 24 * 60 * 60;
 /// before the entry expires.
 pub const REFRESHES_PER_MAX_AGE: u32 = 3;
 
+/// Longest `user` or `password`, in bytes: far more than any account name or generated
+/// password needs, and short enough to paste into a server's configuration.
+pub const MAX_CREDENTIAL_LEN: usize = 256;
+
 /// How the service authenticates to NATS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credentials {
@@ -41,6 +45,13 @@ pub enum Credentials {
     File(PathBuf),
     /// A token.
     Token(String),
+    /// A user name and password.
+    UserPassword {
+        /// The user.
+        user: String,
+        /// Their password.
+        password: String,
+    },
 }
 
 /// TLS settings.
@@ -100,12 +111,35 @@ impl NatsSettings {
         for server in &table.servers {
             validate_server(server)?;
         }
-        let credentials = match (&table.credentials, &table.token) {
-            (Some(_), Some(_)) => return Err(NatsConfigError::TwoCredentials),
-            (Some(file), None) => Credentials::File(file.clone()),
-            (None, Some(token)) if token.is_empty() => return Err(NatsConfigError::EmptyToken),
-            (None, Some(token)) => Credentials::Token(token.clone()),
-            (None, None) => Credentials::None,
+        let user = match (&table.user, &table.password) {
+            (Some(user), Some(password)) if !user.is_empty() && !password.is_empty() => {
+                // Both go into the servers' configuration (`messengerd --nats-permissions`)
+                // as quoted strings: nothing there may end the quote.
+                let plain_user = user.len() <= MAX_CREDENTIAL_LEN
+                    && user
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+                let plain_password = password.len() <= MAX_CREDENTIAL_LEN
+                    && password
+                        .chars()
+                        .all(|c| !c.is_control() && c != '"' && c != '\\');
+                if !plain_user || !plain_password {
+                    return Err(NatsConfigError::BadUserOrPassword);
+                }
+                Some((user.clone(), password.clone()))
+            }
+            (None, None) => None,
+            _ => return Err(NatsConfigError::UserWithoutPassword),
+        };
+        let credentials = match (&table.credentials, &table.token, user) {
+            (Some(file), None, None) => Credentials::File(file.clone()),
+            (None, Some(token), None) if token.is_empty() => {
+                return Err(NatsConfigError::EmptyToken)
+            }
+            (None, Some(token), None) => Credentials::Token(token.clone()),
+            (None, None, Some((user, password))) => Credentials::UserPassword { user, password },
+            (None, None, None) => Credentials::None,
+            _ => return Err(NatsConfigError::TwoCredentials),
         };
         let client = match (&table.tls_cert, &table.tls_key) {
             (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
@@ -189,9 +223,19 @@ pub enum NatsConfigError {
     /// A server address that does not parse.
     #[error("[nats] servers: {0:?} is not a NATS server address (nats://host:port, without user or password)")]
     BadServer(String),
-    /// Both a credentials file and a token.
-    #[error("[nats] sets both credentials and token; use one")]
+    /// More than one of a credentials file, a token, a user.
+    #[error("[nats] sets more than one of credentials, token and user; use one")]
     TwoCredentials,
+    /// A user name with other characters than letters, digits, `.`, `_` and `-`, or a
+    /// password with a quote, a backslash or a control character, or either too long.
+    #[error(
+        "[nats] user may hold letters, digits, '.', '_' and '-', password anything but quotes, \
+         backslashes and control characters, each at most {MAX_CREDENTIAL_LEN} bytes"
+    )]
+    BadUserOrPassword,
+    /// A user without a password, or the reverse, or either empty.
+    #[error("[nats] user and password go together, and neither may be empty")]
+    UserWithoutPassword,
     /// An empty token.
     #[error("[nats] token is empty")]
     EmptyToken,
@@ -257,6 +301,40 @@ mod tests {
             NatsSettings::from_table(&t),
             Err(NatsConfigError::TwoCredentials)
         );
+        let mut t = table(&["nats://x:4222"]);
+        t.user = Some("sitea".into());
+        assert_eq!(
+            NatsSettings::from_table(&t),
+            Err(NatsConfigError::UserWithoutPassword)
+        );
+        t.password = Some("pw".into());
+        assert_eq!(
+            NatsSettings::from_table(&t).unwrap().credentials,
+            Credentials::UserPassword {
+                user: "sitea".into(),
+                password: "pw".into()
+            }
+        );
+        t.token = Some("t".into());
+        assert_eq!(
+            NatsSettings::from_table(&t),
+            Err(NatsConfigError::TwoCredentials)
+        );
+        t.token = None;
+        for (user, password) in [
+            ("a\"b", "pw"),
+            ("a b", "pw"),
+            ("sitea", "p\"w"),
+            ("sitea", "p\nw"),
+        ] {
+            t.user = Some(user.into());
+            t.password = Some(password.into());
+            assert_eq!(
+                NatsSettings::from_table(&t),
+                Err(NatsConfigError::BadUserOrPassword),
+                "{user:?} {password:?}"
+            );
+        }
         let mut t = table(&["nats://x:4222"]);
         t.tls_cert = Some("/c.pem".into());
         assert_eq!(

@@ -7,7 +7,8 @@ use tokio::sync::watch;
 
 use crate::config::{Credentials, NatsSettings};
 use crate::subject::{
-    BROADCAST_STREAM, HOST_SUBJECT_PREFIX, STREAM, USER_SUBJECT_PREFIX, WORKGROUP_SUBJECT_PREFIX,
+    BROADCAST_STREAM, HOST_SUBJECT_PREFIX, STREAM, USER_STREAM, USER_SUBJECT_PREFIX,
+    WORKGROUP_SUBJECT_PREFIX,
 };
 
 /// How long connecting to a server may take before the next is tried.
@@ -52,8 +53,27 @@ pub struct Nats {
 }
 
 impl Nats {
-    /// Connects to the cluster. The client reconnects by itself afterwards.
+    /// Connects to the cluster as a program that is not a host of the organisation (tools,
+    /// tests). The client reconnects by itself afterwards.
     pub async fn connect(settings: NatsSettings) -> Result<Self, NatsError> {
+        Self::connect_with(settings, None).await
+    }
+
+    /// Connects to the cluster as the host `host`: replies to its requests (JetStream's
+    /// answers and the messages its consumers pull) come on subjects under
+    /// [`crate::subject::host_inbox_prefix`], which an account can let this host alone
+    /// subscribe to (see [`crate::permissions`]).
+    pub async fn connect_host(
+        settings: NatsSettings,
+        host: &crate::subject::EncodedName,
+    ) -> Result<Self, NatsError> {
+        Self::connect_with(settings, Some(crate::subject::host_inbox_prefix(host))).await
+    }
+
+    async fn connect_with(
+        settings: NatsSettings,
+        inbox_prefix: Option<String>,
+    ) -> Result<Self, NatsError> {
         let (link_tx, link) = watch::channel(Link::Up);
         let mut options = async_nats::ConnectOptions::new()
             .event_callback(move |event| {
@@ -77,6 +97,9 @@ impl Nats {
             .connection_timeout(CONNECT_TIMEOUT)
             .request_timeout(Some(REQUEST_TIMEOUT))
             .name("messengerd");
+        if let Some(prefix) = inbox_prefix {
+            options = options.custom_inbox_prefix(prefix);
+        }
         match &settings.credentials {
             Credentials::None => {}
             Credentials::File(path) => {
@@ -86,6 +109,9 @@ impl Nats {
                     .map_err(|e| NatsError::Credentials(e.to_string()))?;
             }
             Credentials::Token(token) => options = options.token(token.clone()),
+            Credentials::UserPassword { user, password } => {
+                options = options.user_and_password(user.clone(), password.clone())
+            }
         }
         if let Some(ca) = &settings.tls.ca {
             options = options.add_root_certificates(ca.clone());
@@ -119,6 +145,11 @@ impl Nats {
     /// The settings this connection was made with.
     pub fn settings(&self) -> &NatsSettings {
         &self.settings
+    }
+
+    /// The client, for core NATS operations this crate does not wrap.
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
     }
 
     /// The JetStream context, for operations this crate does not wrap.
@@ -176,15 +207,33 @@ impl Nats {
     pub async fn stream(&self) -> Result<stream::Stream, NatsError> {
         self.ensure_stream(stream::Config {
             name: STREAM.to_owned(),
-            subjects: vec![
-                format!("{HOST_SUBJECT_PREFIX}*"),
-                format!("{USER_SUBJECT_PREFIX}*"),
-            ],
+            subjects: vec![format!("{HOST_SUBJECT_PREFIX}*")],
             max_age: self.settings.retention,
             duplicate_window: DUPLICATE_WINDOW.min(self.settings.retention),
             ..self.stream_defaults()
         })
         .await
+    }
+
+    /// The stream of user queues (`messenger.user.*`), with the same retention as
+    /// [`Nats::stream`]; created or brought to this configuration.
+    pub async fn user_stream(&self) -> Result<stream::Stream, NatsError> {
+        let config = stream::Config {
+            name: USER_STREAM.to_owned(),
+            subjects: vec![format!("{USER_SUBJECT_PREFIX}*")],
+            max_age: self.settings.retention,
+            duplicate_window: DUPLICATE_WINDOW.min(self.settings.retention),
+            ..self.stream_defaults()
+        };
+        match self.ensure_stream(config.clone()).await {
+            Ok(stream) => Ok(stream),
+            // A message stream from before user queues had a stream of their own still
+            // claims their subjects: bring it to its configuration first.
+            Err(_) => {
+                self.stream().await?;
+                self.ensure_stream(config).await
+            }
+        }
     }
 
     /// The broadcast stream (`messenger.workgroup.*`), kept for [`BROADCAST_RETENTION`]; like

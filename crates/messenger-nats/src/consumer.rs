@@ -20,7 +20,7 @@ use messenger_core::message::{NewMessage, TransportKind};
 use messenger_store::{Store, StoreError};
 
 use crate::connection::{Nats, NatsError};
-use crate::subject::{EncodedName, STREAM};
+use crate::subject::{EncodedName, USER_STREAM, USER_SUBJECT_PREFIX};
 use crate::wire::{MessageId, WireError, WireMessage};
 
 /// How long JetStream waits for an acknowledgement before it delivers a message again. An
@@ -244,7 +244,7 @@ pub async fn user_has_queue(nats: &Nats, user: &EncodedName) -> Result<bool, Nat
     // One request, and the stream's configuration is left alone (this runs per message).
     match nats
         .jetstream
-        .get_consumer_from_stream::<pull::Config, _, _>(user.user_consumer(), STREAM)
+        .get_consumer_from_stream::<pull::Config, _, _>(user.user_consumer(), USER_STREAM)
         .await
     {
         Ok(_) => Ok(true),
@@ -287,10 +287,13 @@ async fn consumer(
     nats: &Nats,
     source: &Source,
 ) -> Result<async_nats::jetstream::consumer::PullConsumer, NatsError> {
-    let (stream, deliver_policy) = match source.workgroup {
+    let (stream, deliver_policy) = match (&source.workgroup, source.subject.as_str()) {
         // A host that joins learns of the broadcasts sent from then on, not of the last hour's.
-        Some(_) => (nats.broadcast_stream().await?, DeliverPolicy::New),
-        None => (nats.stream().await?, DeliverPolicy::All),
+        (Some(_), _) => (nats.broadcast_stream().await?, DeliverPolicy::New),
+        (None, subject) if subject.starts_with(USER_SUBJECT_PREFIX) => {
+            (nats.user_stream().await?, DeliverPolicy::All)
+        }
+        (None, _) => (nats.stream().await?, DeliverPolicy::All),
     };
     stream
         .get_or_create_consumer(

@@ -19,6 +19,8 @@
 //!   they next log in on pulls it; and each host's consumer of its workgroup's broadcasts
 //!   (stream `MESSENGER_BCAST`, `messenger.workgroup.<hex>`, kept an hour).
 //!
+//! - [`permissions`]: what one host may do on the cluster, as nats-server permissions.
+//!
 //! Everything read from NATS is as untrusted as a packet from the network.
 #![forbid(unsafe_code)]
 
@@ -26,6 +28,7 @@ pub mod config;
 pub mod connection;
 pub mod consumer;
 pub mod directory;
+pub mod permissions;
 pub mod subject;
 pub mod transport;
 pub mod wire;

@@ -8,8 +8,13 @@
 
 use messenger_core::names::{parse_messaging_name, NameInputError};
 
-/// The stream holding directed messages.
+/// The stream holding directed messages to hosts.
 pub const STREAM: &str = "MESSENGER";
+/// The stream holding the queues of users logged in nowhere. Apart from [`STREAM`] so that an
+/// account can let a host consume any user's queue (users roam) but only its own host
+/// messages: NATS permissions match whole subject tokens, and `host-<hex>` and `user-<hex>`
+/// consumers of one stream could not be told apart by a wildcard.
+pub const USER_STREAM: &str = "MESSENGER_USERS";
 /// The prefix of a host's message subject; the encoded host name follows.
 pub const HOST_SUBJECT_PREFIX: &str = "messenger.host.";
 /// The prefix of a user's message subject: messages waiting for a user who is logged in
@@ -24,6 +29,12 @@ pub const BROADCAST_STREAM: &str = "MESSENGER_BCAST";
 pub const WORKGROUP_SUBJECT_PREFIX: &str = "messenger.workgroup.";
 /// The prefix of a message's receipt subject; the message id follows.
 pub const RECEIPT_SUBJECT_PREFIX: &str = "messenger.receipt.";
+
+/// The prefix of the reply subjects of the host `host` (`_INBOX_<hex>`): JetStream's answers
+/// and the messages its consumers pull arrive there, so it must be the host's alone.
+pub fn host_inbox_prefix(host: &EncodedName) -> String {
+    format!("_INBOX_{}", host.hex())
+}
 
 /// The subject of `id`'s receipts: the id is 32 hex digits, so it adds exactly one token.
 pub fn receipt_subject(id: &crate::wire::MessageId) -> String {

@@ -99,7 +99,8 @@ async fn consumer_info(
     durable_info(nats, &EncodedName::new(host).unwrap().host_consumer()).await
 }
 
-/// The durable consumer `name` as the cluster sees it now, if it exists.
+/// The durable consumer `name` (of the host stream, or of the user stream for `user-` names)
+/// as the cluster sees it now, if it exists.
 async fn durable_info(
     nats: &messenger_nats::Nats,
     name: &str,
@@ -107,7 +108,12 @@ async fn durable_info(
     // A request may time out on a loaded machine while the consumer's group elects a leader.
     let started = Instant::now();
     loop {
-        match nats.stream().await.unwrap().consumer_info(name).await {
+        let stream = if name.starts_with("user-") {
+            nats.user_stream().await.unwrap()
+        } else {
+            nats.stream().await.unwrap()
+        };
+        match stream.consumer_info(name).await {
             Ok(info) => return Some(info),
             Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => return None,
             Err(e) if started.elapsed() > ARRIVAL_TIMEOUT => panic!("consumer info: {e}"),
@@ -691,6 +697,30 @@ async fn a_waiting_message_older_than_the_retention_is_not_delivered() {
         started.elapsed() >= Duration::from_secs(1),
         "not before its age"
     );
+}
+
+/// A message stream made when it still held the user queues' subjects is brought to its
+/// present form when the user stream is first needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_queues_move_out_of_a_message_stream_that_still_claims_them() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let (a, _dir_a) = host(cluster.settings(), "HOSTA").await;
+    let js = a.jetstream();
+    let _ = js.delete_stream(messenger_nats::subject::STREAM).await;
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: messenger_nats::subject::STREAM.to_owned(),
+        subjects: vec!["messenger.host.*".into(), "messenger.user.*".into()],
+        num_replicas: 3,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let users = a.user_stream().await.expect("the user stream is made");
+    assert_eq!(users.cached_info().config.subjects, ["messenger.user.*"]);
+    let hosts = a.stream().await.unwrap().get_info().await.unwrap();
+    assert_eq!(hosts.config.subjects, ["messenger.host.*"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

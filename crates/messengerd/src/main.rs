@@ -26,6 +26,11 @@ struct Args {
     /// Check the configuration file, say what is wrong (with the line), and exit.
     #[arg(long)]
     check_config: bool,
+    /// Print this host's entry for the `authorization { users = [...] }` block of the NATS
+    /// servers' configuration (user and password from `[nats]`, permissions that let it
+    /// receive only its own messages), and exit.
+    #[arg(long)]
+    nats_permissions: bool,
     /// Log filter, e.g. `info` or `messengerd=debug` (also `RUST_LOG`). Message texts are
     /// logged only at debug level.
     #[arg(long, value_name = "FILTER")]
@@ -71,6 +76,9 @@ fn main() -> ExitCode {
             }
         };
     }
+    if args.nats_permissions {
+        return print_nats_permissions(config, &args.config);
+    }
     init_logging(args.log.as_deref());
     match serve(config) {
         Ok(()) => ExitCode::SUCCESS,
@@ -80,6 +88,50 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `--nats-permissions`: see [`messenger_nats::permissions`].
+fn print_nats_permissions(config: Config, path: &std::path::Path) -> ExitCode {
+    let settings = match Settings::resolve(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("messengerd: {}: {e}", path.display());
+            return ExitCode::from(1);
+        }
+    };
+    let host = match messenger_nats::subject::EncodedName::new(&settings.computer_name) {
+        Ok(host) => host,
+        Err(e) => {
+            eprintln!("messengerd: the computer name cannot be used on NATS: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let workgroup = match messenger_nats::subject::EncodedName::new(&settings.workgroup) {
+        Ok(workgroup) => workgroup,
+        Err(e) => {
+            eprintln!("messengerd: the workgroup cannot be used on NATS: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let (user, password) = match settings.nats.as_ref().map(|n| &n.credentials) {
+        Some(messenger_nats::config::Credentials::UserPassword { user, password }) => {
+            (user.clone(), password.clone())
+        }
+        _ => {
+            eprintln!(
+                "messengerd: {}: [nats] has no user and password; set them first (the entry \
+                 names this host's user)",
+                path.display()
+            );
+            return ExitCode::from(1);
+        }
+    };
+    println!(
+        "{}",
+        messenger_nats::permissions::host_permissions(&host, &workgroup)
+            .server_user_entry(&user, &password)
+    );
+    ExitCode::SUCCESS
 }
 
 fn init_logging(filter: Option<&str>) {

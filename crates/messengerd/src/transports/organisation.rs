@@ -180,7 +180,7 @@ async fn connect(
 ) -> Option<(Nats, Directory)> {
     loop {
         let attempt = async {
-            let nats = Nats::connect(settings.clone())
+            let nats = Nats::connect_host(settings.clone(), host)
                 .await
                 .map_err(|e| e.to_string())?;
             let directory = Directory::open(&nats, host.clone())

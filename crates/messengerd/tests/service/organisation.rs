@@ -44,6 +44,12 @@ fn free_port() -> u16 {
 impl NatsServer {
     /// One JetStream server on loopback, or `None` (said loudly) without nats-server.
     fn start() -> Option<Self> {
+        Self::start_with("")
+    }
+
+    /// [`NatsServer::start`] with `config` as the server's configuration file (its log goes
+    /// to `server.log` beside it).
+    fn start_with(config: &str) -> Option<Self> {
         let server = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
             .into_iter()
             .map(PathBuf::from)
@@ -58,11 +64,16 @@ impl NatsServer {
         };
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
+        let conf = dir.path().join("server.conf");
+        std::fs::write(&conf, config).unwrap();
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
         let child = Command::new(server)
+            .args(["-c"])
+            .arg(&conf)
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
             .arg(dir.path())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("start nats-server");
         let deadline = Instant::now() + WAIT;
@@ -499,4 +510,142 @@ async fn a_sender_on_another_host_learns_when_the_message_is_read() {
     let result = sent_ok(&reply);
     assert_eq!(result.receipt, Some(messenger_ipc::Receipt::NotReadInTime));
     assert!(!b.wait_for_message("nobody reads me").await.read);
+}
+
+/// Under the documented account configuration (`messengerd --nats-permissions`), hosts
+/// deliver to each other as before, and one host cannot read another's messages: not
+/// through the other's consumer, not through a consumer of its own over the other's subject,
+/// not by subscribing to the subject.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_cannot_read_another_hosts_messages_under_the_documented_permissions() {
+    use messenger_nats::permissions::host_permissions;
+    let (a, b) = (
+        EncodedName::new("SITEA").unwrap(),
+        EncodedName::new("SITEB").unwrap(),
+    );
+    let workgroup = EncodedName::new(WORKGROUP).unwrap();
+    let users = [("sitea", "pw-a", &a), ("siteb", "pw-b", &b)]
+        .map(|(user, password, host)| {
+            host_permissions(host, &workgroup).server_user_entry(user, password)
+        })
+        .join(",\n");
+    let Some(nats) =
+        NatsServer::start_with(&format!("authorization {{ users = [\n{users}\n] }}\n"))
+    else {
+        return;
+    };
+    let as_user = |computer: &'static str, user: &'static str, password: &'static str| {
+        let url = nats.url.clone();
+        Options::configured(move |c| {
+            c.computer_name = Some(computer.into());
+            c.nats = Some(NatsTable {
+                servers: vec![url],
+                replicas: Some(1),
+                user: Some(user.into()),
+                password: Some(password.into()),
+                ..NatsTable::default()
+            });
+        })
+    };
+    let site_a = TestService::start(as_user("SITEA", "sitea", "pw-a")).await;
+    let site_b = TestService::start(as_user("SITEB", "siteb", "pw-b")).await;
+
+    // SITEA's credentials, in another program, trying to listen in on SITEB.
+    let mut settings = NatsSettings::new(vec![nats.url.clone()]);
+    settings.replicas = 1;
+    settings.credentials = messenger_nats::config::Credentials::UserPassword {
+        user: "sitea".into(),
+        password: "pw-a".into(),
+    };
+    let snoop = Nats::connect_host(settings, &a)
+        .await
+        .expect("connect as sitea");
+    let mut tap = snoop
+        .client()
+        .subscribe(b.host_subject())
+        .await
+        .expect("the subscription is sent");
+
+    let directory = {
+        let (_nats, directory) = observe_as(&nats.url, "sitea", "pw-a", &a).await;
+        directory
+    };
+    let deadline = Instant::now() + WAIT;
+    while !matches!(directory.holder("SITEB").await, Ok(Some(_))) {
+        assert!(Instant::now() < deadline, "SITEB never registered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let reply = control_call(&site_a.control(), send_to("SITEB", "for siteb only")).await;
+    sent_ok(&reply);
+    assert_eq!(
+        site_b
+            .wait_for_message("for siteb only")
+            .await
+            .message
+            .transport,
+        TransportKind::Nats
+    );
+    let reply = control_call(
+        &site_a.control(),
+        broadcast(None, None, "for the workgroup"),
+    )
+    .await;
+    sent_ok(&reply);
+    site_b.wait_for_message("for the workgroup").await;
+
+    // Published, stored and delivered: a subscription that could see it would have by now.
+    assert!(
+        tokio::time::timeout(
+            Duration::from_millis(500),
+            futures_lite::StreamExt::next(&mut tap)
+        )
+        .await
+        .is_err(),
+        "a core subscription to another host's subject received its message"
+    );
+    let js = snoop.jetstream();
+    assert!(
+        js.get_consumer_from_stream::<async_nats::jetstream::consumer::pull::Config, _, _>(
+            b.host_consumer(),
+            messenger_nats::subject::STREAM,
+        )
+        .await
+        .is_err(),
+        "SITEA reached SITEB's consumer"
+    );
+    let stream = js.get_stream(messenger_nats::subject::STREAM).await;
+    if let Ok(stream) = stream {
+        let stolen = stream
+            .create_consumer(async_nats::jetstream::consumer::pull::Config {
+                durable_name: Some(a.host_consumer()),
+                filter_subject: b.host_subject(),
+                ..Default::default()
+            })
+            .await;
+        assert!(
+            stolen.is_err(),
+            "SITEA made a consumer over SITEB's subject"
+        );
+    }
+    drop(site_a);
+}
+
+/// A connection to the cluster at `url` as `user`, with the directory, as the host `host`.
+async fn observe_as(
+    url: &str,
+    user: &str,
+    password: &str,
+    host: &EncodedName,
+) -> (Nats, Directory) {
+    let mut settings = NatsSettings::new(vec![url.to_owned()]);
+    settings.replicas = 1;
+    settings.credentials = messenger_nats::config::Credentials::UserPassword {
+        user: user.into(),
+        password: password.into(),
+    };
+    let nats = Nats::connect_host(settings, host).await.expect("connect");
+    let directory = Directory::open(&nats, host.clone())
+        .await
+        .expect("open the directory");
+    (nats, directory)
 }
