@@ -26,6 +26,11 @@
 //!   message naming the interface and its address, so answers, registrations and broadcasts
 //!   leave from the right interface and address (see `pktinfo` and `udp`).
 //!
+//! What the service sends for `messenger send` (name queries, node status, mailslot
+//! broadcasts, in `messenger-net`) goes out on sockets of its own, on ports the kernel picks
+//! (broadcasts and queries bound to each interface's address), so it needs neither these
+//! sockets nor root.
+//!
 //! The session service (TCP 139) has no such question: a connection knows both its ends.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
