@@ -197,33 +197,119 @@ fn nmblookup(dir: &tempfile::TempDir, subnet: &Subnet, name: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The test network: the service's namespace and two subnets, each to a peer namespace.
+struct Network {
+    service_ns: String,
+    subnets: [Subnet; 2],
+    _namespaces: Namespaces,
+}
+
+impl Network {
+    /// Builds it; `test` tells the namespaces of tests running at once apart.
+    fn build(test: &str) -> Self {
+        let tag = format!("{test}-{}", std::process::id());
+        let service_ns = format!("msgd-svc-{tag}");
+        let subnet = |name: &str, third: u8| Subnet {
+            peer_ns: format!("msgd-{name}-{tag}"),
+            service: Ipv4Addr::new(10, 231, third, 1),
+            peer: Ipv4Addr::new(10, 231, third, 2),
+            broadcast: Ipv4Addr::new(10, 231, third, 255),
+        };
+        let subnets = [subnet("a", 1), subnet("b", 2)];
+        let namespaces = Namespaces {
+            names: std::iter::once(service_ns.clone())
+                .chain(subnets.iter().map(|s| s.peer_ns.clone()))
+                .collect(),
+        };
+        build(&service_ns, &subnets);
+        Self {
+            service_ns,
+            subnets,
+            _namespaces: namespaces,
+        }
+    }
+
+    /// Starts the launcher with messengerd.socket's sockets (TCP 139, then UDP 137 and 138,
+    /// all on the wildcard) and `top_level` in the configuration; the service starts at the
+    /// first connection.
+    fn start(&self, top_level: &str) -> Daemon {
+        let dir = open_tempdir();
+        let config = write_config_with(&dir, top_level);
+        let any = |port: u16| format!("--listen=0.0.0.0:{port}");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.service_ns, SOCKET_ACTIVATE])
+            .arg(any(SESSION_PORT))
+            .arg(SOCKET_ACTIVATE)
+            .arg("--datagram")
+            .arg(any(NAME_PORT))
+            .arg(any(DATAGRAM_PORT))
+            .arg(BINARY)
+            .arg("--config")
+            .arg(&config)
+            .arg("--log")
+            .arg(log_filter())
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start the launcher in the namespace");
+        Daemon {
+            child,
+            dir,
+            session: SocketAddrV4::new(self.subnets[0].service, SESSION_PORT),
+        }
+    }
+}
+
+/// A session service connection from `subnet`'s peer to the service's address there.
+fn connect(subnet: &Subnet) -> RawSession {
+    let to = SocketAddrV4::new(subnet.service, SESSION_PORT);
+    let stream = in_ns(&subnet.peer_ns, move || {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match TcpStream::connect(to) {
+                Ok(stream) => return stream,
+                Err(e) => assert!(Instant::now() < deadline, "connect to {to}: {e}"),
+            }
+            std::thread::sleep(POLL);
+        }
+    });
+    stream.set_nonblocking(true).unwrap();
+    RawSession::from_stream(tokio::net::TcpStream::from_std(stream).unwrap())
+}
+
+/// A mailslot broadcast of `text` to the workgroup from `subnet`'s peer.
+fn broadcast_from(subnet: &Subnet, text: String) {
+    let (peer, broadcast) = (subnet.peer, subnet.broadcast);
+    in_ns(&subnet.peer_ns, move || {
+        let socket = UdpSocket::bind((peer, 0)).unwrap();
+        socket.set_broadcast(true).unwrap();
+        let params = netbios::mailslot::SendParams::new(
+            QualifiedName::new(NetbiosName::new(b"PEERPC", 0).unwrap()),
+            peer,
+            7,
+        );
+        let message =
+            netbios::mailslot::MessengerMessage::new("PEERUSER", WORKGROUP, text.as_bytes())
+                .unwrap();
+        let datagram = netbios::mailslot::build_broadcast(
+            &params,
+            &QualifiedName::new(NetbiosName::new(WORKGROUP.as_bytes(), 0).unwrap()),
+            &message,
+        )
+        .unwrap();
+        socket
+            .send_to(&datagram.encode().unwrap(), (broadcast, DATAGRAM_PORT))
+            .unwrap();
+    });
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wildcard_sockets_serve_two_subnets_each_from_its_own_address() {
     if !can_run() {
         return;
     }
-    let tag = std::process::id();
-    let service_ns = format!("msgd-svc-{tag}");
-    let subnets = [
-        Subnet {
-            peer_ns: format!("msgd-a-{tag}"),
-            service: Ipv4Addr::new(10, 231, 1, 1),
-            peer: Ipv4Addr::new(10, 231, 1, 2),
-            broadcast: Ipv4Addr::new(10, 231, 1, 255),
-        },
-        Subnet {
-            peer_ns: format!("msgd-b-{tag}"),
-            service: Ipv4Addr::new(10, 231, 2, 1),
-            peer: Ipv4Addr::new(10, 231, 2, 2),
-            broadcast: Ipv4Addr::new(10, 231, 2, 255),
-        },
-    ];
-    let _namespaces = Namespaces {
-        names: std::iter::once(service_ns.clone())
-            .chain(subnets.iter().map(|s| s.peer_ns.clone()))
-            .collect(),
-    };
-    build(&service_ns, &subnets);
+    let net = Network::build("all");
+    let subnets = &net.subnets;
 
     // Each peer listens on the name service port for the service's registrations.
     let listeners: Vec<UdpSocket> = subnets
@@ -237,49 +323,13 @@ async fn wildcard_sockets_serve_two_subnets_each_from_its_own_address() {
         })
         .collect();
 
-    // messengerd.socket's sockets: TCP 139, then UDP 137 and 138, all on the wildcard.
-    let dir = open_tempdir();
     // Every interface (no listen_addresses), the default ports.
-    let config = write_config_with(&dir, "");
-    let any = |port: u16| format!("--listen=0.0.0.0:{port}");
-    let child = Command::new("ip")
-        .args(["netns", "exec", &service_ns, SOCKET_ACTIVATE])
-        .arg(any(SESSION_PORT))
-        .arg(SOCKET_ACTIVATE)
-        .arg("--datagram")
-        .arg(any(NAME_PORT))
-        .arg(any(DATAGRAM_PORT))
-        .arg(BINARY)
-        .arg("--config")
-        .arg(&config)
-        .arg("--log")
-        .arg(log_filter())
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("start the launcher in the namespace");
-    let mut daemon = Daemon {
-        child,
-        dir,
-        session: SocketAddrV4::new(subnets[0].service, SESSION_PORT),
-    };
+    let mut daemon = net.start("");
 
     // A directed message over TCP 139 from each subnet; the first connection starts the
     // service.
     for (i, s) in subnets.iter().enumerate() {
-        let to = SocketAddrV4::new(s.service, SESSION_PORT);
-        let stream = in_ns(&s.peer_ns, move || {
-            let deadline = Instant::now() + WAIT;
-            loop {
-                match TcpStream::connect(to) {
-                    Ok(stream) => return stream,
-                    Err(e) => assert!(Instant::now() < deadline, "connect to {to}: {e}"),
-                }
-                std::thread::sleep(POLL);
-            }
-        });
-        stream.set_nonblocking(true).unwrap();
-        let mut session = RawSession::from_stream(tokio::net::TcpStream::from_std(stream).unwrap());
+        let mut session = connect(s);
         if i == 0 {
             daemon.wait_until_ready().await;
         }
@@ -297,7 +347,7 @@ async fn wildcard_sockets_serve_two_subnets_each_from_its_own_address() {
     }
 
     // A broadcast name query on each subnet is answered with that subnet's address.
-    for s in &subnets {
+    for s in subnets {
         let out = nmblookup(&daemon.dir, s, COMPUTER);
         let expected = format!("{} {COMPUTER}<00>", s.service);
         assert!(out.contains(&expected), "from {}: {out}", s.peer);
@@ -310,31 +360,8 @@ async fn wildcard_sockets_serve_two_subnets_each_from_its_own_address() {
     }
 
     // A mailslot broadcast to the workgroup on each subnet.
-    for s in &subnets {
-        let peer = s.peer;
-        let broadcast = s.broadcast;
-        let text = format!("broadcast from {peer}");
-        in_ns(&s.peer_ns, move || {
-            let socket = UdpSocket::bind((peer, 0)).unwrap();
-            socket.set_broadcast(true).unwrap();
-            let params = netbios::mailslot::SendParams::new(
-                QualifiedName::new(NetbiosName::new(b"PEERPC", 0).unwrap()),
-                peer,
-                7,
-            );
-            let message =
-                netbios::mailslot::MessengerMessage::new("PEERUSER", WORKGROUP, text.as_bytes())
-                    .unwrap();
-            let datagram = netbios::mailslot::build_broadcast(
-                &params,
-                &QualifiedName::new(NetbiosName::new(WORKGROUP.as_bytes(), 0).unwrap()),
-                &message,
-            )
-            .unwrap();
-            socket
-                .send_to(&datagram.encode().unwrap(), (broadcast, DATAGRAM_PORT))
-                .unwrap();
-        });
+    for s in subnets {
+        broadcast_from(s, format!("broadcast from {}", s.peer));
     }
 
     // All four in the inbox, each from its subnet's peer.
@@ -346,13 +373,46 @@ async fn wildcard_sockets_serve_two_subnets_each_from_its_own_address() {
         .collect();
     got.sort();
     let mut expected = Vec::new();
-    for s in &subnets {
+    for s in subnets {
         let from = Some(std::net::IpAddr::V4(s.peer));
         expected.push((format!("broadcast from {}", s.peer), from));
         expected.push((format!("directed from {}", s.peer), from));
     }
     expected.sort();
     assert_eq!(got, expected);
+
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = daemon.wait_for_exit().await;
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wildcard_sockets_serve_only_the_selected_interfaces() {
+    if !can_run() {
+        return;
+    }
+    let net = Network::build("one");
+    let [a, b] = &net.subnets;
+    let mut daemon = net.start(&format!("listen_addresses = [\"{}\"]", a.service));
+    let mut session = connect(a);
+    daemon.wait_until_ready().await;
+    session.establish(COMPUTER).await;
+
+    let out = nmblookup(&daemon.dir, a, COMPUTER);
+    assert!(
+        out.contains(&format!("{} {COMPUTER}<00>", a.service)),
+        "{out}"
+    );
+    // Subnet B is not served: its query goes unanswered.
+    let out = nmblookup(&daemon.dir, b, COMPUTER);
+    assert!(!out.contains(&format!("{COMPUTER}<00>")), "{out}");
+
+    // B's broadcast reaches the shared socket before A's, and is dropped: once A's is
+    // stored, B's is gone.
+    broadcast_from(b, "from the unserved subnet".into());
+    broadcast_from(a, "from the served subnet".into());
+    let texts: Vec<_> = daemon.stored(1).await.into_iter().map(|m| m.text).collect();
+    assert_eq!(texts, ["from the served subnet"]);
 
     daemon.signal(nix::sys::signal::Signal::SIGTERM);
     let status = daemon.wait_for_exit().await;
