@@ -135,8 +135,8 @@ fn build(service_ns: &str, subnets: &[Subnet]) {
     }
 }
 
-/// A name registration request (RFC 1002 4.2.2: opcode 5, a request) from `source`, returning
-/// the address it registers (the NB_ADDRESS that ends it).
+/// The address a name registration request (RFC 1002 4.2.2: opcode 5, a request) registers:
+/// the NB_ADDRESS that ends it; `None` for any other packet.
 fn registration_address(packet: &[u8]) -> Option<Ipv4Addr> {
     let flags = packet.get(2)?;
     let is_request = flags & 0x80 == 0;
