@@ -77,6 +77,16 @@ impl Sent {
     }
 }
 
+/// `name` as a name of the message network, or the sender's error (ERROR_INVALID_NAME), its
+/// text after `what`.
+fn name_argument(name: &str, what: &str) -> Result<EncodedName, SendError> {
+    EncodedName::new(name).map_err(|e| SendError {
+        code: ERROR_INVALID_NAME,
+        message: format!("{what}{e}"),
+        input: true,
+    })
+}
+
 /// Sends directed messages through JetStream to the host the directory names.
 #[derive(Debug, Clone)]
 pub struct NatsTransport {
@@ -218,16 +228,8 @@ impl NatsTransport {
                 input: true,
             });
         };
-        let workgroup = EncodedName::new(workgroup).map_err(|e| SendError {
-            code: ERROR_INVALID_NAME,
-            message: format!("the workgroup: {e}"),
-            input: true,
-        })?;
-        let from = EncodedName::new(&message.from).map_err(|e| SendError {
-            code: ERROR_INVALID_NAME,
-            message: format!("the sender's name: {e}"),
-            input: true,
-        })?;
+        let workgroup = name_argument(workgroup, "the workgroup: ")?;
+        let from = name_argument(&message.from, "the sender's name: ")?;
         let wire = WireMessage {
             id: MessageId::random(),
             from: from.display().to_owned(),
@@ -280,16 +282,8 @@ impl NatsTransport {
                 input: true,
             });
         };
-        let to = EncodedName::new(name).map_err(|e| SendError {
-            code: ERROR_INVALID_NAME,
-            message: e.to_string(),
-            input: true,
-        })?;
-        let from = EncodedName::new(&message.from).map_err(|e| SendError {
-            code: ERROR_INVALID_NAME,
-            message: format!("the sender's name: {e}"),
-            input: true,
-        })?;
+        let to = name_argument(name, "")?;
+        let from = name_argument(&message.from, "the sender's name: ")?;
         let limit = if message.allow_long {
             MAX_TEXT_CHARS
         } else {

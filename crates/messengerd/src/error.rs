@@ -37,6 +37,10 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// A UDP socket could not be served (made asynchronous, `IP_PKTINFO` turned on, an
+    /// interface's index read).
+    #[error("cannot serve the UDP sockets: {0}")]
+    Udp(std::io::Error),
     /// The control socket's directory could not be created.
     #[error("cannot create {}: {source}{hint}", .dir.display())]
     ControlDir {

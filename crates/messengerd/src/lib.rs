@@ -100,23 +100,24 @@ pub async fn start_with_inbox(
         ))
     });
 
+    let endpoints = host::udp::endpoints(
+        sockets.interfaces,
+        sockets.shared,
+        transports::nameservice::MAX_PACKET,
+        transports::datagram::MAX_DATAGRAM,
+        &tasks,
+        &shutdown,
+    )
+    .map_err(StartError::Udp)?;
     let mut name_services = Vec::new();
     let mut receivers = Vec::new();
-    for _ in &sockets.interfaces {
+    for _ in &endpoints {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         name_services.push(tx);
         receivers.push(rx);
     }
-    let addresses = sockets
-        .interfaces
-        .iter()
-        .map(|s| s.interface.addr)
-        .collect();
-    let interfaces: Vec<_> = sockets
-        .interfaces
-        .iter()
-        .map(|s| s.interface.clone())
-        .collect();
+    let addresses = endpoints.iter().map(|s| s.interface.addr).collect();
+    let interfaces: Vec<_> = endpoints.iter().map(|s| s.interface.clone()).collect();
     let gate = Arc::new(gate::Gate::new(gate::GateSettings::from_config(
         &settings.config,
         &interfaces,
@@ -149,24 +150,18 @@ pub async fn start_with_inbox(
         organisation: Default::default(),
     });
 
-    for (i, (iface, rx)) in sockets.interfaces.into_iter().zip(receivers).enumerate() {
+    for (i, (iface, rx)) in endpoints.into_iter().zip(receivers).enumerate() {
         let s = Arc::clone(&service);
         let token = shutdown.clone();
         tasks.spawn(transports::nameservice::run(
             s.clone(),
             i,
-            iface.interface.clone(),
+            iface.interface,
             iface.name,
-            iface.name_broadcast,
             rx,
             token.clone(),
         ));
-        tasks.spawn(transports::datagram::run(
-            s,
-            iface.datagram,
-            iface.datagram_broadcast,
-            token,
-        ));
+        tasks.spawn(transports::datagram::run(s, iface.datagram, token));
     }
     for listener in sockets.sessions {
         tasks.spawn(transports::session::serve(

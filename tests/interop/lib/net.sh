@@ -72,27 +72,39 @@ create_bridge() {
 # broadcast, and starts capturing that bridge port if the capture is running.
 add_host() {
 	local host=$1 addr=$2 nbname=$3 wg=$4
-	local ns brns port
+	plug_host "$host" "$(BRIDGE_NS)" "$BRIDGE_IFACE" "$addr/$NET_PREFIX_LEN" "$NET_BROADCAST" || return 1
+	register_host "$host" "$addr" "$nbname" "$wg"
+	if [ "${CAPTURE_RUNNING:-0}" = 1 ]; then
+		start_capture_port "p-$host" || return 1
+	fi
+	return 0
+}
+
+# plug_host NAME BRIDGE_NAMESPACE BRIDGE ADDRESS/PREFIX BROADCAST: the host's namespace, with
+# eth0 holding the address, plugged into BRIDGE (port p-NAME) in BRIDGE_NAMESPACE.
+plug_host() {
+	local host=$1 brns=$2 bridge=$3 cidr=$4 brd=$5
+	local ns port
 	ns=$(ns_of "$host")
-	brns=$(BRIDGE_NS)
 	port="p-$host"
 	[ "${#port}" -le 15 ] || die "interface name $port too long (host name $host)"
 	create_namespace "$ns" || return 1
 	ip -n "$brns" link add "$port" type veth peer name "$HOST_IFACE" netns "$ns" || return 1
-	ip -n "$brns" link set "$port" master "$BRIDGE_IFACE" || return 1
+	ip -n "$brns" link set "$port" master "$bridge" || return 1
 	ip -n "$brns" link set "$port" up || return 1
-	ip -n "$ns" addr add "$addr/$NET_PREFIX_LEN" brd "$NET_BROADCAST" dev "$HOST_IFACE" || return 1
-	ip -n "$ns" link set "$HOST_IFACE" up || return 1
+	ip -n "$ns" addr add "$cidr" brd "$brd" dev "$HOST_IFACE" || return 1
+	ip -n "$ns" link set "$HOST_IFACE" up
+}
+
+# register_host NAME ADDRESS NETBIOS_NAME WORKGROUP: the lookups and the client smb.conf.
+register_host() {
+	local host=$1
 	HOSTS+=("$host")
-	HOST_IP[$host]=$addr
-	HOST_NB[$host]=$nbname
-	HOST_WG[$host]=$wg
+	HOST_IP[$host]=$2
+	HOST_NB[$host]=$3
+	HOST_WG[$host]=$4
 	mkdir -p "$WORK/hosts/$host"
 	write_client_conf "$host"
-	if [ "${CAPTURE_RUNNING:-0}" = 1 ]; then
-		start_capture_port "$port" || return 1
-	fi
-	return 0
 }
 
 # A client-side smb.conf per host for smbclient and nmblookup, so that they never read the

@@ -41,23 +41,9 @@ create_router() {
 # its default route through the router.
 add_routed_host() {
 	local host=$1 subnet=$2 addr=$3 nbname=$4 wg=$5
-	local ns port
-	ns=$(ns_of "$host")
-	port="p-$host"
-	[ "${#port}" -le 15 ] || die "interface name $port too long (host name $host)"
-	create_namespace "$ns" || return 1
-	ip -n "$(ROUTER)" link add "$port" type veth peer name "$HOST_IFACE" netns "$ns" || return 1
-	ip -n "$(ROUTER)" link set "$port" master "br$subnet" || return 1
-	ip -n "$(ROUTER)" link set "$port" up || return 1
-	ip -n "$ns" addr add "$addr/24" brd "10.78.$subnet.255" dev "$HOST_IFACE" || return 1
-	ip -n "$ns" link set "$HOST_IFACE" up || return 1
-	ip -n "$ns" route add default via "10.78.$subnet.254" || return 1
-	HOSTS+=("$host")
-	HOST_IP[$host]=$addr
-	HOST_NB[$host]=$nbname
-	HOST_WG[$host]=$wg
-	mkdir -p "$WORK/hosts/$host"
-	write_client_conf "$host"
+	plug_host "$host" "$(ROUTER)" "br$subnet" "$addr/24" "10.78.$subnet.255" || return 1
+	ip -n "$(ns_of "$host")" route add default via "10.78.$subnet.254" || return 1
+	register_host "$host" "$addr" "$nbname" "$wg"
 }
 
 nats_dir() { printf '%s\n' "$WORK/nats/n$1"; }

@@ -11,24 +11,25 @@
 //!
 //! When the service binds by itself it has, per interface, a socket bound to the interface
 //! address and one bound to its broadcast address, so each name service task knows its
-//! subnet (see `sockets`). A socket unit binds the wildcard address instead: one socket gets
-//! the datagrams of every interface, and nothing but `IP_PKTINFO` (the receiving interface's
-//! index in a control message of each datagram) tells them apart. The service does not
-//! demultiplex them; instead an inherited socket serves exactly one interface:
+//! subnet (see `sockets`). A socket unit binds either way:
 //!
-//! - bound to an address (`ListenDatagram=192.0.2.10:137`), the interface holding it;
-//! - bound to the wildcard (`ListenDatagram=0.0.0.0:137`, the shipped unit), the one interface
-//!   the configuration selects (`listen_addresses`, else every IPv4 interface that is up). If
-//!   that is more than one, the service refuses to start and names them: set
-//!   `listen_addresses` to one address, or run `messengerd.service`, which binds each
-//!   interface itself.
+//! - bound to an address (`ListenDatagram=192.0.2.10:137`): the sockets serve the interface
+//!   holding it, alone (the other interfaces are not served);
+//! - bound to the wildcard (`ListenDatagram=0.0.0.0:137`, the shipped unit): one socket per
+//!   service gets the datagrams of every interface, and serves every interface the
+//!   configuration selects (`listen_addresses`, else every IPv4 interface that is up). The
+//!   service turns on `IP_PKTINFO`; one reader per socket reads with `recvmsg`, learns each
+//!   datagram's receiving interface and the address it was sent to (a broadcast or one of
+//!   ours), and hands it to that interface's name service or datagram task through a bounded
+//!   queue; a datagram from an interface the service does not serve, or for a full queue, is
+//!   dropped and counted. The tasks send through the same socket with an `IP_PKTINFO` control
+//!   message naming the interface and its address, so answers, registrations and broadcasts
+//!   leave from the right interface and address (see `pktinfo` and `udp`).
 //!
-//! Serving every interface from wildcard sockets would take one reader per socket that turns
-//! on `IP_PKTINFO`, reads with `recvmsg` to get each datagram's interface index (and the
-//! address it was sent to, telling a broadcast from a unicast), and hands the datagram to that
-//! interface's name service or datagram task; those tasks would send with an `IP_PKTINFO`
-//! control message (`ipi_spec_dst`) so that answers leave from the interface's address. Until
-//! then the one-interface rule above keeps every answer right.
+//! What the service sends for `messenger send` (name queries, node status, mailslot
+//! broadcasts, in `messenger-net`) goes out on sockets of its own, on ports the kernel picks
+//! (broadcasts and queries bound to each interface's address), so it needs neither these
+//! sockets nor root.
 //!
 //! The session service (TCP 139) has no such question: a connection knows both its ends.
 
@@ -39,7 +40,7 @@ use messenger_core::config::Config;
 use messenger_net::iface::Interface;
 use socket2::SockRef;
 
-use crate::host::sockets::{InterfaceSockets, SessionListener, Sockets};
+use crate::host::sockets::{InterfaceSockets, SessionListener, SharedSockets, Sockets};
 
 /// Why inherited sockets cannot be served.
 #[derive(Debug, thiserror::Error)]
@@ -143,13 +144,6 @@ pub enum ActivationError {
     /// A socket bound to an address no selected interface holds.
     #[error("the inherited sockets are bound to {0}, which no served interface holds")]
     NoSuchInterface(Ipv4Addr),
-    /// Wildcard sockets, and more than one interface to serve.
-    #[error(
-        "the inherited sockets are bound to the wildcard address, which serves one interface, \
-         and the configuration selects {0}; set listen_addresses to one of them, or start \
-         messengerd.service, which binds each interface itself"
-    )]
-    SeveralInterfaces(String),
     /// Sockets were handed over, but the configuration turns NetBIOS off.
     #[error(
         "{0} sockets were inherited but the configuration says netbios = false; disable \
@@ -208,16 +202,28 @@ pub fn from_env(
     }
     let interfaces = messenger_net::iface::interfaces(&config.listen_addresses)?;
     let count = inherited.len();
-    let (interface_sockets, sessions) = assign(config, &interfaces, inherited)?;
-    tracing::info!(
-        sockets = count,
-        interface = %interface_sockets.interface.name,
-        addr = %interface_sockets.interface.addr,
-        "serving the sockets systemd handed over"
-    );
+    let (udp, sessions) = assign(config, &interfaces, inherited)?;
+    let (own, shared) = match udp {
+        Udp::Bound(one) => (vec![one], None),
+        Udp::Shared(shared) => (Vec::new(), Some(shared)),
+    };
+    for interface in own
+        .iter()
+        .map(|s| &s.interface)
+        .chain(shared.iter().flat_map(|s| s.interfaces.iter()))
+    {
+        tracing::info!(
+            sockets = count,
+            interface = %interface.name,
+            addr = %interface.addr,
+            shared = shared.is_some(),
+            "serving an interface on the sockets systemd handed over"
+        );
+    }
     let control = crate::host::sockets::bind_control(control_path)?;
     Ok(Some(Sockets {
-        interfaces: vec![interface_sockets],
+        interfaces: own,
+        shared,
         sessions,
         control,
     }))
@@ -230,14 +236,24 @@ fn listenfd_fd(index: usize) -> i32 {
     SD_LISTEN_FDS_START.saturating_add(i32::try_from(index).unwrap_or(i32::MAX))
 }
 
+/// The inherited UDP sockets, sorted.
+#[derive(Debug)]
+pub enum Udp {
+    /// Bound to an address: they serve the interface holding it.
+    Bound(InterfaceSockets),
+    /// Bound to the wildcard: they serve every selected interface.
+    Shared(SharedSockets),
+}
+
 /// Sorts checked sockets into the services of `config`: one name service and one datagram
-/// socket (same address) for one of `interfaces`, and the session listeners. Every socket must
-/// have a place and every configured port a socket.
+/// socket (same address), serving the interface holding their address or, bound to the
+/// wildcard, all of `interfaces`; and the session listeners. Every socket must have a place
+/// and every configured port a socket.
 pub fn assign(
     config: &Config,
     interfaces: &[Interface],
     inherited: Vec<Inherited>,
-) -> Result<(InterfaceSockets, Vec<SessionListener>), ActivationError> {
+) -> Result<(Udp, Vec<SessionListener>), ActivationError> {
     let name_port = config.name_port();
     let datagram_port = config.datagram_port();
     let mut session_ports = vec![config.session_port()];
@@ -342,45 +358,47 @@ pub fn assign(
             datagram: datagram_addr,
         });
     }
-    let interface = served_interface(interfaces, name_addr)?;
-    Ok((
-        InterfaceSockets {
+    let udp = match served_interface(interfaces, name_addr)? {
+        Served::One(interface) => Udp::Bound(InterfaceSockets {
             interface,
             name,
             name_broadcast: None,
             datagram,
             datagram_broadcast: None,
-        },
-        sessions,
-    ))
+        }),
+        Served::All(interfaces) => Udp::Shared(SharedSockets {
+            interfaces,
+            name,
+            datagram,
+        }),
+    };
+    Ok((udp, sessions))
 }
 
-/// The one interface sockets bound to `addr` serve (see the module documentation).
-fn served_interface(
-    interfaces: &[Interface],
-    addr: SocketAddr,
-) -> Result<Interface, ActivationError> {
+/// What sockets bound to one address serve.
+#[derive(Debug, PartialEq, Eq)]
+enum Served {
+    /// The interface holding the address.
+    One(Interface),
+    /// Every selected interface (the wildcard).
+    All(Vec<Interface>),
+}
+
+/// The interfaces sockets bound to `addr` serve (see the module documentation).
+fn served_interface(interfaces: &[Interface], addr: SocketAddr) -> Result<Served, ActivationError> {
     let SocketAddr::V4(addr) = addr else {
         unreachable!("checked to be IPv4 above")
     };
     let ip = *addr.ip();
-    if !ip.is_unspecified() {
-        return interfaces
-            .iter()
-            .find(|i| i.addr == ip)
-            .cloned()
-            .ok_or(ActivationError::NoSuchInterface(ip));
+    if ip.is_unspecified() {
+        return Ok(Served::All(interfaces.to_vec()));
     }
-    match interfaces {
-        [one] => Ok(one.clone()),
-        several => Err(ActivationError::SeveralInterfaces(
-            several
-                .iter()
-                .map(|i| format!("{} ({})", i.addr, i.name))
-                .collect::<Vec<_>>()
-                .join(", "),
-        )),
-    }
+    interfaces
+        .iter()
+        .find(|i| i.addr == ip)
+        .cloned()
+        .map(Served::One)
+        .ok_or(ActivationError::NoSuchInterface(ip))
 }
 
 #[cfg(test)]
@@ -418,7 +436,10 @@ mod tests {
         let (t, tp) = tcp();
         let (d, dp) = udp();
         let (n, np) = udp();
-        let (iface, sessions) = assign(&config(np, dp, tp), &lo(), vec![t, d, n]).unwrap();
+        let (udp, sessions) = assign(&config(np, dp, tp), &lo(), vec![t, d, n]).unwrap();
+        let Udp::Bound(iface) = udp else {
+            panic!("bound to 127.0.0.1: {udp:?}")
+        };
         assert_eq!(iface.name.local_addr().unwrap().port(), np);
         assert_eq!(iface.datagram.local_addr().unwrap().port(), dp);
         assert_eq!(iface.interface.addr, LOCAL);
@@ -516,28 +537,57 @@ mod tests {
     }
 
     #[test]
-    fn a_wildcard_socket_serves_the_one_selected_interface_only() {
+    fn a_wildcard_socket_serves_every_selected_interface() {
         let eth = Interface::from_prefix("eth0", Ipv4Addr::new(192, 0, 2, 10), 24);
-        let wildcard: SocketAddr = (Ipv4Addr::UNSPECIFIED, 137).into();
-        assert_eq!(
-            served_interface(std::slice::from_ref(&eth), wildcard).unwrap(),
-            eth
-        );
         let other = Interface::from_prefix("eth1", Ipv4Addr::new(198, 51, 100, 7), 24);
-        let err = served_interface(&[eth.clone(), other.clone()], wildcard).unwrap_err();
-        let text = err.to_string();
-        assert!(text.contains("192.0.2.10 (eth0)") && text.contains("198.51.100.7 (eth1)"));
-        assert!(text.contains("listen_addresses"), "{text}");
+        let wildcard: SocketAddr = (Ipv4Addr::UNSPECIFIED, 137).into();
+        let both = [eth.clone(), other.clone()];
+        assert_eq!(
+            served_interface(&both, wildcard).unwrap(),
+            Served::All(both.to_vec())
+        );
         // Bound to an address: the interface holding it, however many there are.
         let bound: SocketAddr = (Ipv4Addr::new(198, 51, 100, 7), 137).into();
         assert_eq!(
-            served_interface(&[eth.clone(), other.clone()], bound).unwrap(),
-            other
+            served_interface(&both, bound).unwrap(),
+            Served::One(other.clone())
         );
         let elsewhere: SocketAddr = (Ipv4Addr::new(203, 0, 113, 1), 137).into();
         assert!(matches!(
             served_interface(&[eth, other], elsewhere),
             Err(ActivationError::NoSuchInterface(_))
         ));
+    }
+
+    #[test]
+    fn wildcard_sockets_are_shared_by_the_interfaces() {
+        let (t, tp) = tcp();
+        let wild = || {
+            let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+            let port = s.local_addr().unwrap().port();
+            (Inherited::Udp(s), port)
+        };
+        let (n, np) = wild();
+        let (d, dp) = wild();
+        let two = vec![
+            Interface::loopback(LOCAL),
+            Interface::loopback(Ipv4Addr::new(127, 0, 0, 2)),
+        ];
+        let (served, _) = assign(&config(np, dp, tp), &two, vec![n, d, t]).unwrap();
+        let Udp::Shared(shared) = served else {
+            panic!("bound to the wildcard: {served:?}")
+        };
+        assert_eq!(shared.interfaces, two);
+        assert_eq!(shared.name.local_addr().unwrap().port(), np);
+        assert_eq!(shared.datagram.local_addr().unwrap().port(), dp);
+        // The name and datagram sockets must still agree on their address.
+        let (t, tp) = tcp();
+        let (n, np) = wild();
+        let (d, dp) = udp();
+        let err = assign(&config(np, dp, tp), &two, vec![n, d, t]).unwrap_err();
+        assert!(
+            matches!(err, ActivationError::AddressMismatch { .. }),
+            "{err}"
+        );
     }
 }

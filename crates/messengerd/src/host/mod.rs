@@ -6,6 +6,7 @@ pub mod activation;
 pub mod caller;
 pub mod logind;
 pub mod ownership;
+pub(crate) mod pktinfo;
 pub mod privileges;
 pub mod sockets;
 pub(crate) mod udp;

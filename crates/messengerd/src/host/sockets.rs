@@ -38,6 +38,18 @@ pub struct InterfaceSockets {
     pub datagram_broadcast: Option<UdpSocket>,
 }
 
+/// The wildcard UDP sockets a socket unit hands over, one per service, shared by every
+/// interface served (see `activation` and `pktinfo`).
+#[derive(Debug)]
+pub struct SharedSockets {
+    /// The interfaces served, in order.
+    pub interfaces: Vec<Interface>,
+    /// Name service, bound to the wildcard address.
+    pub name: UdpSocket,
+    /// Datagram service, bound to the wildcard address.
+    pub datagram: UdpSocket,
+}
+
 /// A TCP listener of the session service.
 #[derive(Debug)]
 pub struct SessionListener {
@@ -53,6 +65,8 @@ pub struct SessionListener {
 pub struct Sockets {
     /// Per-interface UDP sockets.
     pub interfaces: Vec<InterfaceSockets>,
+    /// Wildcard UDP sockets shared by interfaces (socket activation); `None` when bound here.
+    pub shared: Option<SharedSockets>,
     /// Session service listeners.
     pub sessions: Vec<SessionListener>,
     /// The control socket.
@@ -67,6 +81,7 @@ impl Sockets {
             // `messenger deliver`. Only the control socket is ours.
             return Ok(Self {
                 interfaces: Vec::new(),
+                shared: None,
                 sessions: Vec::new(),
                 control: bind_control(control_path)?,
             });
@@ -125,6 +140,7 @@ impl Sockets {
         let control = bind_control(control_path)?;
         Ok(Self {
             interfaces: bound,
+            shared: None,
             sessions,
             control,
         })
@@ -139,16 +155,36 @@ impl Sockets {
 
     /// The local address of the first name service socket.
     pub fn name_addr(&self) -> Option<SocketAddr> {
-        self.interfaces
-            .first()
-            .and_then(|s| s.name.local_addr().ok())
+        self.first_udp_addr(|s| &s.name, |s| &s.name)
     }
 
     /// The local address of the first datagram service socket.
     pub fn datagram_addr(&self) -> Option<SocketAddr> {
-        self.interfaces
-            .first()
-            .and_then(|s| s.datagram.local_addr().ok())
+        self.first_udp_addr(|s| &s.datagram, |s| &s.datagram)
+    }
+
+    /// The local address of the shared socket `shared` picks, or else of the first
+    /// interface's socket `own` picks.
+    fn first_udp_addr(
+        &self,
+        shared: fn(&SharedSockets) -> &UdpSocket,
+        own: fn(&InterfaceSockets) -> &UdpSocket,
+    ) -> Option<SocketAddr> {
+        let socket = match &self.shared {
+            Some(s) => shared(s),
+            None => own(self.interfaces.first()?),
+        };
+        socket.local_addr().ok()
+    }
+
+    /// Every interface served, whether by sockets of its own or by shared ones.
+    pub fn served_interfaces(&self) -> Vec<Interface> {
+        let own = self.interfaces.iter().map(|s| s.interface.clone());
+        let shared = self
+            .shared
+            .iter()
+            .flat_map(|s| s.interfaces.iter().cloned());
+        own.chain(shared).collect()
     }
 }
 

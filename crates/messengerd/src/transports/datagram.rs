@@ -6,7 +6,7 @@
 //! is anything from our own addresses (this computer's own broadcasts reach local users
 //! through the send path, not by looping back).
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use messenger_core::message::TransportKind;
@@ -14,34 +14,22 @@ use netbios::mailslot::MessengerDatagram;
 use netbios::name::{SUFFIX_MESSENGER, SUFFIX_WORKSTATION};
 use tokio_util::sync::CancellationToken;
 
-use crate::host::udp::UdpPair;
+use crate::host::udp::UdpEndpoint;
 use crate::service::{Incoming, Service};
 
 /// Largest datagram read: the RFC 1002 MAX_DATAGRAM_LENGTH is 576, but peers on Ethernet
 /// send up to the MTU; anything longer is not a messenger datagram.
-const MAX_DATAGRAM: usize = 1500;
+pub(crate) const MAX_DATAGRAM: usize = 1500;
 
-/// Serves the datagram sockets of one interface until `shutdown`.
-pub async fn run(
-    service: Arc<Service>,
-    unicast: UdpSocket,
-    broadcast: Option<UdpSocket>,
-    shutdown: CancellationToken,
-) {
-    let mut sockets = match UdpPair::from_std(unicast, broadcast, MAX_DATAGRAM) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "datagram socket unusable");
-            return;
-        }
-    };
+/// Serves the datagram endpoint of one interface until `shutdown`.
+pub async fn run(service: Arc<Service>, mut endpoint: UdpEndpoint, shutdown: CancellationToken) {
     loop {
         let received = tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = sockets.recv() => r,
+            r = endpoint.recv() => r,
         };
-        if let Ok((data, from)) = received {
-            handle(&service, data, from).await;
+        if let Ok(r) = received {
+            handle(&service, r.data, r.from).await;
         }
     }
 }

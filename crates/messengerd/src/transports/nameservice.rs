@@ -2,7 +2,7 @@
 //! names, and answers name queries and node status requests, by driving the protocol crate's
 //! [`NameService`] state machine with real sockets and the real clock.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::host::udp::UdpPair;
+use crate::host::udp::UdpEndpoint;
 use crate::service::{NameCommand, Service};
 use crate::util::lock;
 
@@ -23,7 +23,7 @@ use crate::util::lock;
 /// their answers and node status requests) fits RFC 1002's 576-byte datagram guideline; the
 /// Ethernet MTU leaves room for peers that pad or add records. A longer packet is cut short
 /// and then refused by the decoder, which is all a datagram we never asked for deserves.
-const MAX_PACKET: usize = 1500;
+pub(crate) const MAX_PACKET: usize = 1500;
 /// Longest time spent broadcasting releases at shutdown: three releases 250 ms apart (RFC 1002
 /// s.6 BCAST_REQ_RETRY_COUNT, BCAST_REQ_RETRY_TIMEOUT) fit with room to spare.
 const RELEASE_GRACE: Duration = Duration::from_secs(2);
@@ -33,39 +33,25 @@ pub async fn run(
     service: Arc<Service>,
     index: usize,
     interface: Interface,
-    unicast: UdpSocket,
-    broadcast: Option<UdpSocket>,
+    endpoint: UdpEndpoint,
     commands: mpsc::UnboundedReceiver<NameCommand>,
     shutdown: CancellationToken,
 ) {
     let span = tracing::info_span!("names", interface = %interface.name, addr = %interface.addr);
-    serve(
-        service, index, interface, unicast, broadcast, commands, shutdown,
-    )
-    .instrument(span)
-    .await
+    serve(service, index, interface, endpoint, commands, shutdown)
+        .instrument(span)
+        .await
 }
 
 async fn serve(
     service: Arc<Service>,
     index: usize,
     interface: Interface,
-    unicast: UdpSocket,
-    broadcast: Option<UdpSocket>,
+    mut endpoint: UdpEndpoint,
     mut commands: mpsc::UnboundedReceiver<NameCommand>,
     shutdown: CancellationToken,
 ) {
-    let local_port = unicast
-        .local_addr()
-        .map(|a| a.port())
-        .unwrap_or(DEFAULT_NAME_PORT);
-    let mut sockets = match UdpPair::from_std(unicast, broadcast, MAX_PACKET) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "name service socket unusable");
-            return;
-        }
-    };
+    let local_port = endpoint.local_port().unwrap_or(DEFAULT_NAME_PORT);
     let config = &service.settings.config;
     let mut ns_config = NameServiceConfig::new(interface.addr, interface.broadcast);
     ns_config.local_port = local_port;
@@ -79,7 +65,7 @@ async fn serve(
     let mut ns = NameService::new(ns_config);
 
     loop {
-        flush(&service, &mut ns, &sockets.unicast).await;
+        flush(&service, &mut ns, &endpoint).await;
         let deadline = ns
             .poll_timeout()
             .map(tokio::time::Instant::from_std)
@@ -105,9 +91,9 @@ async fn serve(
                 }
                 None => break,
             },
-            r = sockets.recv() => {
-                if let Ok((data, from)) = r {
-                    receive(&mut ns, from, data);
+            r = endpoint.recv() => {
+                if let Ok(r) = r {
+                    receive(&mut ns, r.from, r.data);
                 }
             }
         }
@@ -115,7 +101,7 @@ async fn serve(
     ns.release_all(Instant::now());
     let end = tokio::time::Instant::now() + RELEASE_GRACE;
     loop {
-        flush(&service, &mut ns, &sockets.unicast).await;
+        flush(&service, &mut ns, &endpoint).await;
         let Some(next) = ns.poll_timeout() else { break };
         let next = tokio::time::Instant::from_std(next).min(end);
         if next >= end {
@@ -124,7 +110,7 @@ async fn serve(
         tokio::time::sleep_until(next).await;
         ns.handle_timeout(Instant::now());
     }
-    flush(&service, &mut ns, &sockets.unicast).await;
+    flush(&service, &mut ns, &endpoint).await;
 }
 
 fn receive(ns: &mut NameService, from: SocketAddr, data: &[u8]) {
@@ -134,12 +120,9 @@ fn receive(ns: &mut NameService, from: SocketAddr, data: &[u8]) {
     }
 }
 
-async fn flush(service: &Arc<Service>, ns: &mut NameService, socket: &tokio::net::UdpSocket) {
+async fn flush(service: &Arc<Service>, ns: &mut NameService, endpoint: &UdpEndpoint) {
     while let Some(t) = ns.poll_transmit() {
-        if let Err(e) = socket
-            .send_to(&t.payload, SocketAddr::V4(t.destination))
-            .await
-        {
+        if let Err(e) = endpoint.send_to(&t.payload, t.destination).await {
             tracing::debug!(to = %t.destination, error = %e, "name service send failed");
         }
     }

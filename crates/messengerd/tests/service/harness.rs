@@ -372,6 +372,11 @@ impl RawSession {
             .await
             .expect("connect in time")
             .expect("connect");
+        Self::from_stream(stream)
+    }
+
+    /// Speaks over a connected stream (one made in another network namespace).
+    pub fn from_stream(stream: TcpStream) -> Self {
         stream.set_nodelay(true).expect("nodelay");
         Self {
             stream,

@@ -15,6 +15,7 @@
 //! - [`receipts`]: senders who wait until their message is read;
 //! - [`expiry`]: messages that expire unless read in time (`send --time`);
 //! - [`users`]: `/USERS` reports each login session it reached;
+//! - [`namespaces`]: socket activation on two subnets at once, in network namespaces (root);
 //! - [`process`]: the binary: `--check-config`, SIGKILL durability, SIGTERM shutdown, and
 //!   the message command.
 
@@ -26,6 +27,7 @@ mod harness;
 mod inbox;
 mod logind;
 mod names;
+mod namespaces;
 mod organisation;
 mod process;
 mod receipts;

@@ -14,13 +14,13 @@ use netbios::NetbiosName;
 
 use crate::harness::*;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_messengerd");
+pub(crate) const BINARY: &str = env!("CARGO_BIN_EXE_messengerd");
 
 /// A `messengerd` process, killed if a test ends without stopping it.
 pub(crate) struct Daemon {
-    child: Child,
-    dir: tempfile::TempDir,
-    session: SocketAddrV4,
+    pub(crate) child: Child,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) session: SocketAddrV4,
 }
 
 impl Drop for Daemon {
@@ -46,7 +46,7 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
-fn log_filter() -> String {
+pub(crate) fn log_filter() -> String {
     std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into())
 }
 
@@ -59,6 +59,21 @@ fn write_config(
     session_port: u16,
     extra: &str,
 ) -> PathBuf {
+    write_config_with(
+        dir,
+        &format!(
+            "listen_addresses = [\"127.0.0.1\"]\n\
+             name_port = {name_port}\n\
+             datagram_port = {datagram_port}\n\
+             session_port = {session_port}\n\
+             {extra}\n"
+        ),
+    )
+}
+
+/// Writes a test service's configuration into `dir`, with `top_level` (interfaces, ports)
+/// added to its top level; returns its path.
+pub(crate) fn write_config_with(dir: &tempfile::TempDir, top_level: &str) -> PathBuf {
     let utmp = dir.path().join("utmp");
     write_utmp(&utmp, &[]);
     let config = dir.path().join("messenger.toml");
@@ -70,11 +85,7 @@ fn write_config(
              data_dir = \"{data}\"\n\
              control_socket = \"{run}/control.sock\"\n\
              utmp_path = \"{utmp}\"\n\
-             listen_addresses = [\"127.0.0.1\"]\n\
-             name_port = {name_port}\n\
-             datagram_port = {datagram_port}\n\
-             session_port = {session_port}\n\
-             {extra}\n\
+             {top_level}\n\
              [policy]\n\
              rate_limit = false\n",
             data = dir.path().join("data").display(),
@@ -130,12 +141,37 @@ impl Daemon {
         self.dir.path().join("run/messengerd.pid")
     }
 
-    fn inbox(&self) -> PathBuf {
+    pub(crate) fn inbox(&self) -> PathBuf {
         self.dir.path().join("data").join(messengerd::INBOX_FILE)
     }
 
+    /// Waits until the inbox holds at least `count` messages and returns them.
+    pub(crate) async fn stored(&self, count: usize) -> Vec<messenger_core::message::NewMessage> {
+        let path = self.inbox();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let path = path.clone();
+            let got = tokio::task::spawn_blocking(move || {
+                let store = Store::open(&path).expect("open the inbox");
+                let listed = store.list(&Default::default()).expect("list");
+                listed.into_iter().map(|m| m.message).collect::<Vec<_>>()
+            })
+            .await
+            .unwrap();
+            if got.len() >= count {
+                return got;
+            }
+            let texts: Vec<_> = got.iter().map(|m| &m.text).collect();
+            assert!(
+                Instant::now() < deadline,
+                "{count} messages stored, got {texts:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until the control socket answers and the computer name is registered.
-    async fn wait_until_ready(&mut self) {
+    pub(crate) async fn wait_until_ready(&mut self) {
         let deadline = Instant::now() + WAIT;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -160,13 +196,13 @@ impl Daemon {
         }
     }
 
-    fn signal(&self, signal: nix::sys::signal::Signal) {
+    pub(crate) fn signal(&self, signal: nix::sys::signal::Signal) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         nix::sys::signal::kill(pid, signal).expect("signal messengerd");
     }
 
     /// Waits for the process to exit and returns its status.
-    async fn wait_for_exit(&mut self) -> std::process::ExitStatus {
+    pub(crate) async fn wait_for_exit(&mut self) -> std::process::ExitStatus {
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -390,7 +426,7 @@ async fn shutdown_waits_for_every_task_and_counts_what_it_cuts() {
 
 /// systemd's socket activation stand-in (package systemd), which hands its listening sockets
 /// to the program it starts as `LISTEN_FDS`, passing through those it inherited itself.
-const SOCKET_ACTIVATE: &str = "systemd-socket-activate";
+pub(crate) const SOCKET_ACTIVATE: &str = "systemd-socket-activate";
 
 /// Whether systemd-socket-activate can run; says loudly why the test cannot when not.
 fn socket_activate_installed() -> bool {
@@ -505,27 +541,7 @@ async fn socket_activation_serves_the_inherited_sockets() {
     .await
     .unwrap();
 
-    let path = daemon.inbox();
-    let mut texts = Vec::new();
-    let deadline = Instant::now() + WAIT;
-    while texts.len() < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "both messages stored, got {texts:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let path = path.clone();
-        texts = tokio::task::spawn_blocking(move || {
-            let store = Store::open(&path).expect("open the inbox");
-            let listed = store.list(&Default::default()).expect("list");
-            listed
-                .into_iter()
-                .map(|m| m.message.text)
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap();
-    }
+    let mut texts: Vec<String> = daemon.stored(2).await.into_iter().map(|m| m.text).collect();
     texts.sort();
     assert_eq!(
         texts,
