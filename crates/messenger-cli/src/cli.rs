@@ -195,8 +195,9 @@ pub struct SendArgs {
 
     /// Wait until each recipient has read the message (dismissed or confirmed it on their
     /// desktop, listed it with `messenger inbox`, or had it shown on their terminal), at most
-    /// SECONDS [default: 3600]. Windows, Samba and other hosts over NetBIOS only say that
-    /// they accepted a message; for them it says so instead of waiting
+    /// SECONDS [default: 3600]. Hosts of the organisation (over NATS) report reads too;
+    /// Windows, Samba and other hosts over NetBIOS only say that they accepted a message, and
+    /// for them it says so instead of waiting
     #[arg(
         long,
         value_name = "SECONDS",
@@ -209,7 +210,8 @@ pub struct SendArgs {
 
     /// The message expires after SECONDS (1 to 86400) unless a recipient read it by then
     /// (msg.exe's /TIME): its notification closes and it stays in the inbox marked expired.
-    /// Only this computer's service keeps the expiry; other hosts get the message without it
+    /// This computer's service and the organisation's (over NATS) keep the expiry; hosts over
+    /// NetBIOS get the message without it
     #[arg(long, value_name = "SECONDS", value_parser = parse_expire_secs)]
     pub time: Option<u64>,
 

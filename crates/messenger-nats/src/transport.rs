@@ -22,7 +22,7 @@ use crate::subject::receipt_subject;
 use crate::subject::EncodedName;
 use crate::wire::{
     MessageId, ReceiptState, WireError, WireMessage, WireReceipt, BROADCAST_TEXT_CHARS,
-    CLASSIC_TEXT_CHARS, MAX_TEXT_CHARS,
+    CLASSIC_TEXT_CHARS, MAX_EXPIRES_IN_SECS, MAX_TEXT_CHARS,
 };
 use futures_util::StreamExt;
 
@@ -236,6 +236,7 @@ impl NatsTransport {
             from_host: self.directory.host().display().to_owned(),
             to: workgroup.display().to_owned(),
             text: message.text.clone(),
+            expires_in_secs: None,
         };
         if let Err(WireError::TextTooLong(chars)) = wire.check_broadcast_length() {
             return Err(SendError {
@@ -264,16 +265,19 @@ impl NatsTransport {
     /// queue (logged in somewhere now, or nowhere: then it waits for their next login).
     /// [`Transport::send`] is this without the details.
     pub async fn send_message(&self, message: &Outgoing) -> Result<Sent, SendError> {
-        self.send_message_as(message, MessageId::random()).await
+        self.send_message_as(message, MessageId::random(), None)
+            .await
     }
 
-    /// [`NatsTransport::send_message`] with the id chosen by the caller: a sender that waits
-    /// for receipts subscribes to the id's receipts ([`NatsTransport::watch_receipts`])
-    /// before the message goes out.
+    /// [`NatsTransport::send_message`] with the id chosen by the caller (a sender that waits
+    /// for receipts subscribes to the id's receipts, [`NatsTransport::watch_receipts`], before
+    /// the message goes out) and, with `expires_in`, an expiry: the receiving host marks the
+    /// message expired that long after storing it, unless it was read.
     pub async fn send_message_as(
         &self,
         message: &Outgoing,
         id: MessageId,
+        expires_in: Option<Duration>,
     ) -> Result<Sent, SendError> {
         let Recipient::Name(name) = &message.to else {
             return Err(SendError {
@@ -310,12 +314,25 @@ impl NatsTransport {
                 input: false,
             }
         };
+        let expires_in_secs = match expires_in.map(|d| d.as_secs()) {
+            Some(secs) if secs == 0 || secs > MAX_EXPIRES_IN_SECS => {
+                return Err(SendError {
+                    code: ERROR_INVALID_PARAMETER,
+                    message: format!(
+                        "an expiry of {secs} seconds; 1 to {MAX_EXPIRES_IN_SECS} are carried"
+                    ),
+                    input: true,
+                })
+            }
+            other => other,
+        };
         let wire = WireMessage {
             id,
             from: from.display().to_owned(),
             from_host: self.directory.host().display().to_owned(),
             to: to.display().to_owned(),
             text: message.text.clone(),
+            expires_in_secs,
         };
         if let Some(host) = self.directory.holder(to.display()).await.map_err(failed)? {
             self.publish_to(&host.host_subject(), &wire).await?;
@@ -402,27 +419,43 @@ impl ReceiptWatch {
         &self.id
     }
 
-    /// Waits until a recipient has read the message, for at most `wait`, or until
-    /// `cancelled` completes: whether it was read. Receipts that do not decode, or are about
-    /// another message, are ignored.
+    /// Waits until a recipient has read the message or it expired unread, for at most `wait`
+    /// or until `cancelled` completes. Receipts that do not decode, or are about another
+    /// message, are ignored.
     pub async fn read_within(
         &mut self,
         wait: Duration,
         cancelled: impl std::future::Future<Output = ()>,
-    ) -> bool {
+    ) -> ReadOutcome {
         let read = async {
             while let Some(message) = self.subscriber.next().await {
                 match WireReceipt::decode(&message.payload) {
-                    Ok(r) if r.id == self.id && r.state == ReceiptState::Read => return true,
+                    Ok(r) if r.id == self.id && r.state == ReceiptState::Read => {
+                        return ReadOutcome::Read
+                    }
+                    Ok(r) if r.id == self.id && r.state == ReceiptState::Expired => {
+                        return ReadOutcome::Expired
+                    }
                     Ok(_) => {}
                     Err(e) => tracing::debug!(error = %e, "ignored a receipt"),
                 }
             }
-            false
+            ReadOutcome::NotRead
         };
         tokio::select! {
-            read = tokio::time::timeout(wait, read) => read.unwrap_or(false),
-            () = cancelled => false,
+            read = tokio::time::timeout(wait, read) => read.unwrap_or(ReadOutcome::NotRead),
+            () = cancelled => ReadOutcome::NotRead,
         }
     }
+}
+
+/// What a waiting sender learned about a message sent over NATS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadOutcome {
+    /// A recipient read it.
+    Read,
+    /// Nobody read it before its expiry.
+    Expired,
+    /// Nobody read it within the wait (or no receipt came).
+    NotRead,
 }

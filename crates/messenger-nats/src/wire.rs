@@ -14,6 +14,9 @@ pub const CLASSIC_TEXT_CHARS: usize = WINDOWS_MAX_MESSAGE_LEN;
 /// Longest broadcast text, in characters: the Windows rule for `NET SEND *` and `/DOMAIN`,
 /// the same as over the mailslot.
 pub const BROADCAST_TEXT_CHARS: usize = netbios::mailslot::MAX_BROADCAST_TEXT_CHARS;
+/// Longest expiry a message may carry, in seconds: a day, the longest `messenger send --time`
+/// (`messenger_ipc::MAX_EXPIRE_SECS`); a longer one is refused as hostile.
+pub const MAX_EXPIRES_IN_SECS: u64 = 24 * 60 * 60;
 /// Largest payload read from the stream, in bytes: the longest text at four bytes a character
 /// plus JSON escaping and the names, with room to spare. Anything larger is refused unread.
 pub const MAX_PAYLOAD: usize = 8 * 1024;
@@ -74,6 +77,11 @@ pub struct WireMessage {
     pub to: String,
     /// The text, UTF-8, line breaks as `\n`.
     pub text: String,
+    /// Seconds after it is stored in the receiving inbox until it expires unless read
+    /// (`messenger send --time`); absent for a message that does not expire. Relative, so
+    /// that the hosts' clocks need not agree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_secs: Option<u64>,
 }
 
 impl WireMessage {
@@ -100,6 +108,12 @@ impl WireMessage {
         if message.text.trim().is_empty() {
             return Err(WireError::Empty);
         }
+        if message
+            .expires_in_secs
+            .is_some_and(|secs| secs == 0 || secs > MAX_EXPIRES_IN_SECS)
+        {
+            return Err(WireError::BadExpiry);
+        }
         Ok(message)
     }
 }
@@ -120,6 +134,8 @@ impl WireMessage {
 pub enum ReceiptState {
     /// It is in the recipient's inbox.
     Delivered,
+    /// Nobody read it before its expiry (`messenger send --time`).
+    Expired,
     /// A recipient acknowledged it (dismissed or confirmed its notification, listed it, or
     /// had it shown on their terminal).
     Read,
@@ -181,6 +197,9 @@ pub enum WireError {
     /// Empty text.
     #[error("empty text")]
     Empty,
+    /// An expiry of zero or longer than [`MAX_EXPIRES_IN_SECS`].
+    #[error("bad expiry")]
+    BadExpiry,
     /// A message in a user's queue addressed to someone else.
     #[error("addressed to another recipient than its queue's")]
     WrongRecipient,
@@ -197,6 +216,7 @@ mod tests {
             from_host: "HOSTA".into(),
             to: "BOB".into(),
             text: "hello".into(),
+            expires_in_secs: None,
         }
     }
 
@@ -204,6 +224,19 @@ mod tests {
     fn a_message_round_trips() {
         let m = message();
         assert_eq!(WireMessage::decode(&m.encode()), Ok(m));
+    }
+
+    #[test]
+    fn an_expiry_is_carried_only_when_there_is_one_and_checked() {
+        let m = message();
+        assert!(!String::from_utf8(m.encode()).unwrap().contains("expires"));
+        let mut m = message();
+        m.expires_in_secs = Some(30);
+        assert_eq!(WireMessage::decode(&m.encode()), Ok(m.clone()));
+        for bad in [0, MAX_EXPIRES_IN_SECS + 1] {
+            m.expires_in_secs = Some(bad);
+            assert_eq!(WireMessage::decode(&m.encode()), Err(WireError::BadExpiry));
+        }
     }
 
     #[test]

@@ -263,6 +263,7 @@ async fn a_directed_message_reaches_the_holders_inbox_exactly_once_across_retrie
     // A retry with the same Nats-Msg-Id: JetStream drops it.
     let hostb = EncodedName::new("HOSTB").unwrap();
     let retried = WireMessage {
+        expires_in_secs: None,
         id: MessageId::random(),
         from: "ALICE".into(),
         from_host: "HOSTA".into(),
@@ -744,6 +745,7 @@ async fn hostile_payloads_from_nats_are_refused_and_do_not_hold_up_the_rest() {
         }
     };
     let valid = |to: &str, text: &str| WireMessage {
+        expires_in_secs: None,
         id: MessageId::random(),
         from: "MALLORY".into(),
         from_host: "HOSTA".into(),

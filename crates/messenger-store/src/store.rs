@@ -305,6 +305,43 @@ impl Store {
         Ok(ids.into_iter().next().flatten())
     }
 
+    /// Refuses an origin id that is empty or longer than [`MAX_ORIGIN_ID_LEN`].
+    fn check_origin_id(origin_id: &str) -> Result<(), StoreError> {
+        if origin_id.is_empty() || origin_id.len() > MAX_ORIGIN_ID_LEN {
+            return Err(StoreError::new(
+                ErrorKind::Invalid,
+                format!("origin id of {} bytes", origin_id.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// [`Store::insert_once`] for a message that expires at `expires_at` (unix microseconds,
+    /// as [`Store::insert_expiring`]) unless read first: both in one transaction, or nothing.
+    pub fn insert_once_expiring(
+        &mut self,
+        origin_id: &str,
+        msg: &NewMessage,
+        expires_at: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        Self::validate(msg)?;
+        Self::check_origin_id(origin_id)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(ctx("starting to store a message"))?;
+        let id = Self::insert_once_in(&tx, origin_id, msg)?;
+        if let Some(id) = id {
+            tx.execute(
+                "UPDATE messages SET expires_at = ?2 WHERE id = ?1",
+                params![id, expires_at],
+            )
+            .map_err(ctx("storing an expiry"))?;
+        }
+        tx.commit().map_err(ctx("committing a message"))?;
+        Ok(id)
+    }
+
     /// [`Store::insert_once`] for several messages in one transaction (one fsync for all):
     /// for each, the new id or `None` for a duplicate (of a stored message or of an earlier
     /// one in `msgs`). All or nothing: on error none is stored.
@@ -314,12 +351,7 @@ impl Store {
     ) -> Result<Vec<Option<i64>>, StoreError> {
         for (origin_id, msg) in msgs {
             Self::validate(msg)?;
-            if origin_id.is_empty() || origin_id.len() > MAX_ORIGIN_ID_LEN {
-                return Err(StoreError::new(
-                    ErrorKind::Invalid,
-                    format!("origin id of {} bytes", origin_id.len()),
-                ));
-            }
+            Self::check_origin_id(origin_id)?;
         }
         let tx = self
             .conn

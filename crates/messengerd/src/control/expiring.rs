@@ -57,7 +57,7 @@ pub(crate) async fn send(
         if outcome.result.is_err() {
             continue;
         }
-        if beyond(i, &stored) {
+        if beyond(i, &stored) && !outcome.expiry_carried {
             let notice = beyond_reach_notice(&outcome.recipient);
             outcome.notice = Some(match outcome.notice.take() {
                 Some(other) => format!("{other} {notice}"),

@@ -84,6 +84,7 @@ mod tests {
             result,
             receipt: Some(Receipt::NotReadInTime),
             notice: None,
+            expiry_carried: false,
         }
     }
 

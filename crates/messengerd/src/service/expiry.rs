@@ -80,6 +80,13 @@ pub(crate) fn expiry_of_this_send(received_at: i64) -> Option<i64> {
         .ok()
 }
 
+/// How long after storing the message the send running on this task asked it to expire;
+/// none outside [`with_expiry`]. For a message that leaves this computer with its expiry
+/// (over the organisation's network), to be stored with it there.
+pub(crate) fn expiry_of_this_send_after() -> Option<Duration> {
+    SEND_EXPIRY.try_with(|e| e.after).ok()
+}
+
 /// Notes that the send running on this task stored message `id` with its expiry.
 pub(crate) fn stored_by_this_send(id: i64) {
     let _ = SEND_EXPIRY.try_with(|e| lock(&e.stored).push(id));

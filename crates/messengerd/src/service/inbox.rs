@@ -165,18 +165,23 @@ impl Inbox {
         rx.await.map_err(|_| closed())?
     }
 
-    /// Stores `message` unless one with the same `origin_id` (the id its sending network gave
-    /// it) is stored already: the new id, or `None` for a redelivery. Refused like
-    /// [`Inbox::store`] while the disk is nearly full.
+    /// Stores `message` unless a message with `origin_id` is already stored (its network
+    /// delivered it again): the new id, or `None` for a redelivery. With `expires_at` (unix
+    /// microseconds) it expires then unless read first, as [`Inbox::store_expiring`]'s.
+    /// Refused like [`Inbox::store`] while the disk is nearly full.
     pub async fn store_once(
         &self,
         origin_id: String,
         message: NewMessage,
+        expires_at: Option<i64>,
     ) -> Result<Option<i64>, StoreError> {
         self.disk.check()?;
         let copy = (self.new_messages.receiver_count() > 0).then(|| message.clone());
         let id = self
-            .with_store(move |s| s.insert_once(&origin_id, &message))
+            .with_store(move |s| match expires_at {
+                None => s.insert_once(&origin_id, &message),
+                Some(at) => s.insert_once_expiring(&origin_id, &message, at),
+            })
             .await?;
         if let (Some(id), Some(message)) = (id, copy) {
             let _ = self.new_messages.send(StoredMessage {
@@ -184,9 +189,12 @@ impl Inbox {
                 message,
                 read: false,
                 read_by: Vec::new(),
-                expires_at: None,
+                expires_at,
                 expired: false,
             });
+        }
+        if id.is_some() && expires_at.is_some() {
+            self.expiry_added.notify_one();
         }
         Ok(id)
     }

@@ -352,12 +352,13 @@ impl Service {
             message.source,
         );
         let text = tracing::enabled!(tracing::Level::DEBUG).then(|| message.text.clone());
-        // Only a local send that asked for one gives a message an expiry (see `expiry`).
+        // Only a send that asked for one gives a message an expiry: a local one, or one from
+        // another host of the organisation (see `expiry`).
         let expires_at = expiry::expiry_of_this_send(message.received_at);
         let stored = match (origin_id, expires_at) {
             (None, None) => self.inbox.store(message).await.map(Some),
             (None, Some(at)) => self.inbox.store_expiring(message, at).await.map(Some),
-            (Some(origin_id), _) => self.inbox.store_once(origin_id, message).await,
+            (Some(origin_id), at) => self.inbox.store_once(origin_id, message, at).await,
         };
         let id = match stored {
             Ok(Some(id)) => id,

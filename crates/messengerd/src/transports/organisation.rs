@@ -224,17 +224,20 @@ fn wanted(service: &Service) -> (Vec<String>, Vec<String>) {
     (names, users)
 }
 
-/// Publishes a read receipt for each message that came over NATS when one of its recipients
-/// reads it, for a sender waiting with `messenger send --wait` on another host.
+/// Publishes a receipt for each message that came over NATS when one of its recipients reads
+/// it, or when it expires unread, for a sender waiting with `messenger send --wait` on
+/// another host.
 async fn send_read_receipts(service: Arc<Service>, shutdown: CancellationToken) {
     let mut reads = service.inbox.subscribe_reads();
+    let mut expirations = service.inbox.subscribe_expirations();
     loop {
-        let read = tokio::select! {
+        let (state, ids) = tokio::select! {
             _ = shutdown.cancelled() => return,
-            read = reads.recv() => read,
+            read = reads.recv() => (ReceiptState::Read, read.map(|r| r.ids)),
+            expired = expirations.recv() => (ReceiptState::Expired, expired.map(|e| vec![e.id])),
         };
-        let ids = match read {
-            Ok(read) => read.ids,
+        let ids = match ids {
+            Ok(ids) => ids,
             // Receipts are a courtesy: a sender whose receipt was skipped waits out its time.
             Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
                 tracing::debug!(missed, "read receipts skipped: too many reads at once");
@@ -259,10 +262,7 @@ async fn send_read_receipts(service: Arc<Service>, shutdown: CancellationToken) 
         for (_, origin) in origins {
             // Ids of other networks (none yet) are not NATS message ids.
             if let Ok(id) = MessageId::try_from(origin) {
-                organisation
-                    .transport
-                    .publish_receipt(&id, ReceiptState::Read)
-                    .await;
+                organisation.transport.publish_receipt(&id, state).await;
             }
         }
     }
@@ -426,10 +426,15 @@ impl consumer::Inbox for ServiceInbox {
         };
         let message: NewMessage = consumer::new_message(&received, recipients);
         let machine = received.message.from_host.clone();
-        let stored = self
-            .service
-            .deliver_once(received.id.as_str().to_owned(), message, machine)
-            .await
+        // Sent with `--time`: it expires here, that long after it is stored.
+        let expires_in = received.message.expires_in_secs.map(Duration::from_secs);
+        let (stored, _) = crate::service::expiry::with_expiry(
+            expires_in,
+            self.service
+                .deliver_once(received.id.as_str().to_owned(), message, machine),
+        )
+        .await;
+        let stored = stored
             .map(|id| id.is_some())
             .map_err(|refusal| format!("{refusal:?}"))?;
         if stored {

@@ -29,6 +29,7 @@ use messenger_core::nerr::{
 };
 use messenger_core::transport::{Delivery, Outgoing, Reach, Recipient, SendError, Transport};
 use messenger_ipc::{Receipt, SendTarget};
+use messenger_nats::transport::ReadOutcome;
 use messenger_nats::wire::MessageId;
 use messenger_net::NetBios;
 use tokio::sync::broadcast;
@@ -49,6 +50,9 @@ pub(crate) struct Outcome {
     pub receipt: Option<Receipt>,
     /// What the sender should know besides (a message that waits for its user's login).
     pub notice: Option<String>,
+    /// Whether the send's expiry (`--time`) went with the message to another computer that
+    /// keeps it (over the organisation's network).
+    pub expiry_carried: bool,
 }
 
 impl Outcome {
@@ -58,6 +62,7 @@ impl Outcome {
             result,
             receipt: None,
             notice: None,
+            expiry_carried: false,
         }
     }
 }
@@ -171,19 +176,23 @@ pub(crate) async fn send(
                         Some(_) => nats.watch_receipts(&id).await.ok(),
                         None => None,
                     };
-                    match nats.send_message_as(&outgoing, id).await {
+                    let expires_in = crate::service::expiry::expiry_of_this_send_after();
+                    match nats.send_message_as(&outgoing, id, expires_in).await {
                         Err(e) if e.input => return Err(e),
                         Err(e) if e.code == NERR_NAME_NOT_FOUND => {}
                         result => {
                             let receipt = match (&result, wait, receipts.as_mut()) {
                                 (Ok(_), Some(wait), Some(receipts)) => Some(
-                                    if receipts
-                                        .read_within(wait, service.stopping.cancelled())
+                                    match receipts
+                                        .read_within(
+                                            wait_for_remote_receipt(wait, expires_in),
+                                            service.stopping.cancelled(),
+                                        )
                                         .await
                                     {
-                                        Receipt::Read
-                                    } else {
-                                        Receipt::NotReadInTime
+                                        ReadOutcome::Read => Receipt::Read,
+                                        ReadOutcome::Expired => Receipt::Expired,
+                                        ReadOutcome::NotRead => Receipt::NotReadInTime,
                                     },
                                 ),
                                 // Subscribing failed: the message went out, but no receipt
@@ -197,6 +206,7 @@ pub(crate) async fn send(
                                     // "CAROL is not logged on; the message will be delivered
                                     // when CAROL logs on."
                                     notice: sent.notice(),
+                                    expiry_carried: expires_in.is_some(),
                                     ..Outcome::new(sent.recipient().to_owned(), Ok(()))
                                 },
                                 Err(e) => Outcome::new(typed, Err(e)),
@@ -371,6 +381,20 @@ fn organisation_unreachable(service: &Service) -> bool {
             .organisation
             .get()
             .is_none_or(|o| !o.transport.is_usable())
+}
+
+/// How much longer than its expiry a sender waits for another host's receipt: that host
+/// settles the expiry when it falls due and its receipt crosses the cluster in milliseconds;
+/// a busy host or a fail-over in the cluster may take a few seconds.
+const REMOTE_EXPIRY_GRACE: Duration = Duration::from_secs(5);
+
+/// How long to wait for another host's receipt: `wait`, and when the wait reaches the
+/// message's expiry, until the receipt that it expired can have come.
+fn wait_for_remote_receipt(wait: Duration, expires_in: Option<Duration>) -> Duration {
+    match expires_in {
+        Some(expiry) if wait >= expiry => expiry + REMOTE_EXPIRY_GRACE,
+        _ => wait,
+    }
 }
 
 /// The NetBIOS transport with the service's configuration and interfaces.

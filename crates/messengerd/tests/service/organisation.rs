@@ -652,3 +652,36 @@ async fn observe_as(
         .expect("open the directory");
     (nats, directory)
 }
+
+/// `messenger send --time` across the organisation: the message expires on the receiving
+/// host, and a sender who waits learns that it expired unread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_sent_with_an_expiry_expires_on_the_receiving_host() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let a = TestService::start(on_nats("SITEA", nats.url.clone())).await;
+    let b = TestService::start(on_nats("SITEB", nats.url.clone())).await;
+    wait_until_held(&nats.url, "SITEB", "SITEB").await;
+    let reply = control_call(
+        &a.control(),
+        Request::Send {
+            target: SendTarget::Name {
+                name: "SITEB".into(),
+            },
+            from: None,
+            text: "read me within a second".into(),
+            allow_long: false,
+            wait_secs: Some(30),
+            expire_secs: Some(1),
+        },
+    )
+    .await;
+    let result = sent_ok(&reply);
+    assert_eq!(result.receipt, Some(messenger_ipc::Receipt::Expired));
+    assert_eq!(result.notice, None, "the expiry went with the message");
+    let stored = b.wait_for_message("read me within a second").await;
+    assert!(stored.expires_at.is_some());
+    assert!(stored.expired, "marked expired on the receiving host");
+    assert!(!stored.read);
+}
