@@ -231,6 +231,10 @@ pub struct NatsTable {
     pub user: Option<String>,
     /// `password`: the password of `user`.
     pub password: Option<String>,
+    /// `wins_proxy`: answer broadcast name queries for names the directory places on another
+    /// computer with this computer's address, so that Windows and Samba senders on this subnet
+    /// find them and send here to be forwarded (default false).
+    pub wins_proxy: Option<bool>,
     /// `tls_ca`: the CA certificate (PEM) the servers' certificates must chain to.
     pub tls_ca: Option<PathBuf>,
     /// `tls_cert`: this host's client certificate (PEM), with `tls_key`.

@@ -85,6 +85,9 @@ pub struct NatsSettings {
     pub directory_max_age: Duration,
     /// How long a message waits in the stream for its host or user.
     pub retention: Duration,
+    /// Whether the service answers broadcast name queries for names held on other hosts
+    /// (`wins_proxy`).
+    pub wins_proxy: bool,
 }
 
 impl NatsSettings {
@@ -97,6 +100,7 @@ impl NatsSettings {
             replicas: DEFAULT_REPLICAS,
             directory_max_age: DEFAULT_DIRECTORY_MAX_AGE,
             retention: DEFAULT_RETENTION,
+            wins_proxy: false,
         }
     }
 
@@ -174,6 +178,7 @@ impl NatsSettings {
             replicas,
             directory_max_age,
             retention,
+            wins_proxy: table.wins_proxy.unwrap_or(false),
         })
     }
 

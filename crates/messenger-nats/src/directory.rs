@@ -10,7 +10,10 @@
 //! Values are host names and are validated as names when read: the bucket is as untrusted as
 //! the network.
 
+use std::net::Ipv4Addr;
+
 use async_nats::jetstream::{kv, stream};
+
 use bytes::Bytes;
 
 use messenger_core::nerr::{ERROR_INVALID_NAME, NERR_DUPLICATE_NAME, NERR_NETWORK_ERROR};
@@ -18,6 +21,9 @@ use messenger_core::nerr::{ERROR_INVALID_NAME, NERR_DUPLICATE_NAME, NERR_NETWORK
 use crate::connection::{Nats, NatsError};
 use crate::subject::{EncodedName, DIRECTORY_BUCKET};
 
+/// Most addresses a host records: hosts with more interfaces are rare, and the entry must
+/// stay within [`MAX_DIRECTORY_MESSAGE`] (16 addresses take at most 255 bytes).
+pub const MAX_HOST_ADDRESSES: usize = 16;
 /// Versions of each key the bucket keeps: only the current holder matters.
 pub const DIRECTORY_HISTORY: i64 = 1;
 /// Largest directory message the server accepts, in bytes. The limit counts headers too: a
@@ -227,6 +233,37 @@ impl Directory {
         }
     }
 
+    /// Records this host's IPv4 addresses (the last write wins; written again with every
+    /// refresh, as the entry expires like the others).
+    pub async fn set_addresses(&self, addresses: &[Ipv4Addr]) -> Result<(), DirectoryError> {
+        let text = addresses
+            .iter()
+            .take(MAX_HOST_ADDRESSES)
+            .map(Ipv4Addr::to_string)
+            .collect::<Vec<_>>()
+            .join(" ");
+        self.store
+            .put(self.host.host_key(), Bytes::from(text))
+            .await
+            .map(|_| ())
+            .map_err(jetstream)
+    }
+
+    /// Removes this host's addresses (at shutdown).
+    pub async fn clear_addresses(&self) -> Result<(), DirectoryError> {
+        self.store
+            .delete(self.host.host_key())
+            .await
+            .map_err(jetstream)
+    }
+
+    /// The addresses `host` recorded; empty when it recorded none, or the entry is not a
+    /// list of addresses (the bucket is as untrusted as the network).
+    pub async fn addresses(&self, host: &EncodedName) -> Result<Vec<Ipv4Addr>, DirectoryError> {
+        let value = self.store.get(host.host_key()).await.map_err(jetstream)?;
+        Ok(value.as_deref().map(parse_addresses).unwrap_or_default())
+    }
+
     /// The host holding `name`, if the directory knows one.
     pub async fn holder(&self, name: &str) -> Result<Option<EncodedName>, DirectoryError> {
         let name = EncodedName::new(name).map_err(|_| DirectoryError::InvalidName)?;
@@ -242,6 +279,23 @@ impl Directory {
     async fn lookup(&self, key: &str) -> Result<Option<EncodedName>, DirectoryError> {
         let value = self.store.get(key).await.map_err(jetstream)?;
         Ok(value.as_deref().and_then(parse_host))
+    }
+}
+
+/// A host's addresses read from the bucket: space-separated IPv4 addresses, at most
+/// [`MAX_HOST_ADDRESSES`]; anything else is no addresses.
+fn parse_addresses(value: &[u8]) -> Vec<Ipv4Addr> {
+    let Ok(text) = std::str::from_utf8(value) else {
+        return Vec::new();
+    };
+    let parsed: Option<Vec<Ipv4Addr>> = text
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().ok())
+        .collect();
+    match parsed {
+        Some(addresses) if addresses.len() <= MAX_HOST_ADDRESSES => addresses,
+        _ => Vec::new(),
     }
 }
 
@@ -288,5 +342,22 @@ impl DirectoryError {
             DirectoryError::InvalidName => ERROR_INVALID_NAME,
             DirectoryError::Nats(_) => NERR_NETWORK_ERROR,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_addresses_are_read_strictly() {
+        let two = [Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(192, 0, 2, 7)];
+        assert_eq!(parse_addresses(b"10.0.0.1 192.0.2.7"), two);
+        assert!(parse_addresses(b"").is_empty());
+        for hostile in [&b"10.0.0.1 x"[..], b"10.0.0.256", b"\xff", b"10.0.0.1;rm"] {
+            assert!(parse_addresses(hostile).is_empty(), "{hostile:?}");
+        }
+        let many = vec!["10.0.0.1"; MAX_HOST_ADDRESSES + 1].join(" ");
+        assert!(parse_addresses(many.as_bytes()).is_empty());
     }
 }

@@ -111,6 +111,12 @@ impl EncodedName {
         format!("name.{}", self.hex)
     }
 
+    /// The directory key of a host: its IPv4 addresses, so that a host can tell whether a name
+    /// is held on its own subnet.
+    pub fn host_key(&self) -> String {
+        format!("host.{}", self.hex)
+    }
+
     /// The directory key of a user: where they are logged in now.
     pub fn user_key(&self) -> String {
         format!("user.{}", self.hex)

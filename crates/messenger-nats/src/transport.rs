@@ -5,6 +5,7 @@
 //! lost is retried with the same id, and JetStream drops the duplicate. The send succeeds when
 //! JetStream acknowledges the message, that is when it is stored on a quorum of replicas.
 
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use async_nats::jetstream::message::PublishMessage;
@@ -195,24 +196,39 @@ impl NatsTransport {
     /// NetBIOS senders before it accepts a message it must forward. Any failure (no cluster,
     /// an invalid name) is "no": the message is then refused, as without the gateway.
     pub async fn delivers_elsewhere(&self, name: &str) -> bool {
-        let Ok(name) = EncodedName::new(name) else {
-            return false;
-        };
+        self.destination(name).await.is_some()
+    }
+
+    /// When a message for `name` would go elsewhere ([`NatsTransport::delivers_elsewhere`]):
+    /// the addresses of the host it would go to (none for a user's queue, or a host that
+    /// recorded none). The WINS proxy answers only for names held off its own subnet.
+    pub async fn elsewhere_at(&self, name: &str) -> Option<Vec<Ipv4Addr>> {
+        match self.destination(name).await? {
+            Some(host) => Some(self.directory.addresses(&host).await.unwrap_or_default()),
+            None => Some(Vec::new()),
+        }
+    }
+
+    /// Where a message for `name` would go, when not here: `Some(Some(host))` to that host,
+    /// `Some(None)` to the user's queue, `None` nowhere (or here, or unknown).
+    async fn destination(&self, name: &str) -> Option<Option<EncodedName>> {
+        let name = EncodedName::new(name).ok()?;
         if !self.nats.is_usable() {
-            return false;
+            return None;
         }
         let here = self.directory.host();
         match self.directory.holder(name.display()).await {
-            Ok(Some(host)) => return host != *here,
+            Ok(Some(host)) => return (host != *here).then_some(Some(host)),
             Ok(None) => {}
-            Err(_) => return false,
+            Err(_) => return None,
         }
         match self.directory.user_host(name.display()).await {
-            Ok(Some(host)) => host != *here,
+            Ok(Some(host)) => (host != *here).then_some(Some(host)),
             Ok(None) => consumer::user_has_queue(&self.nats, &name)
                 .await
-                .unwrap_or(false),
-            Err(_) => false,
+                .unwrap_or(false)
+                .then_some(None),
+            Err(_) => None,
         }
     }
 

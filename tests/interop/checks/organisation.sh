@@ -22,12 +22,17 @@ org_network() {
 	return "$bad"
 }
 
+ORG_SERVICES=(orga1 orga2 orgb1 orgb2 orgc1)
+
 org_start_services() {
-	local h
-	for h in orga1 orga2 orgb1 orgc1; do
-		start_messengerd "$h" "${HOST_NB[$h]}" "$ORG_WORKGROUP" "$(nats_toml)" || return 1
+	local h extra
+	for h in "${ORG_SERVICES[@]}"; do
+		extra=$(nats_toml)
+		# orgb1 answers for names held on other subnets (a WINS proxy), for orgwin.
+		[ "$h" = orgb1 ] && extra="$extra"$'\n'"wins_proxy = true"
+		start_messengerd "$h" "${HOST_NB[$h]}" "$ORG_WORKGROUP" "$extra" || return 1
 	done
-	for h in orga1 orga2 orgb1 orgc1; do
+	for h in "${ORG_SERVICES[@]}"; do
 		wait_until 30 "${HOST_NB[$h]} in the organisation's directory" \
 			org_logged "$h" "name registered in the organisation's directory.*${HOST_NB[$h]}" ||
 			{ tail -n 30 "$(org_log "$h")"; return 1; }
@@ -61,11 +66,11 @@ org_broadcast() {
 	# Each host's broadcasts arrive in order: once a later one is in, the twin of the first
 	# had its chance to arrive too.
 	messenger_cli orga1 send '*' "marker after the broadcast ($RUN_ID)" || return 1
-	for h in orga2 orgb1 orgc1; do
+	for h in orga2 orgb1 orgb2 orgc1; do
 		wait_inbox "$h" --text "marker after the broadcast ($RUN_ID)" || return 1
 	done
 	sleep 1
-	for h in orga1 orga2 orgb1 orgc1; do
+	for h in "${ORG_SERVICES[@]}"; do
 		org_count "$h" "$text" 1 || { echo "on $h"; return 1; }
 	done
 	# On the sender's subnet both copies came, and the second was recognised.
@@ -87,6 +92,47 @@ org_gateway() {
 		return 1
 	fi
 	smbclient_refused "$(cat "$WORK/org-nowhere.out")"
+}
+
+# org_nmblookup_bcast HOST NAME: nmblookup's broadcast query on HOST's subnet, its output.
+org_nmblookup_bcast() {
+	local subnet
+	subnet=${HOST_IP[$1]%.*}
+	in_host "$1" nmblookup -s "$(client_conf "$1")" -B "$subnet.255" "$2#03" 2>&1
+}
+
+org_wins_proxy() {
+	local out file
+	# SITEC1 is on subnet 3: orgb1 answers for it, with its own address.
+	out=$(org_nmblookup_bcast orgwin SITEC1)
+	printf '%s\n' "$out"
+	printf '%s\n' "$out" | grep -q "^${HOST_IP[orgb1]} SITEC1<03>" ||
+		{ echo "orgb1 did not answer for SITEC1"; return 1; }
+	# So a sender on subnet 2 reaches SITEC1 by name alone, with no -I.
+	file=$(save_text org-proxy "found by broadcast, sent through the gateway ($RUN_ID)")
+	out=$(in_host orgwin smbclient -s "$(client_conf orgwin)" -M SITEC1 -U winuser -N -n WINPC <"$file" 2>&1)
+	printf '%s\n' "$out"
+	wait_inbox orgc1 --text-file "$file" --from WINUSER --transport nats || return 1
+	# SITEB2 is on subnet 2 itself: only SITEB2 answers, never the proxy.
+	out=$(org_nmblookup_bcast orgwin SITEB2)
+	printf '%s\n' "$out"
+	printf '%s\n' "$out" | grep -q "^${HOST_IP[orgb2]} SITEB2<03>" || { echo "SITEB2 did not answer"; return 1; }
+	if printf '%s\n' "$out" | grep -q "^${HOST_IP[orgb1]} SITEB2"; then
+		echo "the proxy answered for a name held on its own subnet"
+		return 1
+	fi
+	# A name in no directory: nobody answers.
+	out=$(org_nmblookup_bcast orgwin NOSUCHNAME)
+	printf '%s\n' "$out"
+	printf '%s\n' "$out" | grep -q "name_query failed to find name NOSUCHNAME#03" ||
+		{ echo "someone answered for a name nobody holds"; return 1; }
+	# Even after a while, it has not answered for those two.
+	sleep 2
+	if org_logged orgb1 "answered for a name held on another subnet.*\(SITEB2\|NOSUCHNAME\)"; then
+		echo "orgb1 answered for SITEB2 or NOSUCHNAME:"
+		grep "WINS proxy" "$(org_log orgb1)"
+		return 1
+	fi
 }
 
 org_wait() {
@@ -219,6 +265,7 @@ run_organisation_checks() {
 	add_routed_host orga1   1      10.78.1.1    SITEA1        "$ORG_WORKGROUP" || die "cannot create orga1"
 	add_routed_host orga2   1      10.78.1.2    SITEA2        "$ORG_WORKGROUP" || die "cannot create orga2"
 	add_routed_host orgb1   2      10.78.2.1    SITEB1        "$ORG_WORKGROUP" || die "cannot create orgb1"
+	add_routed_host orgb2   2      10.78.2.2    SITEB2        "$ORG_WORKGROUP" || die "cannot create orgb2"
 	add_routed_host orgwin  2      10.78.2.50   WINPC         "$ORG_WORKGROUP" || die "cannot create orgwin"
 	add_routed_host orgc1   3      10.78.3.1    SITEC1        "$ORG_WORKGROUP" || die "cannot create orgc1"
 	local n
@@ -235,6 +282,7 @@ run_organisation_checks() {
 	check "organisation: a directed message crosses the router through JetStream, with no WINS" org_directed
 	check "organisation: * reaches the workgroup on every subnet, once per host (mailslot and NATS on the sender's subnet)" org_broadcast
 	check "organisation: smbclient -M to a name on another subnet, through the service of the sender's subnet" org_gateway
+	check "organisation: the WINS proxy answers for a name on another subnet, never for one on its own (smbclient -M by name alone)" org_wins_proxy
 	check "organisation: send --wait across subnets reports the read" org_wait
 	check "organisation: a user logged in nowhere gets the message at the next login, on another subnet" org_offline
 	check "organisation: a NATS node killed under load loses and doubles no acknowledged message" org_node_killed

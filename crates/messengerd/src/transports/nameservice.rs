@@ -10,13 +10,16 @@ use messenger_core::config::DEFAULT_NAME_PORT;
 use messenger_core::nerr;
 use messenger_net::iface::Interface;
 use netbios::name::SUFFIX_MESSENGER;
+use netbios::nbns::packet::{AddrEntry, NbFlags, NodeType, Packet, PacketKind};
 use netbios::nbns::service::{NameEvent, NameService, NameServiceConfig, RegisterError};
+use netbios::NetbiosName;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::host::udp::UdpEndpoint;
 use crate::service::{NameCommand, Service};
+use crate::transports::wins_proxy::{self, Asker, Step, WinsProxy};
 use crate::util::lock;
 
 /// Largest name service datagram read. What arrives here (queries, registrations, releases,
@@ -63,6 +66,7 @@ async fn serve(
     ns_config.scope = config.scope.clone();
     ns_config.first_transaction_id = transaction_seed(index);
     let mut ns = NameService::new(ns_config);
+    let mut proxy = Proxy::new(&service, &interface);
 
     loop {
         flush(&service, &mut ns, &endpoint).await;
@@ -93,7 +97,20 @@ async fn serve(
             },
             r = endpoint.recv() => {
                 if let Ok(r) = r {
-                    receive(&mut ns, r.from, r.data);
+                    let (from, data) = (r.from, r.data.to_vec());
+                    receive(&mut ns, from, &data);
+                    if let Some(proxy) = proxy.as_mut() {
+                        proxy.on_packet(&service, &ns, &endpoint, from, &data).await;
+                    }
+                }
+            }
+            Some((name, elsewhere)) = recv_looked_up(&mut proxy) => {
+                if let Some(proxy) = proxy.as_mut() {
+                    if let Step::Answer(askers) =
+                        proxy.state.on_directory(name, elsewhere, Instant::now())
+                    {
+                        proxy.answer(&endpoint, askers).await;
+                    }
                 }
             }
         }
@@ -153,4 +170,117 @@ fn transaction_seed(index: usize) -> u16 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     (nanos as u16) ^ (std::process::id() as u16) ^ ((index as u16) << 12)
+}
+
+/// The WINS proxy of one interface (see `wins_proxy`), with what it needs for its I/O.
+struct Proxy {
+    state: WinsProxy,
+    /// The interface: its address is the answer, its subnet where names answer for
+    /// themselves.
+    interface: Interface,
+    /// Directory answers, from the look-up tasks.
+    looked_up: mpsc::Receiver<(NetbiosName, bool)>,
+    looked_up_tx: mpsc::Sender<(NetbiosName, bool)>,
+}
+
+impl Proxy {
+    /// The proxy, when `[nats] wins_proxy` is on.
+    fn new(service: &Service, interface: &Interface) -> Option<Self> {
+        if !service.settings.nats.as_ref().is_some_and(|n| n.wins_proxy) {
+            return None;
+        }
+        // At most MAX_PENDING look-ups run, each sending once: a send never waits.
+        let (looked_up_tx, looked_up) = mpsc::channel(wins_proxy::MAX_PENDING);
+        Some(Self {
+            state: WinsProxy::default(),
+            interface: interface.clone(),
+            looked_up,
+            looked_up_tx,
+        })
+    }
+
+    /// A packet that reached the name service: a broadcast query from another node for a
+    /// `<03>` name that is not ours goes to the proxy.
+    async fn on_packet(
+        &mut self,
+        service: &Arc<Service>,
+        ns: &NameService,
+        endpoint: &UdpEndpoint,
+        from: SocketAddr,
+        data: &[u8],
+    ) {
+        let SocketAddr::V4(from) = from else { return };
+        if service.addresses.contains(from.ip()) {
+            return;
+        }
+        let Ok(packet) = Packet::decode(data) else {
+            return;
+        };
+        if packet.kind() != PacketKind::NameQueryRequest || !packet.header.broadcast {
+            return;
+        }
+        let Some(question) = packet.question() else {
+            return;
+        };
+        let name = question.name.name;
+        if name.suffix() != SUFFIX_MESSENGER
+            || ns.name_state(&name).is_some()
+            || lock(&service.names)
+                .find_usable(name.name_bytes())
+                .is_some()
+        {
+            return;
+        }
+        let asker = Asker {
+            from,
+            transaction_id: packet.header.transaction_id,
+            name: question.name.clone(),
+        };
+        match self.state.on_query(asker, Instant::now()) {
+            Step::Nothing => {}
+            Step::Answer(askers) => self.answer(endpoint, askers).await,
+            Step::LookUp(name) => {
+                let (service, tx) = (Arc::clone(service), self.looked_up_tx.clone());
+                let interface = self.interface.clone();
+                service.tasks.clone().spawn(async move {
+                    let answer = crate::transports::organisation::proxies_for(
+                        &service,
+                        name.name_bytes(),
+                        &interface,
+                    )
+                    .await;
+                    let _ = tx.send((name, answer)).await;
+                });
+            }
+        }
+    }
+
+    /// Tells each asker that the name is here, at this interface's address.
+    async fn answer(&self, endpoint: &UdpEndpoint, askers: Vec<Asker>) {
+        for asker in askers {
+            let entry = AddrEntry {
+                flags: NbFlags::new(false, NodeType::B),
+                address: self.interface.addr,
+            };
+            let response = Packet::positive_query_response(
+                asker.transaction_id,
+                asker.name.clone(),
+                wins_proxy::ANSWER_TTL_SECS,
+                vec![entry],
+                false,
+            );
+            tracing::info!(name = %asker.name.name, to = %asker.from, "answered for a name held on another subnet (WINS proxy)");
+            if let Err(e) = endpoint.send_to(&response.encode(), asker.from).await {
+                tracing::debug!(to = %asker.from, error = %e, "proxy answer not sent");
+            }
+        }
+    }
+}
+
+/// The next directory answer for the proxy; never, without one.
+async fn recv_looked_up(proxy: &mut Option<Proxy>) -> Option<(NetbiosName, bool)> {
+    match proxy {
+        Some(proxy) => proxy.looked_up.recv().await,
+        None => std::future::pending().await,
+    }
 }

@@ -71,6 +71,24 @@ pub(crate) async fn forwards(service: &Service, name: &[u8]) -> bool {
     organisation.transport.delivers_elsewhere(name.trim()).await
 }
 
+/// Whether the WINS proxy of `interface` answers for `name` (OEM bytes of a `<03>` name that
+/// is not ours): the directory places it on another host, and that host is not on
+/// `interface`'s subnet (there it answers for itself), or it waits in a user's queue.
+pub(crate) async fn proxies_for(
+    service: &Service,
+    name: &[u8],
+    interface: &messenger_net::iface::Interface,
+) -> bool {
+    let Some(organisation) = service.organisation.get() else {
+        return false;
+    };
+    let name = service.decode_text(crate::service::trim_nuls(name));
+    match organisation.transport.elsewhere_at(name.trim()).await {
+        Some(addresses) => !addresses.iter().any(|a| interface.contains(*a)),
+        None => false,
+    }
+}
+
 /// Forwards a message that arrived over NetBIOS for a name that is not ours (OEM bytes as
 /// received) to the host of the organisation that holds the name: `None` when there is no
 /// such host (the sender is refused as before), else whether JetStream stored it.
@@ -289,9 +307,19 @@ async fn keep_names(
     let mut refused: Vec<String> = Vec::new();
     let mut users_recorded: Vec<String> = Vec::new();
     let mut last_refresh = tokio::time::Instant::now();
+    let mut addresses_recorded = false;
     loop {
         let (names, users) = wanted(service);
         let refresh_due = last_refresh.elapsed() >= settings.refresh_interval();
+        // This host's addresses, for the WINS proxies of other hosts (see `proxies_for`).
+        if !addresses_recorded || refresh_due {
+            match directory.set_addresses(&service.addresses).await {
+                Ok(()) => addresses_recorded = true,
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot record this host's addresses in the directory")
+                }
+            }
+        }
         for name in &names {
             if refused.contains(name) {
                 continue;
@@ -395,6 +423,7 @@ async fn keep_names(
         for user in &users_recorded {
             let _ = directory.clear_user_here(user).await;
         }
+        let _ = directory.clear_addresses().await;
     };
     let _ = tokio::time::timeout(RELEASE_TIMEOUT, release).await;
 }
