@@ -224,11 +224,7 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(ctx("starting to store a message"))?;
         let id = Self::insert_in(&tx, msg)?;
-        tx.execute(
-            "UPDATE messages SET expires_at = ?2 WHERE id = ?1",
-            params![id, expires_at],
-        )
-        .map_err(ctx("storing an expiry"))?;
+        Self::set_expiry_in(&tx, id, expires_at)?;
         tx.commit().map_err(ctx("committing a message"))?;
         Ok(id)
     }
@@ -305,6 +301,20 @@ impl Store {
         Ok(ids.into_iter().next().flatten())
     }
 
+    /// Gives the message `id`, just inserted in `tx`, its expiry.
+    fn set_expiry_in(
+        tx: &rusqlite::Transaction<'_>,
+        id: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        tx.execute(
+            "UPDATE messages SET expires_at = ?2 WHERE id = ?1",
+            params![id, expires_at],
+        )
+        .map(|_| ())
+        .map_err(ctx("storing an expiry"))
+    }
+
     /// Refuses an origin id that is empty or longer than [`MAX_ORIGIN_ID_LEN`].
     fn check_origin_id(origin_id: &str) -> Result<(), StoreError> {
         if origin_id.is_empty() || origin_id.len() > MAX_ORIGIN_ID_LEN {
@@ -332,11 +342,7 @@ impl Store {
             .map_err(ctx("starting to store a message"))?;
         let id = Self::insert_once_in(&tx, origin_id, msg)?;
         if let Some(id) = id {
-            tx.execute(
-                "UPDATE messages SET expires_at = ?2 WHERE id = ?1",
-                params![id, expires_at],
-            )
-            .map_err(ctx("storing an expiry"))?;
+            Self::set_expiry_in(&tx, id, expires_at)?;
         }
         tx.commit().map_err(ctx("committing a message"))?;
         Ok(id)
