@@ -97,6 +97,68 @@ fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
     }
 }
 
+/// Xvfb on a display number it chose itself.
+///
+/// `-displayfd` makes the server try successive numbers and report the first it could lock
+/// and listen on, so numbers held by other X servers, or by stale lock files of servers that
+/// died, are never a reason to fail (a fixed scan of `/tmp/.X*-lock` ran out of numbers on a
+/// machine whose `/tmp` kept the lock files of earlier runs).
+struct XServer {
+    process: Child,
+    display: String,
+}
+
+impl XServer {
+    fn start() -> Self {
+        let mut process = Command::new("Xvfb")
+            .args([
+                "-displayfd",
+                "1",
+                "-nolisten",
+                "tcp",
+                "-screen",
+                "0",
+                "800x600x24",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Xvfb writes the number once it listens, or exits (end of file) when it cannot.
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(process.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let number = line.trim();
+        assert!(
+            !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()),
+            "Xvfb reported no display number (it printed {line:?}); status {:?}",
+            process.try_wait()
+        );
+        let display = format!(":{number}");
+        Self { process, display }
+    }
+}
+
+impl Drop for XServer {
+    /// SIGTERM, so that the server removes its lock file and socket (SIGKILL leaves both).
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.process.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.process.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
 /// A session bus from `config`, once its socket is there.
 fn start_bus(config: &Path, socket: &Path) -> Proc {
     let bus = Proc(
@@ -112,7 +174,8 @@ fn start_bus(config: &Path, socket: &Path) -> Proc {
     bus
 }
 
-/// One desktop at a time: the tests of this file would otherwise pick the same free display.
+/// One desktop at a time: the tests wait for things to appear within `WAIT`, and several X
+/// servers, buses and services at once on a small machine would make those waits flaky.
 static ONE_DESKTOP: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// An X server, a session bus and dunst.
@@ -122,31 +185,14 @@ struct Desktop {
     bus: String,
     dunst: Option<Proc>,
     dbus: Proc,
-    _x: Proc,
+    _x: XServer,
 }
 
 impl Desktop {
     fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        // A display number nobody uses.
-        let n = (90..200)
-            .find(|n| {
-                !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-                    && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
-            })
-            .expect("a free display number");
-        let display = format!(":{n}");
-        let x = Proc(
-            Command::new("Xvfb")
-                .args([&display, "-nolisten", "tcp", "-screen", "0", "800x600x24"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        wait_for("Xvfb", || {
-            Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-        });
+        let x = XServer::start();
+        let display = x.display.clone();
         let socket = dir.path().join("bus");
         let bus = format!("unix:path={}", socket.display());
         let bus_config = dir.path().join("bus.conf");
