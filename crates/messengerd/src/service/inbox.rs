@@ -175,28 +175,15 @@ impl Inbox {
         message: NewMessage,
         expires_at: Option<i64>,
     ) -> Result<Option<i64>, StoreError> {
-        self.disk.check()?;
-        let copy = (self.new_messages.receiver_count() > 0).then(|| message.clone());
-        let id = self
-            .with_store(move |s| match expires_at {
-                None => s.insert_once(&origin_id, &message),
-                Some(at) => s.insert_once_expiring(&origin_id, &message, at),
-            })
-            .await?;
-        if let (Some(id), Some(message)) = (id, copy) {
-            let _ = self.new_messages.send(StoredMessage {
-                id,
-                message,
-                read: false,
-                read_by: Vec::new(),
-                expires_at,
-                expired: false,
-            });
-        }
-        if id.is_some() && expires_at.is_some() {
-            self.expiry_added.notify_one();
-        }
-        Ok(id)
+        self.insert_alone(
+            message,
+            expires_at,
+            move |store, message| match expires_at {
+                None => store.insert_once(&origin_id, message),
+                Some(at) => store.insert_once_expiring(&origin_id, message, at),
+            },
+        )
+        .await
     }
 
     /// Stores `message`, which expires at `expires_at` (unix microseconds) unless read first,
@@ -207,32 +194,55 @@ impl Inbox {
         message: NewMessage,
         expires_at: i64,
     ) -> Result<i64, StoreError> {
+        self.insert_alone(message, Some(expires_at), move |store, message| {
+            store.insert_expiring(message, expires_at)
+        })
+        .await
+    }
+
+    /// Runs `insert` (a transaction of its own, outside the group commits) on the writer,
+    /// queued under the follow gate as [`Inbox::store`] queues, and hands the message to
+    /// followers on the writer thread right after its commit: handed over from the awaiting
+    /// task instead, it could reach them after a message committed later, and a follower
+    /// resuming after the later id would never see it. `insert` gives the new id, or `None`
+    /// when it stored nothing (a redelivery). Wakes the expiry timer for a message with an
+    /// expiry.
+    async fn insert_alone<T>(
+        &self,
+        message: NewMessage,
+        expires_at: Option<i64>,
+        insert: impl FnOnce(&mut Store, &NewMessage) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError>
+    where
+        T: Into<Option<i64>> + Copy + Send + 'static,
+    {
         self.disk.check()?;
         let (tx, rx) = oneshot::channel();
-        // As in `store`: queued under the gate, and handed to followers on the writer thread
-        // right after its commit, so that they see it in id order among the others.
         {
             let _gate = crate::util::lock(&self.follow_gate);
-            let followers = (self.new_messages.receiver_count() > 0)
-                .then(|| (self.new_messages.clone(), message.clone()));
+            let followers =
+                (self.new_messages.receiver_count() > 0).then(|| self.new_messages.clone());
             self.committer.execute(move |store| {
-                let result = store.insert_expiring(&message, expires_at);
-                if let (Ok(id), Some((followers, message))) = (&result, followers) {
+                let result = insert(store, &message);
+                let stored = result.as_ref().ok().and_then(|id| (*id).into());
+                if let (Some(id), Some(followers)) = (stored, followers) {
                     let _ = followers.send(StoredMessage {
-                        id: *id,
+                        id,
                         message,
                         read: false,
                         read_by: Vec::new(),
-                        expires_at: Some(expires_at),
+                        expires_at,
                         expired: false,
                     });
                 }
                 let _ = tx.send(result);
             })?;
         }
-        let id = rx.await.map_err(|_| closed())??;
-        self.expiry_added.notify_one();
-        Ok(id)
+        let result = rx.await.map_err(|_| closed())??;
+        if result.into().is_some() && expires_at.is_some() {
+            self.expiry_added.notify_one();
+        }
+        Ok(result)
     }
 
     /// Settles every message due to expire by `now_micros`, in batches of

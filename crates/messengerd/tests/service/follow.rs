@@ -196,3 +196,58 @@ async fn a_follower_that_falls_behind_is_told_where_and_misses_nothing() {
     }
     assert_eq!(seen, ids);
 }
+
+/// Messages that arrive over the organisation's network (stored once by their origin id) and
+/// messages that expire are stored in transactions of their own, beside the group commits of
+/// the rest; followers must still get every one of them once and in id order, or the agent's
+/// `after_id` would skip a message when it resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_stored_every_way_reach_followers_once_and_in_id_order() {
+    /// Rounds of one store of each kind at once; enough that a message handed to followers
+    /// late would be overtaken by another kind's in some round.
+    const ROUNDS: usize = 200;
+    let svc = TestService::start(Options::default()).await;
+    let inbox = svc.service.inbox().clone();
+    let mut followed = inbox.subscribe().await.unwrap();
+    let far_future = 4_000_000_000_000_000;
+    let mut ids = Vec::new();
+    for round in 0..ROUNDS {
+        let (a, b, c) = (inbox.clone(), inbox.clone(), inbox.clone());
+        let once = tokio::spawn(async move {
+            a.store_once(
+                format!("origin-{round}"),
+                message(3 * round, vec![], 5),
+                None,
+            )
+            .await
+        });
+        let grouped = tokio::spawn(async move { b.store(message(3 * round + 1, vec![], 5)).await });
+        let expiring = tokio::spawn(async move {
+            c.store_expiring(message(3 * round + 2, vec![], 5), far_future)
+                .await
+        });
+        ids.push(
+            once.await
+                .unwrap()
+                .unwrap()
+                .expect("a new origin id is stored"),
+        );
+        ids.push(grouped.await.unwrap().unwrap());
+        ids.push(expiring.await.unwrap().unwrap());
+    }
+    // A redelivery is stored no more and reaches no follower.
+    assert_eq!(
+        inbox
+            .store_once("origin-0".into(), message(0, vec![], 5), None)
+            .await
+            .unwrap(),
+        None
+    );
+    let mut streamed = Vec::new();
+    while let Ok(m) = followed.try_recv() {
+        streamed.push(m.id);
+    }
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    assert_eq!(streamed, sorted, "each once, in id order");
+}
