@@ -29,6 +29,14 @@ const SMBSTATUS_PATHS: [&str; 3] = [
     "/usr/local/bin/smbstatus",
     "/usr/local/samba/bin/smbstatus",
 ];
+/// Where Samba's file server, smbd, is looked for, in the same places. A host with Samba's
+/// client tools only (smbclient's packages bring an smb.conf too) runs no smbd, so it has no
+/// SMB sessions to reach.
+const SMBD_PATHS: [&str; 3] = [
+    "/usr/sbin/smbd",
+    "/usr/local/sbin/smbd",
+    "/usr/local/samba/sbin/smbd",
+];
 /// Longest wait for smbstatus. It reads a few local databases; one that takes longer is
 /// stuck on a lock, and `/USERS` still reaches the local users.
 const SMBSTATUS_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,10 +54,15 @@ pub struct SmbOutcome {
     pub left_out: usize,
 }
 
-/// Whether `/USERS` should look for SMB sessions: Samba's configuration (`samba_config`)
-/// exists on this host.
+/// Whether `/USERS` should look for SMB sessions: this host is a Samba file server, with
+/// Samba's configuration (`samba_config`) and smbd installed.
 pub fn samba_here(config: &Config) -> bool {
-    config.samba_config().is_file()
+    is_samba_server(&config.samba_config(), &SMBD_PATHS)
+}
+
+/// Whether `samba_config` is a file and smbd is at one of `smbd_paths`.
+fn is_samba_server(samba_config: &Path, smbd_paths: &[&str]) -> bool {
+    samba_config.is_file() && smbd_paths.iter().any(|p| Path::new(p).is_file())
 }
 
 /// Lists the SMB sessions and sends `text` to each client.
@@ -212,7 +225,7 @@ async fn list_sessions(samba_config: &Path) -> Result<SmbSessions, String> {
     }
     let Some(program) = SMBSTATUS_PATHS.iter().map(Path::new).find(|p| p.is_file()) else {
         return Err(format!(
-            "smbstatus is not installed (looked in {}); package samba-common-bin has it",
+            "smbstatus is not installed (looked in {}); package samba has it",
             SMBSTATUS_PATHS.join(", ")
         ));
     };
@@ -274,6 +287,28 @@ pub fn left_out_note(left_out: usize) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A host with Samba's client tools has an smb.conf but no smbd: `/USERS` there reaches
+    /// the local users and looks for no SMB sessions (whose listing would fail without the
+    /// server's smbstatus).
+    #[test]
+    fn only_a_host_with_smbd_and_its_configuration_is_a_samba_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("smb.conf");
+        let smbd = dir.path().join("smbd");
+        let smbd = smbd.to_str().unwrap();
+        std::fs::write(&conf, "[global]\n").unwrap();
+        assert!(!is_samba_server(&conf, &[smbd]), "client tools only");
+        std::fs::write(smbd, "").unwrap();
+        assert!(is_samba_server(&conf, &["/nonexistent/smbd", smbd]));
+        std::fs::remove_file(&conf).unwrap();
+        assert!(!is_samba_server(&conf, &[smbd]), "no configuration");
+        std::fs::create_dir(&conf).unwrap();
+        assert!(
+            !is_samba_server(&conf, &[smbd]),
+            "a directory is no configuration"
+        );
+    }
 
     fn session(addr: &str, machine: &str, user: &str) -> SmbSession {
         SmbSession {
