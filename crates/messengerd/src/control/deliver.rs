@@ -80,7 +80,7 @@ pub async fn deliver(service: &Arc<Service>, caller: &Caller, delivery: Delivery
             .bytes,
         text: delivery.text,
     };
-    match service.deliver(message, delivery.machine).await {
+    match service.deliver(message, delivery.machine, None).await {
         Ok(id) => Reply::Delivered { id },
         Err(_) => Reply::error(NERR_BAD_RECEIVE, "The inbox could not take the message."),
     }

@@ -2,13 +2,12 @@
 //! that the sender learns what expired and where the expiry could not go.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use messenger_ipc::{Receipt, SendTarget};
 
 use crate::host::caller::Caller;
-use crate::service::{expiry, Service};
-use crate::transports::outbound::{self, Outcome, SendOptions};
+use crate::service::Service;
+use crate::transports::outbound::{self, Outcome, SendOptions, SendReport};
 use crate::util::now_micros;
 use messenger_core::transport::SendError;
 
@@ -21,18 +20,21 @@ pub(crate) fn beyond_reach_notice(recipient: &str) -> String {
     )
 }
 
-/// Sends with `expire` (none: an ordinary send). A sender who waits stops waiting when the
-/// message expires, since nobody can read it any more; if it did expire, the receipts say so.
+/// Sends as `options` ask; with an expiry (`options.expire`) the sender also learns what
+/// expired and which recipients keep the message without it. A sender who waits stops
+/// waiting when the message expires, since nobody can read it any more; if it did expire,
+/// the receipts say so.
 pub(crate) async fn send(
     service: &Arc<Service>,
     caller: &Caller,
     target: SendTarget,
     text: String,
     mut options: SendOptions,
-    expire: Option<Duration>,
 ) -> Result<Vec<Outcome>, SendError> {
-    let Some(after) = expire else {
-        return outbound::send(service, caller, target, text, options).await;
+    let Some(after) = options.expire else {
+        return Ok(outbound::send(service, caller, target, text, options)
+            .await?
+            .outcomes);
     };
     let waits_out_the_expiry = options.wait.is_some_and(|w| w >= after);
     if waits_out_the_expiry {
@@ -44,12 +46,10 @@ pub(crate) async fn send(
         SendTarget::Name { .. } => |_, stored| stored.is_empty(),
         SendTarget::Users => |_, _| false,
     };
-    let (outcomes, stored) = expiry::with_expiry(
-        Some(after),
-        outbound::send(service, caller, target, text, options),
-    )
-    .await;
-    let mut outcomes = outcomes?;
+    let SendReport {
+        mut outcomes,
+        stored_here: stored,
+    } = outbound::send(service, caller, target, text, options).await?;
     // The wait ended at the expiry: settle it now rather than when the timer wakes, so the
     // answer does not depend on which of the two came first.
     let expired = waits_out_the_expiry && !stored.is_empty() && expired_any(service, &stored).await;

@@ -382,11 +382,12 @@ async fn handle(service: &Arc<Service>, caller: &Caller, request: Request) -> Re
                 from,
                 allow_long,
                 wait: wait_secs.map(|s| Duration::from_secs(s.min(MAX_WAIT_SECS))),
+                expire,
             };
             // `/USERS` reports each login session it reached (see `per_session`).
             let sessions =
                 matches!(target, SendTarget::Users).then(|| per_session::snapshot(service));
-            let outcome = expiring::send(service, caller, target, text, options, expire).await;
+            let outcome = expiring::send(service, caller, target, text, options).await;
             send_reply(match sessions {
                 Some(sessions) => outcome.map(|o| per_session::expand(o, &sessions)),
                 None => outcome,

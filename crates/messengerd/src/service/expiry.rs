@@ -1,25 +1,23 @@
 //! Messages that expire unless read in time (`messenger send --time`, msg.exe's /TIME).
 //!
-//! A local send that asks for an expiry runs inside [`with_expiry`]; whatever the send stores
-//! in this computer's inbox while it runs is stored with that expiry (see
-//! [`Service::deliver`](super::Service::deliver)), and the ids are handed back, so that the
-//! control socket can tell the sender what expired and which recipients are beyond its reach
-//! (a message that leaves this computer cannot carry an expiry). Messages that arrive from the
-//! network never run inside it, so they never expire.
+//! A local send asks for an expiry in its options; the copies it stores in this computer's
+//! inbox are stored with that expiry (see [`Service::deliver`](super::Service::deliver)) and
+//! their ids come back with the send's outcomes, so that the control socket can tell the
+//! sender what expired and which recipients are beyond its reach. A message to another host
+//! of the organisation carries its expiry there; one that leaves over NetBIOS cannot.
+//! Messages that arrive over NetBIOS never expire.
 //!
 //! The expiry itself is in the inbox, so it survives a restart: [`expire_on_time`] settles at
 //! once what fell due while the service was down, then sleeps until the next expiry the
 //! inbox holds (one timer, however many messages wait), waking early when a message with an
 //! earlier expiry may have been stored.
 
-use std::future::Future;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use super::inbox::Inbox;
-use crate::util::{lock, now_micros};
+use crate::util::now_micros;
 
 /// Messages settled per transaction on the writer: a burst of expiries (many sends with the
 /// same `--time`) is settled in steps of a few milliseconds each, with arriving messages
@@ -35,61 +33,10 @@ pub const MAX_EXPIRY_SLEEP: Duration = Duration::from_secs(60);
 /// lasting error (a read-only or full disk), a short delay once it is over.
 const EXPIRY_RETRY: Duration = Duration::from_secs(5);
 
-tokio::task_local! {
-    static SEND_EXPIRY: SendExpiry;
-}
-
-/// The expiry of the send running on this task, and what it stored.
-struct SendExpiry {
-    after: Duration,
-    /// Ids stored by this send: one per message it delivers here (a send delivers at most one
-    /// copy to this computer per target, so this stays tiny).
-    stored: Mutex<Vec<i64>>,
-}
-
-/// Runs `send` so that what it stores in this computer's inbox expires `after` it is stored
-/// (none: never), and returns its output with the ids of the messages stored with an expiry.
-pub(crate) async fn with_expiry<F: Future>(
-    after: Option<Duration>,
-    send: F,
-) -> (F::Output, Vec<i64>) {
-    let Some(after) = after else {
-        return (send.await, Vec::new());
-    };
-    let expiry = SendExpiry {
-        after,
-        stored: Mutex::new(Vec::new()),
-    };
-    SEND_EXPIRY
-        .scope(expiry, async {
-            let output = send.await;
-            let ids = SEND_EXPIRY.with(|e| std::mem::take(&mut *lock(&e.stored)));
-            (output, ids)
-        })
-        .await
-}
-
-/// When a message stored at `received_at` (unix microseconds) by the send running on this
-/// task expires; none outside [`with_expiry`].
-pub(crate) fn expiry_of_this_send(received_at: i64) -> Option<i64> {
-    SEND_EXPIRY
-        .try_with(|e| {
-            let after = i64::try_from(e.after.as_micros()).unwrap_or(i64::MAX);
-            received_at.saturating_add(after)
-        })
-        .ok()
-}
-
-/// How long after storing the message the send running on this task asked it to expire;
-/// none outside [`with_expiry`]. For a message that leaves this computer with its expiry
-/// (over the organisation's network), to be stored with it there.
-pub(crate) fn expiry_of_this_send_after() -> Option<Duration> {
-    SEND_EXPIRY.try_with(|e| e.after).ok()
-}
-
-/// Notes that the send running on this task stored message `id` with its expiry.
-pub(crate) fn stored_by_this_send(id: i64) {
-    let _ = SEND_EXPIRY.try_with(|e| lock(&e.stored).push(id));
+/// When a message stored at `received_at` (unix microseconds) expires, `after` it is stored.
+pub(crate) fn expires_at(received_at: i64, after: Duration) -> i64 {
+    let after = i64::try_from(after.as_micros()).unwrap_or(i64::MAX);
+    received_at.saturating_add(after)
 }
 
 /// Settles the expiries in `inbox` as they fall due, until `shutdown`: at once for those that
@@ -152,28 +99,11 @@ mod tests {
         assert_eq!(pause_before(None, NOW), MAX_EXPIRY_SLEEP);
     }
 
-    #[tokio::test]
-    async fn a_send_stores_with_its_expiry_only_inside_its_scope() {
-        assert_eq!(expiry_of_this_send(NOW), None);
-        stored_by_this_send(1); // outside any send: ignored
-        let ((), ids) = with_expiry(Some(Duration::from_secs(60)), async {
-            assert_eq!(expiry_of_this_send(NOW), Some(NOW + 60_000_000));
-            stored_by_this_send(7);
-        })
-        .await;
-        assert_eq!(ids, vec![7]);
-        let ((), ids) = with_expiry(None, async {
-            assert_eq!(expiry_of_this_send(NOW), None);
-        })
-        .await;
-        assert!(ids.is_empty());
-        // A spawned task is not part of the send.
-        let ((), _) = with_expiry(Some(Duration::from_secs(1)), async {
-            let inner = tokio::spawn(async { expiry_of_this_send(NOW) })
-                .await
-                .unwrap();
-            assert_eq!(inner, None);
-        })
-        .await;
+    #[test]
+    fn an_expiry_counts_from_when_the_message_is_stored_and_never_overflows() {
+        assert_eq!(expires_at(NOW, Duration::from_secs(60)), NOW + 60_000_000);
+        assert_eq!(expires_at(NOW, Duration::ZERO), NOW);
+        assert_eq!(expires_at(NOW, Duration::MAX), i64::MAX);
+        assert_eq!(expires_at(i64::MAX - 1, Duration::from_secs(1)), i64::MAX);
     }
 }

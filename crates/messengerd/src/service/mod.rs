@@ -16,7 +16,7 @@ pub mod names;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use messenger_core::access::{self, Accounts, Identity, SystemAccounts};
 use messenger_core::config::{Config, Invoker};
@@ -306,18 +306,25 @@ impl Service {
             text,
             raw: incoming.text,
         };
-        self.deliver(message, incoming.calling_machine).await
+        // What arrives over NetBIOS never expires: the protocol has no way to ask for it.
+        self.deliver(message, incoming.calling_machine, None).await
     }
 
     /// Stores `message` durably and, once it is on disk, shows it and runs the message
-    /// command in the background. The id is returned only after the commit.
+    /// command in the background. The id is returned only after the commit. With
+    /// `expires_in` (a local `send --time`) it expires that long after it is stored unless
+    /// read first (see [`expiry`]).
     pub async fn deliver(
         self: &Arc<Self>,
         message: NewMessage,
         machine: String,
+        expires_in: Option<Duration>,
     ) -> Result<i64, Refusal> {
         // Without an origin id nothing is a redelivery: every message is stored.
-        match self.deliver_inner(None, message, machine).await? {
+        match self
+            .deliver_inner(None, message, machine, expires_in)
+            .await?
+        {
             Some(id) => Ok(id),
             None => Err(Refusal::NoRoom),
         }
@@ -330,8 +337,10 @@ impl Service {
         origin_id: String,
         message: NewMessage,
         machine: String,
+        expires_in: Option<Duration>,
     ) -> Result<Option<i64>, Refusal> {
-        self.deliver_inner(Some(origin_id), message, machine).await
+        self.deliver_inner(Some(origin_id), message, machine, expires_in)
+            .await
     }
 
     async fn deliver_inner(
@@ -339,6 +348,7 @@ impl Service {
         origin_id: Option<String>,
         message: NewMessage,
         machine: String,
+        expires_in: Option<Duration>,
     ) -> Result<Option<i64>, Refusal> {
         // Under load most messages have nobody to be shown to (no session of their
         // recipients, no message command): for those, skip the copy of the text and the
@@ -352,9 +362,7 @@ impl Service {
             message.source,
         );
         let text = tracing::enabled!(tracing::Level::DEBUG).then(|| message.text.clone());
-        // Only a send that asked for one gives a message an expiry: a local one, or one from
-        // another host of the organisation (see `expiry`).
-        let expires_at = expiry::expiry_of_this_send(message.received_at);
+        let expires_at = expires_in.map(|after| expiry::expires_at(message.received_at, after));
         let stored = match (origin_id, expires_at) {
             (None, None) => self.inbox.store(message).await.map(Some),
             (None, Some(at)) => self.inbox.store_expiring(message, at).await.map(Some),
@@ -381,9 +389,6 @@ impl Service {
         );
         if let Some(text) = text {
             tracing::debug!(id, text = %messenger_core::sanitize::sanitize(&text), "message text");
-        }
-        if expires_at.is_some() {
-            expiry::stored_by_this_send(id);
         }
         if let Some(message) = to_show {
             let this = Arc::clone(self);

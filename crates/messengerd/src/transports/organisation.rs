@@ -457,13 +457,15 @@ impl consumer::Inbox for ServiceInbox {
         let machine = received.message.from_host.clone();
         // Sent with `--time`: it expires here, that long after it is stored.
         let expires_in = received.message.expires_in_secs.map(Duration::from_secs);
-        let (stored, _) = crate::service::expiry::with_expiry(
-            expires_in,
-            self.service
-                .deliver_once(received.id.as_str().to_owned(), message, machine),
-        )
-        .await;
-        let stored = stored
+        let stored = self
+            .service
+            .deliver_once(
+                received.id.as_str().to_owned(),
+                message,
+                machine,
+                expires_in,
+            )
+            .await
             .map(|id| id.is_some())
             .map_err(|refusal| format!("{refusal:?}"))?;
         if stored {
@@ -494,8 +496,10 @@ impl ServiceInbox {
         }
         let message: NewMessage = consumer::new_message(&received, Vec::new());
         let machine = wire.from_host.clone();
+        // A broadcast over NATS carries no expiry; its sender is told that other hosts keep
+        // it without one.
         service
-            .deliver_once(received.id.as_str().to_owned(), message, machine)
+            .deliver_once(received.id.as_str().to_owned(), message, machine, None)
             .await
             .map(|id| id.is_some())
             .map_err(|refusal| format!("{refusal:?}"))

@@ -76,6 +76,28 @@ pub(crate) struct SendOptions {
     pub allow_long: bool,
     /// Wait this long for the recipients to read it.
     pub wait: Option<Duration>,
+    /// The message expires this long after it is stored, unless read first (`--time`): the
+    /// copies stored here, and those sent to other hosts of the organisation, which keep it.
+    pub expire: Option<Duration>,
+}
+
+/// What a send did: the outcome for each recipient, and the copies it stored here.
+#[derive(Debug)]
+pub(crate) struct SendReport {
+    /// One per recipient, in the order the sender should see them.
+    pub outcomes: Vec<Outcome>,
+    /// Inbox ids of the copies stored in this computer's inbox (with the send's expiry, if
+    /// it asked for one).
+    pub stored_here: Vec<i64>,
+}
+
+impl SendReport {
+    fn new(outcomes: Vec<Outcome>) -> Self {
+        Self {
+            outcomes,
+            stored_here: Vec::new(),
+        }
+    }
 }
 
 /// A send refused as a whole, before anything went out.
@@ -95,11 +117,12 @@ pub(crate) async fn send(
     target: SendTarget,
     text: String,
     options: SendOptions,
-) -> Result<Vec<Outcome>, SendError> {
+) -> Result<SendReport, SendError> {
     let SendOptions {
         from,
         allow_long,
         wait,
+        expire,
     } = options;
     let from = match from {
         Some(f) if !messenger_core::access::may_send_as(&caller.identity(), &f) => {
@@ -135,11 +158,11 @@ pub(crate) async fn send(
             };
             // A name of ours never leaves the computer; anything else goes to the first
             // network transport that can try it.
-            let local = LocalDelivery { service };
+            let local = LocalDelivery { service, expire };
             if local.reach(&outgoing.to) == Reach::Local {
                 // Subscribed before delivering, so that no read is missed.
                 let reads = wait.map(|_| service.inbox.subscribe_reads());
-                return Ok(vec![match local.deliver(&outgoing).await {
+                return Ok(match local.deliver(&outgoing).await {
                     Ok(delivered) => {
                         let receipt = match (wait, reads) {
                             (Some(wait), Some(reads)) => {
@@ -155,13 +178,16 @@ pub(crate) async fn send(
                             }
                             _ => None,
                         };
-                        Outcome {
-                            receipt,
-                            ..Outcome::new(delivered.shown, Ok(()))
+                        SendReport {
+                            outcomes: vec![Outcome {
+                                receipt,
+                                ..Outcome::new(delivered.shown, Ok(()))
+                            }],
+                            stored_here: vec![delivered.id],
                         }
                     }
-                    Err(e) => Outcome::new(typed, Err(e)),
-                }]);
+                    Err(e) => SendReport::new(vec![Outcome::new(typed, Err(e))]),
+                });
             }
             // A name the organisation's directory places on another host goes there through
             // JetStream at once, without waiting out broadcast name queries; a name it does
@@ -176,7 +202,7 @@ pub(crate) async fn send(
                         Some(_) => nats.watch_receipts(&id).await.ok(),
                         None => None,
                     };
-                    let expires_in = crate::service::expiry::expiry_of_this_send_after();
+                    let expires_in = expire;
                     match nats.send_message_as(&outgoing, id, expires_in).await {
                         Err(e) if e.input => return Err(e),
                         Err(e) if e.code == NERR_NAME_NOT_FOUND => {}
@@ -200,7 +226,7 @@ pub(crate) async fn send(
                                 (Ok(_), Some(_), None) => Some(Receipt::AcceptedOnly),
                                 _ => None,
                             };
-                            return Ok(vec![match result {
+                            return Ok(SendReport::new(vec![match result {
                                 Ok(sent) => Outcome {
                                     receipt,
                                     // "CAROL is not logged on; the message will be delivered
@@ -210,7 +236,7 @@ pub(crate) async fn send(
                                     ..Outcome::new(sent.recipient().to_owned(), Ok(()))
                                 },
                                 Err(e) => Outcome::new(typed, Err(e)),
-                            }]);
+                            }]));
                         }
                     }
                 }
@@ -243,13 +269,13 @@ pub(crate) async fn send(
             };
             // Another host over NetBIOS says only that it accepted the message.
             let accepted = wait.map(|_| Receipt::AcceptedOnly);
-            Ok(vec![match result {
+            Ok(SendReport::new(vec![match result {
                 Ok(d) => Outcome {
                     receipt: accepted,
                     ..Outcome::new(d.recipient, Ok(()))
                 },
                 Err(e) => Outcome::new(typed, Err(e)),
-            }])
+            }]))
         }
         SendTarget::Workgroup { name } => {
             if !caller.may_broadcast {
@@ -317,13 +343,20 @@ pub(crate) async fn send(
                 ..Outcome::new(workgroup, network)
             }];
             // A broadcast to our own workgroup reaches our own users too.
-            let local = LocalDelivery { service };
+            let mut stored_here = Vec::new();
+            let local = LocalDelivery { service, expire };
             if local.reach(&outgoing.to) == Reach::Local {
-                if let Err(e) = local.send(&outgoing).await {
-                    outcomes.push(Outcome::new(service.settings.computer_name.clone(), Err(e)));
+                match local.deliver(&outgoing).await {
+                    Ok(delivered) => stored_here.push(delivered.id),
+                    Err(e) => {
+                        outcomes.push(Outcome::new(service.settings.computer_name.clone(), Err(e)))
+                    }
                 }
             }
-            Ok(outcomes)
+            Ok(SendReport {
+                outcomes,
+                stored_here,
+            })
         }
         SendTarget::Users => {
             if !caller.may_broadcast {
@@ -344,7 +377,8 @@ pub(crate) async fn send(
             }
             let to = service.settings.computer_name.clone();
             let reads = wait.map(|_| service.inbox.subscribe_reads());
-            let delivered = deliver_locally(service, &from, &to, users.clone(), &text).await;
+            let delivered =
+                deliver_locally(service, &from, &to, users.clone(), &text, expire).await;
             // One copy for every user: each result says whether that user read it.
             let read = match (&delivered, wait, reads) {
                 (Ok(id), Some(wait), Some(reads)) => Some(
@@ -352,8 +386,9 @@ pub(crate) async fn send(
                 ),
                 _ => None,
             };
+            let stored_here = delivered.iter().copied().collect();
             let result = delivered.map(|_| ());
-            Ok(users
+            let outcomes = users
                 .into_iter()
                 .map(|recipient| {
                     let receipt = read.as_ref().map(|read| {
@@ -368,7 +403,11 @@ pub(crate) async fn send(
                         ..Outcome::new(recipient, result.clone())
                     }
                 })
-                .collect())
+                .collect();
+            Ok(SendReport {
+                outcomes,
+                stored_here,
+            })
         }
     }
 }
@@ -507,6 +546,8 @@ struct Delivered {
 /// Delivery to this computer's own names and workgroup, straight into the inbox.
 struct LocalDelivery<'a> {
     service: &'a Arc<Service>,
+    /// The send's expiry, given to what it stores.
+    expire: Option<Duration>,
 }
 
 impl LocalDelivery<'_> {
@@ -565,6 +606,7 @@ impl LocalDelivery<'_> {
             &shown,
             recipients.clone(),
             &message.text,
+            self.expire,
         )
         .await?;
         Ok(Delivered {
@@ -581,6 +623,7 @@ async fn deliver_locally(
     to: &str,
     recipients: Vec<String>,
     text: &str,
+    expire: Option<Duration>,
 ) -> Result<i64, SendError> {
     let message = NewMessage {
         received_at: now_micros(),
@@ -593,7 +636,7 @@ async fn deliver_locally(
         raw: text.as_bytes().to_vec(),
     };
     service
-        .deliver(message, service.settings.computer_name.clone())
+        .deliver(message, service.settings.computer_name.clone(), expire)
         .await
         .map_err(|_| SendError {
             code: NERR_BAD_RECEIVE,
