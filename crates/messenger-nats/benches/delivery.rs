@@ -393,10 +393,13 @@ async fn transport_nats(cluster: &common::Cluster) -> messenger_nats::Nats {
 }
 
 fn server_version() -> String {
-    std::process::Command::new("nats-server")
-        .arg("--version")
-        .output()
-        .ok()
+    messenger_nats::testing::nats_server()
+        .and_then(|server| {
+            std::process::Command::new(server)
+                .arg("--version")
+                .output()
+                .ok()
+        })
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .map(|s| s.trim().trim_start_matches("nats-server: ").to_owned())
         .unwrap_or_else(|| "(version unknown)".to_owned())

@@ -30,6 +30,8 @@ pub mod consumer;
 pub mod directory;
 pub mod permissions;
 pub mod subject;
+#[cfg(feature = "test-support")]
+pub mod testing;
 pub mod transport;
 pub mod wire;
 

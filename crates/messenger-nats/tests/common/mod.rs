@@ -2,7 +2,6 @@
 
 #![allow(dead_code)]
 
-use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -39,22 +38,6 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-/// Set (to anything) by scripts/test: a missing nats-server fails the tests instead of
-/// skipping them.
-pub const REQUIRE_ENV: &str = "MESSENGER_TEST_REQUIRE_NATS";
-/// Where Debian installs the server, looked at when it is not on `PATH` (`/usr/sbin` often is
-/// not, for a user other than root).
-const DEBIAN_NATS_SERVER: &str = "/usr/sbin/nats-server";
-
-fn nats_server() -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("nats-server"))
-        .chain([PathBuf::from(DEBIAN_NATS_SERVER)])
-        .find(|p| p.is_file())
-}
-
 fn start(server: &Path, config: &Path, log: &Path) -> Child {
     let log = std::fs::File::create(log).expect("a server log file");
     Command::new(server)
@@ -69,23 +52,10 @@ fn start(server: &Path, config: &Path, log: &Path) -> Child {
 
 impl Cluster {
     /// Starts three servers with cluster routes to each other and JetStream stores in a
-    /// temporary directory. `None`, said loudly on stderr, when nats-server is not installed
-    /// and [`REQUIRE_ENV`] is not set; the caller then skips its test.
+    /// temporary directory. `None` without a nats-server (see
+    /// [`messenger_nats::testing::nats_server`]); the caller then skips its test.
     pub fn start() -> Option<Self> {
-        let Some(server) = nats_server() else {
-            assert!(
-                std::env::var_os(REQUIRE_ENV).is_none(),
-                "nats-server is not installed (Debian package nats-server) and {REQUIRE_ENV} is set"
-            );
-            // Straight to the process's stderr: the test harness captures `eprintln!` of a
-            // passing test, and a skip must be seen.
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED: nats-server is not installed (Debian package nats-server; \
-                 scripts/test installs it); this test needs a real cluster"
-            );
-            return None;
-        };
+        let server = messenger_nats::testing::nats_server()?;
         let dir = tempfile::tempdir().expect("a temporary directory");
         let ports: Vec<(u16, u16)> = (0..NODES).map(|_| (free_port(), free_port())).collect();
         let routes = ports

@@ -5,7 +5,6 @@
 //! them.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,9 +16,6 @@ use messenger_nats::{Directory, Nats, NatsSettings};
 
 use crate::control::skip_unless_root;
 use crate::harness::*;
-
-/// Set by scripts/test: a missing nats-server fails these tests instead of skipping them.
-const REQUIRE_ENV: &str = "MESSENGER_TEST_REQUIRE_NATS";
 
 struct NatsServer {
     child: Child,
@@ -42,7 +38,8 @@ fn free_port() -> u16 {
 }
 
 impl NatsServer {
-    /// One JetStream server on loopback, or `None` (said loudly) without nats-server.
+    /// One JetStream server on loopback, or `None` (said loudly) without nats-server (see
+    /// [`messenger_nats::testing::nats_server`]).
     fn start() -> Option<Self> {
         Self::start_with("")
     }
@@ -50,18 +47,7 @@ impl NatsServer {
     /// [`NatsServer::start`] with `config` as the server's configuration file (its log goes
     /// to `server.log` beside it).
     fn start_with(config: &str) -> Option<Self> {
-        let server = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
-            .into_iter()
-            .map(PathBuf::from)
-            .find(|p| p.is_file());
-        let Some(server) = server else {
-            assert!(
-                std::env::var_os(REQUIRE_ENV).is_none(),
-                "nats-server is not installed and {REQUIRE_ENV} is set"
-            );
-            eprintln!("#### SKIPPED: nats-server is not installed (Debian package nats-server)");
-            return None;
-        };
+        let server = messenger_nats::testing::nats_server()?;
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let conf = dir.path().join("server.conf");
