@@ -97,6 +97,27 @@ fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
     }
 }
 
+/// Sends "flood 0", "flood 1", ... (`count` messages) to the alias `pager` through the control
+/// socket, each acknowledged.
+fn flood(service: &Service, count: usize) {
+    let mut client = Client::connect(&service.socket()).unwrap();
+    for i in 0..count {
+        let reply = client
+            .call(&Request::Send {
+                target: messenger_ipc::SendTarget::Name {
+                    name: "pager".into(),
+                },
+                from: None,
+                text: format!("flood {i}"),
+                allow_long: false,
+                wait_secs: None,
+                expire_secs: None,
+            })
+            .unwrap();
+        assert!(matches!(reply, Reply::Sent { .. }), "{reply:?}");
+    }
+}
+
 /// Xvfb on a display number it chose itself.
 ///
 /// `-displayfd` makes the server try successive numbers and report the first it could lock
@@ -715,24 +736,10 @@ fn the_agent_catches_up_from_the_inbox_after_its_stream_lagged() {
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(212_992);
     let count = messengerd::service::inbox::FOLLOW_BACKLOG + socket_buffer / 512 + 200;
-    let mut client = Client::connect(&service.socket()).unwrap();
-    for i in 0..count {
-        let reply = client
-            .call(&Request::Send {
-                target: messenger_ipc::SendTarget::Name {
-                    name: "pager".into(),
-                },
-                from: None,
-                text: format!("flood {i}"),
-                allow_long: false,
-                wait_secs: None,
-                expire_secs: None,
-            })
-            .unwrap();
-        assert!(matches!(reply, Reply::Sent { .. }), "{reply:?}");
-    }
+    flood(&service, count);
     signal(nix::sys::signal::Signal::SIGCONT);
     // Every id of the flood, a page at a time.
+    let mut client = Client::connect(&service.socket()).unwrap();
     let mut sent = std::collections::BTreeSet::new();
     loop {
         let reply = client
@@ -879,22 +886,7 @@ fn the_agent_survives_restarts_and_floods_and_only_the_user_marks_read() {
 
     // A flood: past MAX_PENDING, messages are counted in one summary, updated in place.
     let extra = 5;
-    let mut client = Client::connect(&service.socket()).unwrap();
-    for i in 0..messenger_agent::MAX_PENDING + extra {
-        let reply = client
-            .call(&Request::Send {
-                target: messenger_ipc::SendTarget::Name {
-                    name: "pager".into(),
-                },
-                from: None,
-                text: format!("flood {i}"),
-                allow_long: false,
-                wait_secs: None,
-                expire_secs: None,
-            })
-            .unwrap();
-        assert!(matches!(reply, Reply::Sent { .. }), "{reply:?}");
-    }
+    flood(&service, messenger_agent::MAX_PENDING + extra);
     desktop.wait_displayed(messenger_agent::MAX_PENDING + 1);
     wait_for("the summary counting all", || {
         desktop
