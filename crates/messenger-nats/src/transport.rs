@@ -4,9 +4,12 @@
 //! subject with a fresh [`MessageId`] as `Nats-Msg-Id`; a publish whose acknowledgement is
 //! lost is retried with the same id, and JetStream drops the duplicate. The send succeeds when
 //! JetStream acknowledges the message, that is when it is stored on a quorum of replicas.
+//! While a node that led a stream has died and the others elect a new leader, the requests
+//! a send makes fail; they are tried again for up to [`FAILOVER_WINDOW`], so that a sender
+//! rides out the fail-over instead of being told to send again.
 
 use std::net::Ipv4Addr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
@@ -27,11 +30,25 @@ use crate::wire::{
 };
 use futures_util::StreamExt;
 
-/// How many times a publish is tried when its acknowledgement does not come: enough to ride
-/// out a leader election after a node dies, few enough that a sender is not kept for long.
-pub const PUBLISH_ATTEMPTS: usize = 4;
-/// The pause between publish attempts.
-pub const PUBLISH_RETRY_PAUSE: Duration = Duration::from_millis(500);
+/// How long a send keeps trying the JetStream requests it needs (directory reads, the
+/// publish) while they fail and the connection stays up: long enough to ride out a stream
+/// leader election after a node dies. On current servers a Raft follower waits 4 to 9 s for
+/// a lost leader before it campaigns (nats-server's server/raft.go,
+/// `minElectionTimeoutDefault` and `maxElectionTimeoutDefault`), so 12 s covers the longest
+/// wait, the vote and the answer; a sender whose cluster is broken for good learns it then.
+pub const FAILOVER_WINDOW: Duration = Duration::from_secs(12);
+/// The pause between tries within [`FAILOVER_WINDOW`].
+pub const RETRY_PAUSE: Duration = Duration::from_millis(250);
+
+/// Why a request tried within the fail-over window failed.
+enum Failure<E> {
+    /// The connection has been down for longer than the reconnect grace.
+    Unreachable,
+    /// The last try's error, when the window closed or the error is final.
+    Failed(E),
+    /// The window closed while a try was under way.
+    TimedOut,
+}
 
 /// What became of a message JetStream acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,40 +139,81 @@ impl NatsTransport {
     }
 
     async fn publish_to(&self, subject: &str, message: &WireMessage) -> Result<bool, SendError> {
+        self.publish_by(subject, message, Instant::now() + FAILOVER_WINDOW)
+            .await
+    }
+
+    /// [`NatsTransport::publish_to`], retried with the same id until `deadline`.
+    async fn publish_by(
+        &self,
+        subject: &str,
+        message: &WireMessage,
+        deadline: Instant,
+    ) -> Result<bool, SendError> {
         let payload = Bytes::from(message.encode());
-        let mut last = String::new();
-        for attempt in 0..PUBLISH_ATTEMPTS {
-            if attempt > 0 {
-                tokio::time::sleep(PUBLISH_RETRY_PAUSE).await;
-            }
-            if !self.nats.ready().await {
-                return Err(Self::unreachable());
-            }
-            let publish = PublishMessage::build()
-                .payload(payload.clone())
-                .message_id(message.id.as_str());
-            let ack = match self
-                .nats
-                .jetstream
-                .send_publish(subject.to_owned(), publish)
-                .await
-            {
-                Ok(future) => future.await,
-                Err(e) => Err(e),
-            };
-            match ack {
-                Ok(ack) => return Ok(ack.duplicate),
-                Err(e) => {
-                    tracing::debug!(attempt, error = %e, "a JetStream publish was not acknowledged");
-                    last = e.to_string();
-                }
-            }
-        }
-        Err(SendError {
+        let ack = self
+            .within_failover(
+                deadline,
+                |_| true,
+                || async {
+                    let publish = PublishMessage::build()
+                        .payload(payload.clone())
+                        .message_id(message.id.as_str());
+                    match self
+                        .nats
+                        .jetstream
+                        .send_publish(subject.to_owned(), publish)
+                        .await
+                    {
+                        Ok(future) => future.await,
+                        Err(e) => Err(e),
+                    }
+                },
+            )
+            .await;
+        let not_stored = |why: String| SendError {
             code: NERR_NETWORK_ERROR,
-            message: format!("The message network (NATS) did not store the message: {last}"),
+            message: format!("The message network (NATS) did not store the message: {why}"),
             input: false,
-        })
+        };
+        match ack {
+            Ok(ack) => Ok(ack.duplicate),
+            Err(Failure::Unreachable) => Err(Self::unreachable()),
+            Err(Failure::Failed(e)) => Err(not_stored(e.to_string())),
+            Err(Failure::TimedOut) => Err(not_stored("no acknowledgement in time".to_owned())),
+        }
+    }
+
+    /// Runs `request` until it succeeds or `retry` finds its error final, trying again
+    /// after [`RETRY_PAUSE`] while the connection is up (or coming back within the reconnect
+    /// grace) and `deadline` has not passed; a try still under way at the deadline is given
+    /// up. What fails while the cluster fails over (no leader for a stream yet, a request to
+    /// a node that died) succeeds once it has.
+    async fn within_failover<T, E, Fut>(
+        &self,
+        deadline: Instant,
+        retry: impl Fn(&E) -> bool,
+        mut request: impl FnMut() -> Fut,
+    ) -> Result<T, Failure<E>>
+    where
+        E: std::fmt::Display,
+        Fut: std::future::Future<Output = Result<T, E>>,
+    {
+        loop {
+            if !self.nats.ready().await {
+                return Err(Failure::Unreachable);
+            }
+            let error = match tokio::time::timeout_at(deadline.into(), request()).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(e)) => e,
+                Err(_) => return Err(Failure::TimedOut),
+            };
+            if !retry(&error) || Instant::now() + RETRY_PAUSE >= deadline {
+                return Err(Failure::Failed(error));
+            }
+            tracing::debug!(error = %error, "a JetStream request failed; trying again");
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
     }
 }
 
@@ -320,16 +378,27 @@ impl NatsTransport {
         if !self.nats.ready().await {
             return Err(Self::unreachable());
         }
-        let failed = |e: DirectoryError| {
-            if matches!(e, DirectoryError::Nats(_)) && !self.nats.is_usable() {
-                return Self::unreachable();
+        // One window for the whole send: its lookups and its publish.
+        let deadline = Instant::now() + FAILOVER_WINDOW;
+        let failed = |failure: Failure<DirectoryError>| match failure {
+            Failure::Unreachable => Self::unreachable(),
+            Failure::Failed(e)
+                if matches!(e, DirectoryError::Nats(_)) && !self.nats.is_usable() =>
+            {
+                Self::unreachable()
             }
-            SendError {
+            Failure::Failed(e) => SendError {
                 code: e.nerr(),
                 message: e.to_string(),
                 input: false,
-            }
+            },
+            Failure::TimedOut => SendError {
+                code: NERR_NETWORK_ERROR,
+                message: "The organisation's directory (NATS) did not answer in time.".to_owned(),
+                input: false,
+            },
         };
+        let transient = |e: &DirectoryError| matches!(e, DirectoryError::Nats(_));
         let expires_in_secs = match expires_in.map(|d| d.as_secs()) {
             Some(secs) if secs == 0 || secs > MAX_EXPIRES_IN_SECS => {
                 return Err(SendError {
@@ -350,32 +419,54 @@ impl NatsTransport {
             text: message.text.clone(),
             expires_in_secs,
         };
-        if let Some(host) = self.directory.holder(to.display()).await.map_err(failed)? {
-            self.publish_to(&host.host_subject(), &wire).await?;
+        let holder = self
+            .within_failover(deadline, transient, || self.directory.holder(to.display()))
+            .await
+            .map_err(failed)?;
+        if let Some(host) = holder {
+            self.publish_by(&host.host_subject(), &wire, deadline)
+                .await?;
             return Ok(Sent::Host {
                 recipient: to.display().to_owned(),
                 host: host.display().to_owned(),
             });
         }
         let user = to.display().to_owned();
-        let sent = match self.directory.user_host(&user).await.map_err(failed)? {
+        let user_host = self
+            .within_failover(deadline, transient, || self.directory.user_host(&user))
+            .await
+            .map_err(failed)?;
+        let sent = match user_host {
             Some(host) => Sent::User {
                 user,
                 host: host.display().to_owned(),
             },
-            None => match consumer::user_has_queue(&self.nats, &to).await {
-                Ok(true) => Sent::Queued { user },
-                Ok(false) => {
+            None => {
+                let queued = self
+                    .within_failover(
+                        deadline,
+                        |_| true,
+                        || consumer::user_has_queue(&self.nats, &to),
+                    )
+                    .await
+                    .map_err(|failure| {
+                        failed(match failure {
+                            Failure::Failed(e) => Failure::Failed(DirectoryError::Nats(e)),
+                            Failure::Unreachable => Failure::Unreachable,
+                            Failure::TimedOut => Failure::TimedOut,
+                        })
+                    })?;
+                if !queued {
                     return Err(SendError {
                         code: NERR_NAME_NOT_FOUND,
                         message: format!("{user} is held by no computer of the organisation."),
                         input: false,
-                    })
+                    });
                 }
-                Err(e) => return Err(failed(DirectoryError::Nats(e))),
-            },
+                Sent::Queued { user }
+            }
         };
-        self.publish_to(&to.user_subject(), &wire).await?;
+        self.publish_by(&to.user_subject(), &wire, deadline).await?;
         Ok(sent)
     }
 }
