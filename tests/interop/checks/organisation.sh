@@ -4,6 +4,7 @@
 # messages, broadcasts, the gateway for NetBIOS senders, receipts, an offline user, a node
 # killed under load, the cluster down and back.
 
+# The first nats-server on PATH, else Debian's: put another release first on PATH to test it.
 NATS_SERVER_BIN=$(command -v nats-server || echo /usr/sbin/nats-server)
 # The user who logs in and out in the offline check (an account every Debian system has).
 ORG_USER=nobody
@@ -259,7 +260,7 @@ run_organisation_checks() {
 		skip_check "organisation checks" "nats-server is not installed (Debian package nats-server)"
 		return 0
 	fi
-	info "organisation: three routed subnets, no WINS, a 3-node JetStream cluster"
+	info "organisation: three routed subnets, no WINS, a 3-node JetStream cluster ($("$NATS_SERVER_BIN" --version 2>/dev/null || echo "nats-server, version unknown"))"
 	create_router || die "cannot create the router"
 	#               host    subnet address      NetBIOS name  workgroup
 	add_routed_host orga1   1      10.78.1.1    SITEA1        "$ORG_WORKGROUP" || die "cannot create orga1"
